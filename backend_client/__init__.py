@@ -1,0 +1,239 @@
+"""The IVR's only way to the backend: an aiohttp client with typed results and errors.
+
+Errors come in two kinds the call flow treats differently:
+- `BackendError`: the backend answered with an error code (`login_failed`, `ccrn_taken`, ...)
+  that the flow maps to a prompt;
+- `BackendUnavailable`: no answer, a timeout or a server error; the caller hears
+  `error.service_unavailable`.
+Only safe requests are retried (GETs, and bundles, which carry an idempotency key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+log = structlog.get_logger("backend_client")
+
+
+class BackendUnavailable(Exception):
+    """The backend could not be reached, timed out, or failed (5xx)."""
+
+
+class BackendError(Exception):
+    """The backend refused the request with an error code the IVR maps to a prompt."""
+
+    def __init__(self, status: int, code: str, message: str = "", detail: Any = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.detail = detail or {}
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    number: str
+    type: str
+    needs_activation: bool
+    mobile: str | None
+
+
+@dataclass(frozen=True)
+class CargoCheck:
+    number: str
+    kind: str  # "ccrn" | "batch"
+    ccrns: list[str]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    reference: str
+    vehicle_mark: str
+    ccrns: list[str]
+    created_at: datetime
+    earliest_crossing: datetime
+    status: str = "active"
+    account: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Bundle:
+        return cls(
+            reference=data["reference"],
+            vehicle_mark=data["vehicle_mark"],
+            ccrns=list(data["ccrns"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            earliest_crossing=datetime.fromisoformat(data["earliest_crossing"]),
+            status=data.get("status", "active"),
+            account=data.get("account"),
+        )
+
+
+@dataclass
+class BackendClient:
+    base_url: str
+    api_token: str
+    timeout: float = 5.0
+    retries: int = 1
+    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+
+    async def __aenter__(self) -> BackendClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # One session (one connection pool) for the whole FastAGI process, made on first use
+        # inside the running loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                base_url=self.base_url.rstrip("/") + "/",
+                headers={"Authorization": f"Bearer {self.api_token}"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        safe: bool = False,
+    ) -> Any:
+        attempts = 1 + (self.retries if safe else 0)
+        for attempt in range(attempts):
+            try:
+                async with self.session.request(
+                    method, path.lstrip("/"), json=json, params=params, headers=headers
+                ) as resp:
+                    body = await resp.json(content_type=None)
+                    if resp.status >= 500:
+                        raise BackendUnavailable(f"backend answered {resp.status}")
+                    if resp.status >= 400:
+                        error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+                        raise BackendError(
+                            resp.status,
+                            error.get("code", "unknown"),
+                            error.get("message", ""),
+                            error.get("detail"),
+                        )
+                    return body
+            except (aiohttp.ClientError, asyncio.TimeoutError, BackendUnavailable, ValueError) as e:
+                log.warning(
+                    "backend_request_failed",
+                    method=method,
+                    path=path.split("?")[0],
+                    attempt=attempt + 1,
+                    error=type(e).__name__,
+                )
+                if attempt + 1 == attempts:
+                    raise BackendUnavailable(type(e).__name__) from e
+        raise AssertionError("unreachable")
+
+    # --- calls ----------------------------------------------------------------------------
+
+    async def open_call(
+        self,
+        uniqueid: str,
+        hotline: str,
+        caller_id: str | None,
+        channel: str | None,
+        language: str | None,
+    ) -> int:
+        body = await self._request(
+            "POST",
+            "/v1/calls",
+            json={
+                "uniqueid": uniqueid,
+                "hotline": hotline,
+                "caller_id": caller_id,
+                "channel": channel,
+                "language": language,
+            },
+            safe=True,  # the same uniqueid gives the same call
+        )
+        return int(body["call_id"])
+
+    async def add_events(self, call_id: int, events: list[dict[str, Any]]) -> None:
+        await self._request("POST", f"/v1/calls/{call_id}/events", json={"events": events})
+
+    async def end_call(
+        self, call_id: int, outcome: str, last_stage: str, account: str | None
+    ) -> None:
+        await self._request(
+            "POST",
+            f"/v1/calls/{call_id}/end",
+            json={"outcome": outcome, "last_stage": last_stage, "account": account},
+            safe=True,  # the first end wins
+        )
+
+    # --- login and cargo --------------------------------------------------------------------
+
+    async def login(
+        self,
+        account: str,
+        password: str,
+        token_code: str,
+        call_id: int | None,
+        caller_id: str | None,
+    ) -> AccountInfo:
+        # Not retried: a retry would count twice toward the lockout.
+        body = await self._request(
+            "POST",
+            "/v1/sessions",
+            json={
+                "account": account,
+                "password": password,
+                "token_code": token_code,
+                "call_id": call_id,
+                "caller_id": caller_id,
+            },
+        )
+        a = body["account"]
+        return AccountInfo(a["number"], a["type"], bool(a["needs_activation"]), a.get("mobile"))
+
+    async def check_cargo(self, number: str) -> CargoCheck:
+        body = await self._request("GET", f"/v1/cargo/{number}", safe=True)
+        return CargoCheck(body["number"], body["kind"], list(body["ccrns"]))
+
+    async def bundle(
+        self,
+        account: str,
+        vehicle_mark: str,
+        numbers: list[str],
+        call_id: int | None,
+        idempotency_key: str,
+    ) -> Bundle:
+        body = await self._request(
+            "POST",
+            "/v1/bundles",
+            json={
+                "account": account,
+                "vehicle_mark": vehicle_mark,
+                "numbers": numbers,
+                "call_id": call_id,
+            },
+            headers={"Idempotency-Key": idempotency_key},
+            safe=True,  # the idempotency key makes a retry harmless
+        )
+        return Bundle.from_json(body)
+
+    async def bundles(self, account: str, vehicle_mark: str | None = None) -> list[Bundle]:
+        params = {"account": account}
+        if vehicle_mark:
+            params["vehicle_mark"] = vehicle_mark
+        body = await self._request("GET", "/v1/bundles", params=params, safe=True)
+        return [Bundle.from_json(b) for b in body["bundles"]]

@@ -1,0 +1,35 @@
+"""Structured logs for every `ivrs` process: JSON lines by default (for log shippers), readable
+console lines with IVRS_LOG_FORMAT=console. Level from IVRS_LOG_LEVEL (default info)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+
+def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
+    level_name = (level or os.environ.get("IVRS_LOG_LEVEL", "info")).upper()
+    fmt = fmt or os.environ.get("IVRS_LOG_FORMAT", "json")
+    renderer = (
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level_name, logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=getattr(logging, level_name, logging.INFO), stream=sys.stderr)

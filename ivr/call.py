@@ -1,0 +1,268 @@
+"""One call: its channel, its backend client, its log, and the input helpers every stage uses.
+
+The helpers (`say`, `ask`, `menu`, `confirm`) own CALL_FLOW.md's "Rules at every input prompt":
+barge-in, `#`, first-digit and inter-digit timeouts, `*` back, `0` repeat, three failures, and
+masking of secrets. Stages hold only decisions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+
+from backend_client import BackendClient, BackendUnavailable
+from ivr.channel import ALL_KEYS, Channel
+from ivr.settings import IvrSettings
+from prompts.catalog import Catalog, Slot, Sound
+
+T = TypeVar("T")
+
+# Datetime formats per language (CALL_FLOW.md "Numbers spoken"): a.m./p.m. first in Chinese.
+DATETIME_FORMAT = {"zh_HK": "pIM", "zh_CN": "pIM", "en": "IMp"}
+
+
+class GoBack(Exception):
+    """The caller pressed `*`: go back one step."""
+
+
+class CallEnded(Exception):
+    """The flow decided to end the call (its goodbye has been said)."""
+
+    def __init__(self, outcome: str):
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+@dataclass
+class EventLog:
+    """Call events, kept in memory and sent to the backend in batches off the caller's path
+    (a backend round trip between a barge-in and the next reading command loses keys)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, kind: str, name: str, duration_ms: int | None = None, **detail: Any) -> None:
+        self.events.append(
+            {
+                "at": datetime.now(UTC).isoformat(),
+                "kind": kind,
+                "name": name,
+                "detail": detail,
+                "duration_ms": duration_ms,
+            }
+        )
+
+    def take(self) -> list[dict[str, Any]]:
+        taken, self.events = self.events, []
+        return taken
+
+
+@dataclass
+class Call:
+    channel: Channel
+    backend: BackendClient
+    catalog: Catalog
+    settings: IvrSettings
+    log: Any
+    uniqueid: str
+    hotline: str
+    caller_id: str | None
+    language: str = "zh_HK"
+    call_id: int | None = None
+    account: str | None = None
+    stage: str = "start"
+    events: EventLog = field(default_factory=EventLog)
+    # A key pressed during a prompt that asked for nothing: the first key of the next entry.
+    typed_ahead: str | None = None
+    _steps: int = 0
+
+    @classmethod
+    def from_channel(
+        cls, channel: Channel, backend: BackendClient, catalog: Catalog, settings: IvrSettings
+    ) -> Call:
+        h = channel.headers
+        uniqueid = h.get("agi_uniqueid", "")
+        caller_id = h.get("agi_callerid")
+        return cls(
+            channel=channel,
+            backend=backend,
+            catalog=catalog,
+            settings=settings,
+            log=structlog.get_logger("ivr").bind(call=uniqueid),
+            uniqueid=uniqueid,
+            hotline=h.get("agi_arg_1") or h.get("agi_dnid", "unknown"),
+            caller_id=None if caller_id in (None, "", "unknown") else caller_id,
+        )
+
+    def enter(self, stage: str) -> None:
+        self.stage = stage
+        self.log = self.log.bind(stage=stage)
+        self.events.add("stage", stage)
+
+    def step_key(self) -> str:
+        """An idempotency key unique to this point of this call: a retry reuses it."""
+        self._steps += 1
+        return f"{self.uniqueid}:{self.stage}:{self._steps}"
+
+    async def flush_events(self) -> None:
+        events = self.events.take()
+        if not events or self.call_id is None:
+            return
+        try:
+            await self.backend.add_events(self.call_id, events)
+        except BackendUnavailable:
+            # Keep them for the next try (the end of the call at the latest).
+            self.events.events[:0] = events
+
+    # --- output -----------------------------------------------------------------------------
+
+    async def play(self, prompt_id: str, escape: str = ALL_KEYS, **values: Any) -> str | None:
+        """Play a prompt, its variables spoken by SAY commands; the key that interrupted it."""
+        started = time.monotonic()
+        key = None
+        for part in self.catalog.parts(prompt_id, self.language):
+            if isinstance(part, Sound):
+                key = await self.channel.stream(part.file, escape)
+            else:
+                key = await self._say_slot(part, values[part.name], escape)
+            if key:
+                break
+        self.events.add(
+            "prompt",
+            prompt_id,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            interrupted=bool(key),
+        )
+        return key
+
+    async def _say_slot(self, slot: Slot, value: Any, escape: str) -> str | None:
+        if slot.say == "digits":
+            return await self.channel.say_digits(str(value), escape)
+        if slot.say == "alpha":
+            return await self.channel.say_alpha(str(value), escape)
+        if slot.say == "number":
+            return await self.channel.say_number(int(value), escape)
+        moment: datetime = value
+        fmt = DATETIME_FORMAT.get(self.language, "IMp")
+        return await self.channel.say_datetime(
+            int(moment.timestamp()), fmt, self.settings.timezone, escape
+        )
+
+    async def say(self, prompt_id: str, **values: Any) -> None:
+        """A prompt that asks for nothing. A key pressed during it is kept as the first key of
+        the next entry, so a caller who knows the way is never made to wait."""
+        key = await self.play(prompt_id, **values)
+        if key and self.typed_ahead is None:
+            self.typed_ahead = key
+
+    # --- input ------------------------------------------------------------------------------
+
+    async def _first_key(self, prompt_id: str, values: Mapping[str, Any]) -> str | None:
+        if self.typed_ahead is not None:
+            key, self.typed_ahead = self.typed_ahead, None
+            return key
+        key = await self.play(prompt_id, **values)
+        if key is None:
+            key = await self.channel.wait_digit(self.settings.first_digit_timeout_ms)
+        return key
+
+    async def read_entry(
+        self, prompt_id: str, max_len: int, values: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """Keys up to `#`, a timeout or `max_len` (+1, so a too-long entry shows and the `#`
+        after a full entry is not left to interrupt the next prompt). None: no input at all."""
+        key = await self._first_key(prompt_id, values or {})
+        if key is None:
+            return None
+        if key in "#*" or max_len == 1:
+            return "" if key == "#" else key
+        # At once: keys typed while no command reads are lost (transcript 10).
+        rest = await self.channel.get_data(
+            self.settings.entry_silence, self.settings.inter_digit_timeout_ms, max_len - 1
+        )
+        return key + rest.digits
+
+    async def _failed(self, failures: int, prompt_id: str) -> None:
+        if failures >= self.settings.max_failures:
+            await self.say("call.too_many_errors")
+            await self.say("call.goodbye")
+            raise CallEnded("too_many_errors")
+        await self.say(prompt_id)
+
+    async def ask(
+        self,
+        prompt_id: str,
+        *,
+        length: tuple[int, int],
+        valid: Callable[[str], bool] | None = None,
+        invalid_prompt: str = "error.invalid",
+        secret: bool = False,
+        **values: Any,
+    ) -> str:
+        """Ask for a digit entry ended by `#`; retried on bad input, `*` goes back."""
+        low, high = length
+        failures = 0
+        while True:
+            entry = await self.read_entry(prompt_id, high + 1, values)
+            if entry is not None and "*" in entry:
+                self.events.add("input", prompt_id, value="*")
+                raise GoBack()
+            shown = ("***" if secret else entry) if entry is not None else None
+            self.events.add("input", prompt_id, value=shown, length=len(entry or ""))
+            if entry is None or entry == "":
+                failures += 1
+                await self._failed(failures, "error.no_input")
+                continue
+            if not (low <= len(entry) <= high and entry.isdigit()) or (valid and not valid(entry)):
+                failures += 1
+                await self._failed(failures, invalid_prompt)
+                continue
+            return entry
+
+    async def menu(
+        self,
+        prompt_id: str,
+        choices: Mapping[str, T],
+        *,
+        on_silence: T | None = None,
+        **values: Any,
+    ) -> T:
+        """A one-key menu: `0` repeats it, `*` goes back; `on_silence` is chosen after two
+        silences (the language menu's Cantonese default)."""
+        failures = silences = 0
+        while True:
+            key = await self.read_entry(prompt_id, 1, values)
+            self.events.add("input", prompt_id, value=key)
+            if key in choices:
+                return choices[key]  # type: ignore[index]
+            if key == "0":
+                continue
+            if key == "*":
+                raise GoBack()
+            if key is None:
+                silences += 1
+                if on_silence is not None and silences >= 2:
+                    return on_silence
+            failures += 1
+            await self._failed(failures, "error.no_input" if key is None else "error.invalid")
+
+    async def confirm(self, prompt_id: str, **values: Any) -> bool:
+        """Read back and confirm: `1` confirm, `2` re-enter."""
+        return await self.menu(prompt_id, {"1": True, "2": False}, **values)
+
+
+async def close_quietly(call: Call, outcome: str) -> None:
+    """Close the call log; never raises (the caller may be gone and the backend down)."""
+    if call.call_id is None:
+        return
+    try:
+        await call.flush_events()
+        await call.backend.end_call(call.call_id, outcome, call.stage, call.account)
+    except Exception as e:  # noqa: BLE001 - the call is over whatever happens here
+        call.log.warning(
+            "call_log_not_closed", error=type(e).__name__, events=len(call.events.events)
+        )
