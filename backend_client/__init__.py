@@ -10,7 +10,6 @@ Only safe requests are retried (GETs, and bundles, which carry an idempotency ke
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -131,7 +130,7 @@ class BackendClient:
                             error.get("detail"),
                         )
                     return body
-            except (aiohttp.ClientError, asyncio.TimeoutError, BackendUnavailable, ValueError) as e:
+            except (TimeoutError, aiohttp.ClientError, BackendUnavailable, ValueError) as e:
                 log.warning(
                     "backend_request_failed",
                     method=method,

@@ -34,11 +34,7 @@ def luhn_check_digit(payload: str) -> str:
 
 
 def luhn_valid(number: str) -> bool:
-    return (
-        len(number) >= 2
-        and number.isdigit()
-        and luhn_check_digit(number[:-1]) == number[-1]
-    )
+    return len(number) >= 2 and number.isdigit() and luhn_check_digit(number[:-1]) == number[-1]
 
 
 def is_ccrn(number: str) -> bool:

@@ -63,7 +63,9 @@ class Entry:
     timed_out: bool
 
 
-_REPLY_200 = re.compile(r"200 result=(?P<result>\S*)(?: \((?P<data>.*)\))?(?: endpos=(?P<endpos>\d+))?")
+_REPLY_200 = re.compile(
+    r"200 result=(?P<result>\S*)(?: \((?P<data>.*)\))?(?: endpos=(?P<endpos>\d+))?"
+)
 
 
 def parse_reply(line: str) -> Reply:
@@ -184,7 +186,7 @@ class Channel:
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), timeout=2)
-        except (ConnectionError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, ConnectionError, OSError):
             pass
 
     # --- typed commands -------------------------------------------------------------------
@@ -270,7 +272,7 @@ async def read_header(reader: asyncio.StreamReader, timeout: float = 10.0) -> di
             raise HeaderError("connection closed during the header") from e
         except asyncio.LimitOverrunError as e:
             raise HeaderError("header line too long") from e
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             raise HeaderError("header timed out") from e
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:

@@ -49,7 +49,10 @@ async def run_call(call: Call) -> str:
     """The whole call, from answer to goodbye; returns the outcome stored in the call log."""
     opening = asyncio.create_task(
         call.backend.open_call(
-            call.uniqueid, call.hotline, call.caller_id, call.channel.headers.get("agi_channel"),
+            call.uniqueid,
+            call.hotline,
+            call.caller_id,
+            call.channel.headers.get("agi_channel"),
             DEFAULT_LANGUAGE,
         )
     )  # opened while the language menu plays: the caller never waits for it

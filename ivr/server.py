@@ -33,15 +33,20 @@ class IvrApplication(Application):
         self.backend = backend
         self.catalog = catalog or default_catalog()
         self.calls: dict[str, Call] = {}  # live calls by uniqueid, for the console and shutdown
+        self.idle = asyncio.Event()  # set while no call is live: graceful shutdown waits on it
+        self.idle.set()
         self.add_route(settings.script, self.ivrs)
 
     async def ivrs(self, channel: Channel) -> None:
         call = Call.from_channel(channel, self.backend, self.catalog, self.settings)
         self.calls[call.uniqueid] = call
+        self.idle.clear()
         try:
             await run_call(call)
         finally:
             self.calls.pop(call.uniqueid, None)
+            if not self.calls:
+                self.idle.set()
 
     async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -78,10 +83,9 @@ class RunningAgi:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting calls, let live calls finish (up to `grace` seconds), then close."""
         self.server.close()
-        deadline = asyncio.get_running_loop().time() + grace
-        while self.app.calls and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        with contextlib.suppress(asyncio.TimeoutError):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.app.idle.wait(), grace)
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.wait_closed(), 1)
         for client in self._owned:
             await client.close()

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 import pyotp
-from pyotp.utils import OTPVerificationError
+from pyotp import OTPVerificationError
 
 __all__ = [
     "HARDWARE",

@@ -1,0 +1,73 @@
+"""The database and what every unit of work needs with it: sessions, the clock, the password
+hasher and the seed cipher. Opened once per process (the web app's cleanup_ctx, or a CLI run)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from backend.models import Base
+from backend.security import Passwords, SeedCipher
+from backend.settings import BackendSettings
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Database:
+    settings: BackendSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    passwords: Passwords
+    seeds: SeedCipher
+
+    def now(self) -> datetime:
+        return self.settings.clock()
+
+
+@asynccontextmanager
+async def open_database(settings: BackendSettings) -> AsyncIterator[Database]:
+    """Connect, create missing tables (migrations come later), and dispose of the pool on exit."""
+    engine = _engine(settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        yield Database(
+            settings=settings,
+            engine=engine,
+            # expire_on_commit=False: objects stay readable after commit, for building replies.
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            passwords=Passwords(settings.argon2_profile),
+            seeds=SeedCipher(settings.secret_key),
+        )
+    finally:
+        await engine.dispose()
+
+
+def _engine(url: str) -> AsyncEngine:
+    # hide_parameters: SQL errors and logs never carry row values (hashes, seeds, inputs).
+    engine = create_async_engine(url, hide_parameters=True)
+    if engine.dialect.name == "sqlite":
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers work during a write; the busy timeout makes concurrent writers queue
+    instead of failing with 'database is locked'; SQLite checks foreign keys only when asked."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,220 @@
+"""The backend's tables (SQLAlchemy 2.0 typed mappings), portable between SQLite and PostgreSQL.
+
+Races are decided here, by constraints, not by reads before writes: the partial unique index on
+active bundle items (one active bundle per CCRN) and the unique idempotency key of bundles.
+Async sessions cannot lazy-load, so relationships are loaded explicitly (`selectinload`) and
+`lazy="raise"` turns a forgotten load into a clear error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+AccountType = Literal["trucker", "agent", "shipper"]
+AccountStatus = Literal["active", "locked", "disabled"]
+TokenKind = Literal["hardware", "mobile"]
+CargoKind = Literal["packages", "bulk"]
+BundleStatus = Literal["active", "cancelled"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out on every database.
+
+    SQLite keeps no offset and hands back naive values; PostgreSQL's timestamptz keeps the
+    instant. Storing UTC and re-attaching it on read makes both behave the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the backend stores aware UTC times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    # Literal[...] columns become VARCHAR enums (no native PostgreSQL ENUM type to migrate).
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(8), unique=True)
+    type: Mapped[AccountType]
+    status: Mapped[AccountStatus] = mapped_column(default="active")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    mobile: Mapped[str | None] = mapped_column(String(16))
+    terms_version_accepted: Mapped[str | None] = mapped_column(String(32))
+    needs_activation: Mapped[bool] = mapped_column(default=False)
+    services: Mapped[list[str]] = mapped_column(default=list)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+
+    tokens: Mapped[list[Token]] = relationship(back_populates="account", lazy="raise")
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[TokenKind]
+    digits: Mapped[int]
+    period: Mapped[int]
+    seed_encrypted: Mapped[str] = mapped_column(Text)  # Fernet token; the key is not in the DB
+    drift: Mapped[int] = mapped_column(default=0)  # in time steps, learnt at each login
+    last_used_step: Mapped[int | None]  # replay refusal: later logins need a later step
+    expires_on: Mapped[date | None]
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+
+    account: Mapped[Account | None] = relationship(back_populates="tokens", lazy="raise")
+
+
+class Vehicle(Base):
+    __tablename__ = "vehicles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mark: Mapped[str] = mapped_column(String(8), unique=True)
+
+
+class Cargo(Base):
+    """Road cargo information as a shipper lodges it: the eight items, valid for 14 days."""
+
+    __tablename__ = "cargo"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ccrn: Mapped[str] = mapped_column(String(12), unique=True)
+    lodged_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    kind: Mapped[CargoKind]
+    description: Mapped[str] = mapped_column(Text)  # of the packages, or of the bulk cargo
+    packages_count: Mapped[int | None]  # packages: number of packages; bulk: quantity if any
+    article_description: Mapped[str | None] = mapped_column(Text)
+    gross_weight: Mapped[Decimal | None] = mapped_column(Numeric(14, 3))  # kg
+    volume: Mapped[Decimal | None] = mapped_column(Numeric(14, 3))  # m³
+    consignor: Mapped[str] = mapped_column(Text)
+    consignee: Mapped[str] = mapped_column(Text)
+    expected_date: Mapped[date]
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(10), unique=True)
+    created_at: Mapped[datetime]
+
+    items: Mapped[list[BatchItem]] = relationship(order_by="BatchItem.id", lazy="raise")
+
+
+class BatchItem(Base):
+    __tablename__ = "batch_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    ccrn: Mapped[str] = mapped_column(ForeignKey("cargo.ccrn"))
+
+
+class Bundle(Base):
+    __tablename__ = "bundles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(10), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    vehicle_mark: Mapped[str] = mapped_column(String(8), index=True)
+    created_at: Mapped[datetime]
+    earliest_crossing: Mapped[datetime]
+    status: Mapped[BundleStatus] = mapped_column(default="active")
+    # Unique: a retried submission finds the bundle its first attempt made (NULLs never clash).
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+
+    account: Mapped[Account] = relationship(lazy="raise")
+    items: Mapped[list[BundleItem]] = relationship(order_by="BundleItem.id", lazy="raise")
+
+
+class BundleItem(Base):
+    __tablename__ = "bundle_items"
+    __table_args__ = (
+        # One active bundle per CCRN, whoever commits first: the database decides races.
+        Index(
+            "uq_bundle_items_active_ccrn",
+            "ccrn",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bundle_id: Mapped[int] = mapped_column(ForeignKey("bundles.id"), index=True)
+    ccrn: Mapped[str] = mapped_column(ForeignKey("cargo.ccrn"))
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)  # Asterisk's UNIQUEID
+    hotline: Mapped[str] = mapped_column(String(32))
+    caller_id: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(128))
+    language: Mapped[str | None] = mapped_column(String(8))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    last_stage: Mapped[str | None] = mapped_column(String(64))
+    account_number: Mapped[str | None] = mapped_column(String(8), index=True)
+
+    events: Mapped[list[CallEvent]] = relationship(
+        order_by=lambda: (CallEvent.at, CallEvent.id), lazy="raise"
+    )
+
+
+class CallEvent(Base):
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[Literal["prompt", "input", "backend", "stage", "error"]]
+    name: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    duration_ms: Mapped[int | None]
+
+
+class SmsOutbox(Base):
+    __tablename__ = "sms_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mobile: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -1,0 +1,97 @@
+"""The backend's configuration, read once from `IVRS_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from cryptography.fernet import Fernet
+from yarl import URL
+
+log = structlog.get_logger(__name__)
+
+ARGON2_PROFILES = ("rfc9106", "test")
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/ivrs.db"
+DEFAULT_API_TOKEN = "ivrs-dev-token"
+DEFAULT_KEY_FILE = Path("var/secret.key")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    database_url: str = DEFAULT_DATABASE_URL
+    api_token: str = field(default=DEFAULT_API_TOKEN, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    argon2_profile: str = "rfc9106"
+    # Fernet key that encrypts token seeds at rest; kept out of the database and of reprs.
+    secret_key: bytes = field(default=b"", repr=False)
+    recordings_dir: Path = Path("var/recordings")
+    # Injectable so tests and the demo can move time (token codes, lockouts, expiry).
+    clock: Callable[[], datetime] = utc_now
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BackendSettings:
+        env = os.environ if environ is None else environ
+        host, port = _host_and_port(env)
+        profile = env.get("IVRS_ARGON2_PROFILE", "rfc9106")
+        if profile not in ARGON2_PROFILES:
+            raise ValueError(f"IVRS_ARGON2_PROFILE must be one of {ARGON2_PROFILES}")
+        return cls(
+            database_url=env.get("IVRS_DATABASE_URL", DEFAULT_DATABASE_URL),
+            api_token=env.get("IVRS_API_TOKEN", DEFAULT_API_TOKEN),
+            host=host,
+            port=port,
+            argon2_profile=profile,
+            secret_key=_secret_key(env),
+            recordings_dir=Path(env.get("IVRS_RECORDINGS_DIR", "var/recordings")),
+        )
+
+
+def _host_and_port(env: Mapping[str, str]) -> tuple[str, int]:
+    """IVRS_BACKEND_HOST/PORT win; otherwise IVRS_BACKEND_URL (what the IVR uses) gives both."""
+    url = URL(env.get("IVRS_BACKEND_URL", "http://127.0.0.1:8080"))
+    host = env.get("IVRS_BACKEND_HOST") or url.host or "127.0.0.1"
+    port = int(env.get("IVRS_BACKEND_PORT") or url.port or 8080)
+    return host, port
+
+
+def _secret_key(env: Mapping[str, str]) -> bytes:
+    if key := env.get("IVRS_SECRET_KEY"):
+        return _checked_key(key.encode(), "IVRS_SECRET_KEY")
+    if key_file := env.get("IVRS_SECRET_KEY_FILE"):
+        # A configured file that is missing is a deployment error, never a reason for a new key
+        # (seeds encrypted with the lost key would become unreadable without notice).
+        return _checked_key(Path(key_file).read_bytes().strip(), key_file)
+    if DEFAULT_KEY_FILE.exists():
+        return _checked_key(DEFAULT_KEY_FILE.read_bytes().strip(), str(DEFAULT_KEY_FILE))
+    return _new_key_file(DEFAULT_KEY_FILE)
+
+
+def _new_key_file(path: Path) -> bytes:
+    key = Fernet.generate_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: never overwrite a key another process just wrote; 0600 from the first byte.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _checked_key(path.read_bytes().strip(), str(path))
+    with os.fdopen(fd, "wb") as f:
+        f.write(key + b"\n")
+    log.warning("secret_key_generated", path=str(path))
+    return key
+
+
+def _checked_key(key: bytes, source: str) -> bytes:
+    try:
+        Fernet(key)
+    except ValueError:
+        raise ValueError(f"{source}: not a Fernet key (32 url-safe base64-encoded bytes)") from None
+    return key
