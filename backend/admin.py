@@ -15,11 +15,21 @@ from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import formats
-from backend.database import Database
-from backend.models import Account, AccountType, Batch, BatchItem, Cargo, CargoKind, Token, TokenKind
-from backend.models import Vehicle
+from backend.database import Database, unused_number
+from backend.models import (
+    Account,
+    AccountType,
+    Batch,
+    BatchItem,
+    Cargo,
+    CargoKind,
+    Token,
+    TokenKind,
+    Vehicle,
+)
 from backend.timezones import hong_kong_date
 from otp import TokenProfile, new_seed
 
@@ -131,7 +141,6 @@ async def lodge_cargo(
         raise AdminError("bulk cargo needs its gross weight or volume")
     now = db.now()
     cargo = Cargo(
-        ccrn=formats.new_ccrn(),
         lodged_at=now,
         expires_at=now + CARGO_VALID_FOR,
         kind=kind,
@@ -145,6 +154,7 @@ async def lodge_cargo(
         expected_date=expected_date or hong_kong_date(now),
     )
     async with db.sessions.begin() as session:
+        cargo.ccrn = await unused_number(session, Cargo.ccrn, formats.new_ccrn)
         session.add(cargo)
     return cargo.ccrn
 
@@ -158,7 +168,8 @@ async def combine_batch(db: Database, ccrns: Sequence[str]) -> str:
         found = set(await session.scalars(select(Cargo.ccrn).where(Cargo.ccrn.in_(ccrns))))
         if missing := [c for c in ccrns if c not in found]:
             raise AdminError(f"no cargo lodged under {', '.join(missing)}")
-        batch = Batch(number=formats.new_batch_number(), created_at=db.now())
+        number = await unused_number(session, Batch.number, formats.new_batch_number)
+        batch = Batch(number=number, created_at=db.now())
         batch.items = [BatchItem(ccrn=c) for c in ccrns]
         session.add(batch)
     return batch.number

@@ -3,16 +3,22 @@ hasher and the seed cipher. Opened once per process (the web app's cleanup_ctx, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import InstrumentedAttribute
 
 from backend.models import Base
 from backend.security import Passwords, SeedCipher
@@ -50,6 +56,17 @@ async def open_database(settings: BackendSettings) -> AsyncIterator[Database]:
         )
     finally:
         await engine.dispose()
+
+
+async def unused_number(
+    session: AsyncSession, column: InstrumentedAttribute[str], new: Callable[[], str]
+) -> str:
+    """A fresh random number not yet in `column`. Random numbers are not guessable from one
+    another; the unique constraint still guards the (tiny) window between check and insert."""
+    while True:
+        number = new()
+        if await session.scalar(select(column).where(column == number)) is None:
+            return number
 
 
 def _engine(url: str) -> AsyncEngine:

@@ -1,0 +1,34 @@
+# Road Cargo IVRS. `make demo` runs the main job; `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install system-deps demo test lint bench clean
+
+# Python packages into .venv (reinstalled when pyproject.toml changes).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Debian packages the project needs (debian-packages.txt), installed only when missing.
+system-deps:
+	@scripts/install-debian-packages.sh debian-packages.txt
+
+install: system-deps $(STAMP)
+
+demo: install
+	$(BIN)/ivrs demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy ivr backend_client formats prompts otp backend cli
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,274 @@
+"""The JSON API under /v1, as `backend/openapi.yaml` describes it.
+
+Handlers parse the request, call one service function and shape the reply; the rules live in
+`calls`, `login` and `bundling`. Every error leaves as `{"error": {"code", "message"}}`, and no
+error message carries request input (a password must never come back in an echo).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Literal, TypeVar
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from backend import bundling, calls, login
+from backend.database import Database
+from backend.errors import BackendError
+from backend.models import Bundle, Call
+from backend.settings import BackendSettings
+
+log = structlog.get_logger(__name__)
+
+SETTINGS = web.AppKey("settings", BackendSettings)
+DATABASE = web.AppKey("database", Database)
+
+routes = web.RouteTableDef()
+
+CALL_ID = r"{call_id:\d{1,18}}"
+MAX_IDEMPOTENCY_KEY = 128
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    # strict: no silent "12" -> 12 coercions; JSON mode still reads ISO 8601 times.
+    model_config = ConfigDict(strict=True)
+
+
+class CallOpening(_Body):
+    uniqueid: str = Field(min_length=1, max_length=64)
+    hotline: str = Field(min_length=1, max_length=32)
+    caller_id: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=128)
+    language: str | None = Field(default=None, max_length=8)
+
+
+class CallEventIn(_Body):
+    at: AwareDatetime
+    kind: Literal["prompt", "input", "backend", "stage", "error"]
+    name: str = Field(min_length=1, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict)
+    duration_ms: int | None = Field(default=None, ge=0)
+
+
+class CallEvents(_Body):
+    events: list[CallEventIn] = Field(max_length=1000)
+
+
+class CallEnding(_Body):
+    outcome: str = Field(min_length=1, max_length=64)
+    last_stage: str = Field(min_length=1, max_length=64)
+    account: str | None = Field(default=None, max_length=8)
+
+
+class LoginAttempt(_Body):
+    account: str = Field(max_length=32)
+    # SecretStr: a repr or a log line shows '**********', never the digits.
+    password: SecretStr = Field(max_length=64)
+    token_code: SecretStr = Field(max_length=16)
+    call_id: int | None = None
+    caller_id: str | None = Field(default=None, max_length=64)
+
+
+class BundleSubmission(_Body):
+    account: str = Field(max_length=32)
+    vehicle_mark: str = Field(max_length=16)
+    numbers: list[str] = Field(min_length=1, max_length=bundling.MAX_CCRNS)
+    call_id: int | None = None
+
+
+async def _body(request: web.Request, model: type[BodyT]) -> BodyT:
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        errors = e.errors(include_input=False, include_url=False)
+        if any(err["type"] == "json_invalid" for err in errors):
+            raise BackendError(
+                "invalid_request", "The body is not valid JSON.", status=400
+            ) from None
+        message = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'body'}: {err['msg']}"
+            for err in errors[:3]
+        )
+        raise BackendError("invalid_request", message) from None
+
+
+# --- middlewares ----------------------------------------------------------------------------
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error in the Error shape: refusals, aiohttp's own 404/405, and crashes (logged here
+    with the traceback, answered with a bare 500 that echoes nothing)."""
+    try:
+        return await handler(request)
+    except BackendError as e:
+        return web.json_response(e.body(), status=e.status)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "invalid_request")
+        headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+        error = BackendError(code, e.reason, status=e.status)
+        return web.json_response(error.body(), status=e.status, headers=headers)
+    except Exception:
+        log.exception("request_failed", method=request.method, path=request.path)
+        error = BackendError("internal", "Internal error.")
+        return web.json_response(error.body(), status=500)
+
+
+@web.middleware
+async def require_api_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/") and request.path != "/v1/health":
+        expected = f"Bearer {request.app[SETTINGS].api_token}".encode()
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):  # constant time: no token guessing by timing
+            raise BackendError("unauthorized", "A valid API token is required.")
+    return await handler(request)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+@routes.get("/v1/health")
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.post("/v1/calls")
+async def open_call(request: web.Request) -> web.Response:
+    body = await _body(request, CallOpening)
+    call, created = await calls.open_call(request.app[DATABASE], **body.model_dump())
+    return web.json_response({"call_id": call.id}, status=201 if created else 200)
+
+
+@routes.post(f"/v1/calls/{CALL_ID}/events")
+async def add_call_events(request: web.Request) -> web.Response:
+    body = await _body(request, CallEvents)
+    events = [calls.NewEvent(**e.model_dump()) for e in body.events]
+    accepted = await calls.add_events(request.app[DATABASE], _call_id(request), events)
+    return web.json_response({"accepted": accepted})
+
+
+@routes.post(f"/v1/calls/{CALL_ID}/end")
+async def end_call(request: web.Request) -> web.Response:
+    body = await _body(request, CallEnding)
+    call = await calls.end_call(
+        request.app[DATABASE], _call_id(request), body.outcome, body.last_stage, body.account
+    )
+    return web.json_response(_call_json(call))
+
+
+@routes.get(f"/v1/calls/{CALL_ID}")
+async def get_call(request: web.Request) -> web.Response:
+    call = await calls.get_call(request.app[DATABASE], _call_id(request))
+    return web.json_response(_call_json(call))
+
+
+@routes.post("/v1/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    body = await _body(request, LoginAttempt)
+    account = await login.login(
+        request.app[DATABASE],
+        body.account,
+        body.password.get_secret_value(),
+        body.token_code.get_secret_value(),
+        call_id=body.call_id,
+        caller_id=body.caller_id,
+    )
+    return web.json_response(
+        {
+            "account": {
+                "number": account.number,
+                "type": account.type,
+                "needs_activation": account.needs_activation,
+                "mobile": account.mobile,
+            }
+        }
+    )
+
+
+@routes.get("/v1/cargo/{number}")
+async def check_cargo(request: web.Request) -> web.Response:
+    check = await bundling.check_cargo(request.app[DATABASE], request.match_info["number"])
+    return web.json_response({"number": check.number, "kind": check.kind, "ccrns": check.ccrns})
+
+
+@routes.post("/v1/bundles")
+async def create_bundle(request: web.Request) -> web.Response:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise BackendError(
+            "invalid_request",
+            f"An Idempotency-Key header (1 to {MAX_IDEMPOTENCY_KEY} characters) is required.",
+            status=400,
+        )
+    body = await _body(request, BundleSubmission)
+    bundle, created = await bundling.create_bundle(
+        request.app[DATABASE], body.account, body.vehicle_mark, body.numbers, key, body.call_id
+    )
+    return web.json_response(_bundle_json(bundle), status=201 if created else 200)
+
+
+@routes.get("/v1/bundles")
+async def list_bundles(request: web.Request) -> web.Response:
+    account = request.query.get("account")
+    if not account:
+        raise BackendError("invalid_request", "The account query parameter is required.")
+    bundles = await bundling.list_bundles(
+        request.app[DATABASE], account, request.query.get("vehicle_mark")
+    )
+    return web.json_response({"bundles": [_bundle_json(b) for b in bundles]})
+
+
+# --- replies --------------------------------------------------------------------------------
+
+
+def _call_id(request: web.Request) -> int:
+    return int(request.match_info["call_id"])
+
+
+def _call_json(call: Call) -> dict[str, Any]:
+    return {
+        "call_id": call.id,
+        "uniqueid": call.uniqueid,
+        "hotline": call.hotline,
+        "caller_id": call.caller_id,
+        "language": call.language,
+        "started_at": call.started_at.isoformat(),
+        "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "outcome": call.outcome,
+        "last_stage": call.last_stage,
+        "account": call.account_number,
+        "events": [
+            {
+                "at": e.at.isoformat(),
+                "kind": e.kind,
+                "name": e.name,
+                "detail": e.detail,
+                "duration_ms": e.duration_ms,
+            }
+            for e in call.events
+        ],
+    }
+
+
+def _bundle_json(bundle: Bundle) -> dict[str, Any]:
+    return {
+        "reference": bundle.reference,
+        "vehicle_mark": bundle.vehicle_mark,
+        "account": bundle.account.number,
+        "ccrns": [item.ccrn for item in bundle.items],
+        "created_at": bundle.created_at.isoformat(),
+        "earliest_crossing": bundle.earliest_crossing.isoformat(),
+        "status": bundle.status,
+    }

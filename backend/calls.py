@@ -1,0 +1,148 @@
+"""Call logs: one row per call (Asterisk UNIQUEID), its events, and how it ended."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from backend.database import Database
+from backend.errors import BackendError
+from backend.models import Call, CallEvent
+
+# Defence in depth: the IVR masks secrets before sending events; anything it missed is masked
+# here, before it can reach the database.
+SECRET_KEYS = frozenset({"password", "token_code", "sms_code", "code", "pin"})
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    at: datetime
+    kind: str
+    name: str
+    detail: dict[str, Any]
+    duration_ms: int | None = None
+
+
+async def open_call(
+    db: Database,
+    uniqueid: str,
+    hotline: str,
+    caller_id: str | None,
+    channel: str | None,
+    language: str | None,
+) -> tuple[Call, bool]:
+    """The call of `uniqueid`, created if new; the flag says whether it was created.
+
+    A retried open (the IVR retries safe calls) finds the first one: the unique uniqueid
+    decides, even when both attempts race.
+    """
+    if existing := await _call_by_uniqueid(db, uniqueid):
+        return existing, False
+    call = Call(
+        uniqueid=uniqueid,
+        hotline=hotline,
+        caller_id=caller_id,
+        channel=channel,
+        language=language,
+        started_at=db.now(),
+    )
+    try:
+        async with db.sessions.begin() as session:
+            session.add(call)
+    except IntegrityError:
+        if existing := await _call_by_uniqueid(db, uniqueid):
+            return existing, False
+        raise
+    return call, True
+
+
+async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> int:
+    async with db.sessions.begin() as session:
+        await _call(session, call_id)
+        rows = [
+            CallEvent(
+                call_id=call_id,
+                at=e.at,
+                kind=e.kind,
+                name=e.name,
+                detail=masked(e.detail),
+                duration_ms=e.duration_ms,
+            )
+            for e in events
+        ]
+        session.add_all(rows)
+    return len(rows)
+
+
+async def end_call(
+    db: Database, call_id: int, outcome: str, last_stage: str, account: str | None
+) -> Call:
+    """Close the call log. Only the first end counts: a retried end changes nothing."""
+    async with db.sessions.begin() as session:
+        call = await _call(session, call_id)
+        if call.ended_at is None:
+            call.ended_at = db.now()
+            call.outcome = outcome
+            call.last_stage = last_stage
+            call.account_number = account
+    return await get_call(db, call_id)
+
+
+async def get_call(db: Database, call_id: int) -> Call:
+    async with db.sessions() as session:
+        return await _call(session, call_id, with_events=True)
+
+
+async def record_event(
+    session: AsyncSession, call_id: int | None, at: datetime, name: str, detail: dict[str, Any]
+) -> None:
+    """A backend event in the caller's own transaction, when the call is known.
+
+    An unknown call id is not a reason to refuse a login or a bundle: the event is skipped.
+    """
+    if await known_call(session, call_id) is not None:
+        session.add(CallEvent(call_id=call_id, at=at, kind="backend", name=name, detail=detail))
+
+
+async def known_call(session: AsyncSession, call_id: int | None) -> int | None:
+    """`call_id` if that call exists, else None (so a bad id never breaks a foreign key)."""
+    if call_id is None or await session.get(Call, call_id) is None:
+        return None
+    return call_id
+
+
+def masked(value: Any) -> Any:
+    """`value` with every secret-named entry replaced by '***', at any depth."""
+    if isinstance(value, dict):
+        return {
+            k: MASK if k.lower() in SECRET_KEYS and not _is_mask(v) else masked(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
+def _is_mask(value: Any) -> bool:
+    return isinstance(value, str) and value != "" and set(value) == {"*"}
+
+
+async def _call_by_uniqueid(db: Database, uniqueid: str) -> Call | None:
+    async with db.sessions() as session:
+        return await session.scalar(select(Call).where(Call.uniqueid == uniqueid))
+
+
+async def _call(session: AsyncSession, call_id: int, with_events: bool = False) -> Call:
+    options = [selectinload(Call.events)] if with_events else []
+    call = await session.get(Call, call_id, options=options)
+    if call is None:
+        raise BackendError("call_unknown", f"no call {call_id}")
+    return call

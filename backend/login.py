@@ -1,0 +1,184 @@
+"""Login: account number, password and token code, verified together.
+
+A stranger learns only "failed". `locked` and `token_expired` are told only after the right
+password, and `no_service` only after the right password and code (CALL_FLOW.md, 2). Five
+failures in a row lock the account for 15 minutes. A token's time step is used up only by a
+successful login; failures count toward the lockout.
+
+Races are settled by single UPDATE statements rather than read-then-write: the failure counter
+is incremented in SQL, and a step is claimed only if it is later than the last one used, so two
+concurrent logins with one code cannot both succeed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+import otp
+from backend.calls import record_event
+from backend.database import Database
+from backend.errors import BackendError
+from backend.models import Account, Token
+from backend.timezones import hong_kong_date
+
+log = structlog.get_logger(__name__)
+
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+SERVICE = "road_bundling"
+# Reasons are kept in the call log for supervisors; callers hear only the public code.
+COUNTED = frozenset({"wrong_password", "wrong_code", "replayed_code", "no_token"})
+PUBLIC = {
+    "locked": ("locked", "This account cannot log in now."),
+    "token_expired": ("token_expired", "The security token has expired."),
+    "no_service": ("no_service", "This account is not enrolled for road bundling."),
+}
+FAILED = ("login_failed", "The account number, password or security code is not correct.")
+
+
+@dataclass(frozen=True)
+class _Match:
+    token_id: int
+    step: int
+    drift: int  # the token's total drift, in steps
+
+
+async def login(
+    db: Database,
+    number: str,
+    password: str,
+    token_code: str,
+    call_id: int | None = None,
+    caller_id: str | None = None,
+) -> Account:
+    """The account when all three are right; otherwise BackendError (login_failed, ...)."""
+    now = db.now()
+    async with db.sessions() as session:
+        account = await session.scalar(
+            select(Account).where(Account.number == number).options(selectinload(Account.tokens))
+        )
+    reason, match = await _verify(db, account, password, token_code, now)
+    new_hash = None
+    if account and match and db.passwords.needs_rehash(account.password_hash):
+        new_hash = await db.passwords.hash(password)  # the Argon2 profile changed since
+
+    async with db.sessions.begin() as session:
+        if match is not None and not await _claim_step(session, match):
+            reason = "replayed_code"  # another login used this step since we read the token
+        if account is not None and reason is None:
+            await _reset_failures(session, account, new_hash)
+        elif account is not None and reason in COUNTED and not _locked(account, now):
+            await _count_failure(session, account, now)
+        detail = {"account": number} | ({"reason": reason} if reason else {})
+        await record_event(session, call_id, now, "login_failed" if reason else "login_ok", detail)
+
+    if reason is not None or account is None:
+        log.info(
+            "login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id
+        )
+        code, message = PUBLIC.get(reason or "", FAILED)
+        raise BackendError(code, message)
+    log.info("login_succeeded", account=number, call_id=call_id)
+    return account
+
+
+async def _verify(
+    db: Database, account: Account | None, password: str, token_code: str, now: datetime
+) -> tuple[str | None, _Match | None]:
+    """Why the login fails (None: it succeeds), and the token step it would use up."""
+    # Verify even for an unknown account (a decoy hash), so it is not faster to refuse.
+    password_ok = await db.passwords.verify(account.password_hash if account else None, password)
+    if account is None:
+        return "account_unknown", None
+    if not password_ok:
+        return "wrong_password", None
+    if _locked(account, now):
+        return "locked", None
+    if not account.tokens:
+        return "no_token", None
+    today = hong_kong_date(now)
+    usable = [t for t in account.tokens if t.expires_on is None or t.expires_on >= today]
+    if not usable:
+        return "token_expired", None
+    match, replayed = _match(db, usable, token_code, now)
+    if match is None:
+        return ("replayed_code" if replayed else "wrong_code"), None
+    if SERVICE not in account.services:
+        return "no_service", None
+    return None, match
+
+
+def _match(
+    db: Database, tokens: Sequence[Token], code: str, now: datetime
+) -> tuple[_Match | None, bool]:
+    """The token step `code` matches, centred on each token's remembered drift."""
+    replayed = False
+    for token in tokens:
+        profile = otp.TokenProfile(token.kind, digits=token.digits, period=token.period)
+        drifted_now = now + timedelta(seconds=token.drift * token.period)
+        seed = db.seeds.decrypt(token.seed_encrypted)
+        result = otp.verify(seed, code, profile, drifted_now, token.last_used_step)
+        if result.ok and result.step is not None:
+            return _Match(token.id, result.step, token.drift + result.drift), False
+        replayed = replayed or result.replayed
+    return None, replayed
+
+
+def _locked(account: Account | None, now: datetime) -> bool:
+    if account is None:
+        return False
+    return account.status != "active" or (
+        account.locked_until is not None and account.locked_until > now
+    )
+
+
+async def _claim_step(session: AsyncSession, match: _Match) -> bool:
+    """Use up the step, only if no login used it (or a later one) meanwhile."""
+    result = await session.execute(
+        update(Token)
+        .where(
+            Token.id == match.token_id,
+            or_(Token.last_used_step.is_(None), Token.last_used_step < match.step),
+        )
+        .values(last_used_step=match.step, drift=match.drift)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def _reset_failures(session: AsyncSession, account: Account, new_hash: str | None) -> None:
+    values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
+    if new_hash:
+        values["password_hash"] = new_hash
+    await session.execute(
+        update(Account)
+        .where(Account.id == account.id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _count_failure(session: AsyncSession, account: Account, now: datetime) -> None:
+    failures = await session.scalar(
+        update(Account)
+        .where(Account.id == account.id)
+        .values(failed_logins=Account.failed_logins + 1)
+        .returning(Account.failed_logins)
+        .execution_options(synchronize_session=False)
+    )
+    if failures is not None and failures >= MAX_FAILURES:
+        # The count starts afresh after the lockout, so one later slip does not re-lock.
+        await session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(failed_logins=0, locked_until=now + LOCKOUT)
+            .execution_options(synchronize_session=False)
+        )
+        log.warning("account_locked", account=account.number, until=(now + LOCKOUT).isoformat())

@@ -1,0 +1,131 @@
+"""`ivrs demo` (`make demo`): the whole product on embedded defaults, in one process.
+
+Starts the backend (SQLite under var/) and the FastAGI server on loopback, creates a demo
+account with a hardware token, a vehicle and lodged cargo, then places a simulated call that
+logs in with the token's current code and bundles a CCRN, printing what the caller hears."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from backend import admin
+from backend.app import start_backend
+from backend.database import open_database
+from backend.settings import BackendSettings
+from backend_client import BackendClient
+from cli.logs import configure_logging
+from cli.phone import print_heard, token_device
+from formats import keypad_keys
+from ivr.server import start_agi_server
+from ivr.settings import IvrSettings
+from ivr.simulator import place_call
+
+DEMO_ACCOUNT = "12345678"
+DEMO_PASSWORD = "246810"
+DEMO_VEHICLE = "AB1234"
+HONG_KONG = ZoneInfo("Asia/Hong_Kong")
+
+
+def demo_keys(ccrn: str) -> str:
+    """English; account, password, token code; bundle; vehicle AB1234; one CCRN; submit;
+    back to the menu; end the call."""
+    letters = "".join(keypad_keys(c) for c in DEMO_VEHICLE if c.isalpha())
+    digits = "".join(c for c in DEMO_VEHICLE if c.isdigit())
+    return (
+        f"3 {DEMO_ACCOUNT}# {DEMO_PASSWORD}# {{totp}}# 1 {letters}# {digits}# 1 {ccrn}# 1 2 2 9"
+    )
+
+
+def port_or_free(host: str, port: int) -> int:
+    """The configured port if it is free, else 0 (any free port): a demo should not fail
+    because something else already listens on 8080."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return 0
+    return port
+
+
+async def demo(keep_running: bool = False) -> int:
+    configure_logging(level=os.environ.get("IVRS_LOG_LEVEL", "warning"), fmt="console")
+    db_file = Path("var/demo.db")
+    db_file.parent.mkdir(exist_ok=True)
+    for stale in (db_file, Path("var/demo.db-wal"), Path("var/demo.db-shm")):
+        stale.unlink(missing_ok=True)  # each demo starts from an empty database
+    settings = replace(
+        BackendSettings.from_env(),
+        database_url=f"sqlite+aiosqlite:///{db_file}",
+    )
+    backend = await start_backend(
+        settings, settings.host, port_or_free(settings.host, settings.port)
+    )
+    ivr_settings = replace(
+        IvrSettings.from_env(), backend_url=backend.url, api_token=settings.api_token
+    )
+    agi = await start_agi_server(
+        ivr_settings, port=port_or_free(ivr_settings.agi_host, ivr_settings.agi_port)
+    )
+    try:
+        async with open_database(settings) as db:
+            await admin.create_account(db, DEMO_ACCOUNT, DEMO_PASSWORD)
+            seed = await admin.add_token(
+                db, DEMO_ACCOUNT, kind="hardware", digits=6, period=60, expires_on=date(2029, 4, 30)
+            )
+            await admin.add_vehicle(db, DEMO_VEHICLE)
+            ccrns = [await admin.lodge_cargo(db) for _ in range(2)]
+
+        print("Road Cargo IVRS demo")
+        print(f"  backend      {backend.url}  (database {db_file})")
+        print(f"  FastAGI      agi://{agi.host}:{agi.port}/ivrs")
+        print(f"  account      {DEMO_ACCOUNT}, password {DEMO_PASSWORD}, hardware token")
+        print(f"  cargo        {', '.join(ccrns)} (lodged)")
+        keys = demo_keys(ccrns[0])
+        print(f"  keys         {keys}   ({{totp}} = the token's current code)")
+        print("\n--- the call, as the caller hears it " + "-" * 40)
+        record = await place_call(
+            agi.host,
+            agi.port,
+            keys=keys,
+            args=("39023333",),
+            caller_id="85291234567",
+            totp=token_device(seed, 6, 60),
+            on_heard=print_heard,
+        )
+        print("-" * 78)
+
+        async with BackendClient(backend.url, settings.api_token) as client:
+            bundles = await client.bundles(DEMO_ACCOUNT, DEMO_VEHICLE)
+        if not bundles:
+            print("No bundle was made: see the call above.")
+            return 1
+        b = bundles[0]
+        crossing = b.earliest_crossing.astimezone(HONG_KONG)
+        heard_reference = b.reference in "".join(h.text for h in record.heard).replace(" ", "")
+        print("\nBundle stored in the backend:")
+        print(f"  reference          {b.reference}" + ("  (read back to the caller)" if heard_reference else ""))
+        print(f"  vehicle            {b.vehicle_mark}")
+        print(f"  CCRNs              {', '.join(b.ccrns)}")
+        print(f"  earliest crossing  {crossing:%Y-%m-%d %H:%M} Hong Kong time")
+        print(f"  call               {record.uniqueid}, {len(record.exchanges)} AGI commands")
+
+        if keep_running:
+            print(
+                f"\nServers left running. Call again with:\n"
+                f"  IVRS_AGI_PORT={agi.port} .venv/bin/ivrs call --totp-seed {seed}\n"
+                "Press Ctrl+C to stop them."
+            )
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        return 0
+    finally:
+        await agi.stop(grace=2)
+        await backend.stop()

@@ -1,0 +1,112 @@
+"""`ivrs`: the one console script. Each subcommand imports only the part it runs, so the IVR
+process never loads the backend (DESIGN.md's rule of dependence)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from cli.logs import configure_logging
+
+
+def _agi(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ivr.server import run
+    from ivr.settings import IvrSettings
+
+    settings = IvrSettings.from_env()
+    settings = replace(
+        settings,
+        agi_host=args.host or settings.agi_host,
+        agi_port=args.port if args.port is not None else settings.agi_port,
+    )
+    run(settings)
+    return 0
+
+
+def _backend(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from backend.app import run
+    from backend.settings import BackendSettings
+
+    settings = BackendSettings.from_env()
+    settings = replace(
+        settings,
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+    )
+    run(settings)
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from cli.phone import call_from_cli
+
+    return asyncio.run(call_from_cli(args))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cli.demo import demo
+
+    return asyncio.run(demo(keep_running=args.keep_running))
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from cli.admin import run_admin
+
+    return asyncio.run(run_admin(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivrs", description="Road Cargo IVRS")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("agi", help="run the FastAGI server (IVRS_AGI_HOST:IVRS_AGI_PORT)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=_agi)
+
+    p = sub.add_parser("backend", help="run the backend HTTP API (IVRS_BACKEND_URL)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=_backend)
+
+    p = sub.add_parser("call", help="place a simulated call (Asterisk's side) to a FastAGI server")
+    p.add_argument("--host", default=None, help="FastAGI host (IVRS_AGI_HOST)")
+    p.add_argument("--port", type=int, default=None, help="FastAGI port (IVRS_AGI_PORT)")
+    p.add_argument(
+        "--keys",
+        help="key script, e.g. '3 12345678# 246810# {totp}# 1'; without it, type keys live",
+    )
+    p.add_argument("--totp-seed", help="base32 seed: {totp} in the script types its current code")
+    p.add_argument("--totp-digits", type=int, default=6)
+    p.add_argument("--totp-period", type=int, default=60)
+    p.add_argument("--hotline", default="39023333", help="the DID passed as agi_arg_1")
+    p.add_argument("--caller-id", default=None)
+    p.add_argument("--real-time", action="store_true", help="play prompts at their real length")
+    p.set_defaults(func=_call)
+
+    p = sub.add_parser("demo", help="start everything, place one bundling call, show the result")
+    p.add_argument("--keep-running", action="store_true", help="leave the servers running")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("admin", help="accounts, tokens, vehicles and cargo (on IVRS_DATABASE_URL)")
+    from cli.admin import add_admin_commands
+
+    add_admin_commands(p)
+    p.set_defaults(func=_admin)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

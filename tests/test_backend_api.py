@@ -1,0 +1,576 @@
+"""The backend API, end to end: the real server on a free port, a real HTTP client, a temporary
+SQLite file, an injected clock (no sleeps), and every reply checked against openapi.yaml."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+from openapi_core import OpenAPI
+from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+from openapi_core.testing import MockRequest, MockResponse
+from openapi_schema_validator import OAS31Validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+import formats
+import otp
+from backend import admin
+from backend.api import DATABASE
+from backend.app import start_backend
+from backend.database import Database
+from backend.models import Bundle, BundleItem, Token
+from backend.settings import BackendSettings
+
+SPEC_FILE = Path(__file__).parents[1] / "backend" / "openapi.yaml"
+SPEC = OpenAPI.from_file_path(str(SPEC_FILE))
+ERROR_SCHEMA = OAS31Validator(yaml.safe_load(SPEC_FILE.read_text())["components"]["schemas"]["Error"])
+API_TOKEN = "test-api-token"
+START = datetime(2025, 3, 3, 2, 0, 0, tzinfo=UTC)  # 10:00 in Hong Kong
+ACCOUNT = "12345678"
+PASSWORD = "246810"
+MARK = "AB1234"
+
+
+class Clock:
+    """The backend's clock, moved by the test."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+
+    def error_code(self) -> str:
+        return self.body["error"]["code"]
+
+
+@dataclass
+class Api:
+    """A real HTTP client; every reply is checked against openapi.yaml (openapi-core), and every
+    request the server accepted must be valid by the spec too."""
+
+    http: aiohttp.ClientSession
+    base_url: str
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        token: str | None = API_TOKEN,
+    ) -> Reply:
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        async with self.http.request(
+            method, self.base_url + path, data=data, headers=headers, params=params
+        ) as resp:
+            content, status, content_type = await resp.read(), resp.status, resp.content_type
+        request = MockRequest(
+            "http://localhost", method, path, args=params, headers=headers, data=data
+        )
+        response = MockResponse(content, status_code=status, content_type=content_type)
+        try:
+            SPEC.validate_response(request, response)
+        except (PathNotFound, OperationNotFound):
+            assert status in (404, 405), f"{method} {path} is not in openapi.yaml"
+        if status < 400:
+            SPEC.validate_request(request)
+        else:
+            ERROR_SCHEMA.validate(json.loads(content))
+        return Reply(status, json.loads(content))
+
+    async def get(self, path: str, **kw: Any) -> Reply:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return await self.request("POST", path, body=body, **kw)
+
+    async def login(self, code: str, password: str = PASSWORD, account: str = ACCOUNT) -> Reply:
+        attempt = {"account": account, "password": password, "token_code": code}
+        return await self.post("/v1/sessions", attempt)
+
+    async def bundle(
+        self, numbers: list[str], key: str, mark: str = MARK, account: str = ACCOUNT, **kw: Any
+    ) -> Reply:
+        submission = {"account": account, "vehicle_mark": mark, "numbers": numbers, **kw}
+        return await self.post("/v1/bundles", submission, headers={"Idempotency-Key": key})
+
+
+@dataclass
+class Service:
+    api: Api
+    db: Database
+    clock: Clock
+
+    async def trucker(self, number: str = ACCOUNT, **token: Any) -> str:
+        """An account with a hardware token; returns the token seed."""
+        await admin.create_account(self.db, number, PASSWORD)
+        return await admin.add_token(self.db, number, **token)
+
+    def code(self, seed: str, profile: otp.TokenProfile = otp.HARDWARE, **shift: float) -> str:
+        return otp.current_code(seed, profile, self.clock() + timedelta(**shift))
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    clock = Clock(START)
+    env = {
+        "IVRS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'ivrs.db'}",
+        "IVRS_API_TOKEN": API_TOKEN,
+        "IVRS_ARGON2_PROFILE": "test",
+        "IVRS_SECRET_KEY": Fernet.generate_key().decode(),
+        "IVRS_RECORDINGS_DIR": str(tmp_path / "recordings"),
+    }
+    settings = replace(BackendSettings.from_env(env), clock=clock)
+    running = await start_backend(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Service(Api(http, running.url), running.app[DATABASE], clock)
+    finally:
+        await running.stop()
+
+
+async def count_bundles(db: Database) -> int:
+    async with db.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(Bundle)) or 0
+
+
+# --- health, auth, error shapes -----------------------------------------------------------
+
+
+async def test_health_needs_no_token(service: Service) -> None:
+    reply = await service.api.get("/v1/health", token=None)
+    assert (reply.status, reply.body) == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+async def test_requests_without_the_api_token_are_refused(
+    service: Service, token: str | None
+) -> None:
+    reply = await service.api.get("/v1/bundles", params={"account": ACCOUNT}, token=token)
+    assert (reply.status, reply.error_code()) == (401, "unauthorized")
+
+
+async def test_unknown_route_answers_not_found_as_error(service: Service) -> None:
+    reply = await service.api.get("/v1/nowhere")
+    assert (reply.status, reply.error_code()) == (404, "not_found")
+
+
+async def test_wrong_method_answers_method_not_allowed_as_error(service: Service) -> None:
+    reply = await service.api.request("DELETE", "/v1/bundles")
+    assert (reply.status, reply.error_code()) == (405, "method_not_allowed")
+
+
+async def test_malformed_json_is_an_invalid_request(service: Service) -> None:
+    reply = await service.api.request("POST", "/v1/calls", raw=b'{"uniqueid": ')
+    assert (reply.status, reply.error_code()) == (400, "invalid_request")
+
+
+async def test_missing_field_is_an_invalid_request(service: Service) -> None:
+    reply = await service.api.post("/v1/calls", {"uniqueid": "1700000000.1"})
+    assert (reply.status, reply.error_code()) == (422, "invalid_request")
+    assert "hotline" in reply.body["error"]["message"]
+
+
+async def test_unexpected_failure_answers_internal_without_echo(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom 123456")
+
+    monkeypatch.setattr("backend.login.login", broken)
+    reply = await service.api.login("123456", password="987654")
+    assert (reply.status, reply.error_code()) == (500, "internal")
+    assert "987654" not in json.dumps(reply.body) and "boom" not in json.dumps(reply.body)
+
+
+# --- call logs -----------------------------------------------------------------------------
+
+
+async def open_call(api: Api, uniqueid: str = "1700000000.1") -> Reply:
+    return await api.post(
+        "/v1/calls",
+        {"uniqueid": uniqueid, "hotline": "39023333", "caller_id": "91234567", "language": "en"},
+    )
+
+
+async def test_opening_a_call_twice_gives_the_same_call(service: Service) -> None:
+    first = await open_call(service.api)
+    again = await open_call(service.api)
+    assert first.status == 201 and again.status == 200
+    assert again.body["call_id"] == first.body["call_id"]
+
+
+async def test_secrets_in_event_details_are_masked(service: Service) -> None:
+    call_id = (await open_call(service.api)).body["call_id"]
+    event = {"at": "2025-03-03T10:00:05+08:00", "kind": "input", "duration_ms": 1200}
+    reply = await service.api.post(
+        f"/v1/calls/{call_id}/events",
+        {
+            "events": [
+                {**event, "name": "password", "detail": {"password": "246810", "length": 6}},
+                {**event, "name": "token", "detail": {"token_code": "***", "length": 6}},
+                {**event, "name": "nested", "detail": {"keys": [{"PIN": "1234"}], "code": 7}},
+                {**event, "name": "account", "detail": {"account": ACCOUNT}},
+            ]
+        },
+    )
+    assert reply.body == {"accepted": 4}
+    details = [e["detail"] for e in (await service.api.get(f"/v1/calls/{call_id}")).body["events"]]
+    assert details == [
+        {"password": "***", "length": 6},
+        {"token_code": "***", "length": 6},
+        {"keys": [{"PIN": "***"}], "code": "***"},
+        {"account": ACCOUNT},
+    ]
+
+
+async def test_events_of_an_unknown_call_are_refused(service: Service) -> None:
+    reply = await service.api.post("/v1/calls/999/events", {"events": []})
+    assert (reply.status, reply.error_code()) == (404, "call_unknown")
+
+
+async def test_ending_a_call_twice_keeps_the_first_end(service: Service) -> None:
+    call_id = (await open_call(service.api)).body["call_id"]
+    end = {"outcome": "completed", "last_stage": "goodbye", "account": ACCOUNT}
+    first = await service.api.post(f"/v1/calls/{call_id}/end", end)
+    service.clock.advance(minutes=1)
+    again = await service.api.post(f"/v1/calls/{call_id}/end", end | {"outcome": "hangup"})
+    assert first.status == again.status == 200
+    assert again.body["ended_at"] == first.body["ended_at"] == START.isoformat()
+    assert again.body["outcome"] == "completed"
+    assert again.body["account"] == ACCOUNT
+
+
+# --- login ---------------------------------------------------------------------------------
+
+
+async def test_login_with_the_current_code_succeeds(service: Service) -> None:
+    seed = await service.trucker()
+    reply = await service.api.login(service.code(seed))
+    assert reply.status == 200
+    assert reply.body == {
+        "account": {"number": ACCOUNT, "type": "trucker", "needs_activation": False, "mobile": None}
+    }
+
+
+async def test_login_records_an_event_without_secrets(service: Service) -> None:
+    seed = await service.trucker()
+    call_id = (await open_call(service.api)).body["call_id"]
+    code = service.code(seed)
+    attempt = {"account": ACCOUNT, "password": PASSWORD, "token_code": code, "call_id": call_id}
+    assert (await service.api.post("/v1/sessions", attempt)).status == 200
+    call = (await service.api.get(f"/v1/calls/{call_id}")).body
+    assert [e["name"] for e in call["events"]] == ["login_ok"]
+    assert PASSWORD not in json.dumps(call) and code not in json.dumps(call)
+
+
+async def test_wrong_password_fails_login(service: Service) -> None:
+    seed = await service.trucker()
+    reply = await service.api.login(service.code(seed), password="135790")
+    assert (reply.status, reply.error_code()) == (401, "login_failed")
+
+
+async def test_unknown_account_fails_login_like_a_wrong_password(service: Service) -> None:
+    seed = await service.trucker()
+    unknown = await service.api.login(service.code(seed), account="87654321")
+    wrong = await service.api.login(service.code(seed), password="135790")
+    assert (unknown.status, unknown.body) == (wrong.status, wrong.body)
+
+
+async def test_wrong_code_fails_login(service: Service) -> None:
+    seed = await service.trucker()
+    reply = await service.api.login(service.code(seed, minutes=5))
+    assert (reply.status, reply.error_code()) == (401, "login_failed")
+
+
+async def test_replayed_code_is_refused(service: Service) -> None:
+    seed = await service.trucker()
+    code = service.code(seed)
+    assert (await service.api.login(code)).status == 200
+    reply = await service.api.login(code)
+    assert (reply.status, reply.error_code()) == (401, "login_failed")
+    service.clock.advance(seconds=60)
+    assert (await service.api.login(service.code(seed))).status == 200
+
+
+async def test_code_one_step_late_is_accepted_and_the_drift_remembered(service: Service) -> None:
+    seed = await service.trucker(serial="FTK200000001")
+    assert (await service.api.login(service.code(seed, seconds=60))).status == 200
+    async with service.db.sessions() as session:
+        token = await session.scalar(select(Token).where(Token.serial == "FTK200000001"))
+    assert token is not None and token.drift == 1
+    # Two steps later the token shows what is three steps ahead of the server: still accepted,
+    # because the window is centred on the remembered drift.
+    service.clock.advance(seconds=120)
+    assert (await service.api.login(service.code(seed, seconds=120))).status == 200
+
+
+async def test_fifth_failure_locks_the_account_for_15_minutes(service: Service) -> None:
+    seed = await service.trucker()
+    for _ in range(5):
+        reply = await service.api.login(service.code(seed), password="135790")
+        assert (reply.status, reply.error_code()) == (401, "login_failed")
+    locked = await service.api.login(service.code(seed))
+    assert (locked.status, locked.error_code()) == (403, "locked")
+    # While locked, a wrong password still hears only login_failed.
+    wrong = await service.api.login(service.code(seed), password="135790")
+    assert (wrong.status, wrong.error_code()) == (401, "login_failed")
+    service.clock.advance(minutes=15)
+    assert (await service.api.login(service.code(seed))).status == 200
+
+
+async def test_success_resets_the_failure_count(service: Service) -> None:
+    seed = await service.trucker()
+    for _ in range(4):
+        await service.api.login(service.code(seed), password="135790")
+    assert (await service.api.login(service.code(seed))).status == 200
+    service.clock.advance(seconds=60)
+    await service.api.login(service.code(seed), password="135790")
+    assert (await service.api.login(service.code(seed))).status == 200
+
+
+async def test_expired_token_is_told_only_after_the_right_password(service: Service) -> None:
+    seed = await service.trucker(expires_on=date(2025, 3, 2))  # yesterday in Hong Kong
+    expired = await service.api.login(service.code(seed))
+    assert (expired.status, expired.error_code()) == (403, "token_expired")
+    wrong = await service.api.login(service.code(seed), password="135790")
+    assert (wrong.status, wrong.error_code()) == (401, "login_failed")
+
+
+async def test_token_expiring_today_still_works(service: Service) -> None:
+    seed = await service.trucker(expires_on=date(2025, 3, 3))
+    assert (await service.api.login(service.code(seed))).status == 200
+
+
+async def test_account_without_road_bundling_hears_no_service(service: Service) -> None:
+    await admin.create_account(service.db, ACCOUNT, PASSWORD, type="shipper", services=())
+    seed = await admin.add_token(service.db, ACCOUNT)
+    reply = await service.api.login(service.code(seed))
+    assert (reply.status, reply.error_code()) == (403, "no_service")
+    wrong_code = await service.api.login(service.code(seed, minutes=5))
+    assert wrong_code.error_code() == "login_failed"
+
+
+async def test_mobile_token_with_8_digits_logs_in(service: Service) -> None:
+    profile = otp.TokenProfile("mobile", digits=8, period=30)
+    seed = await service.trucker(kind="mobile", digits=8, period=30)
+    assert (await service.api.login(service.code(seed, profile))).status == 200
+
+
+# --- cargo checks --------------------------------------------------------------------------
+
+
+async def test_cargo_check_of_a_lodged_ccrn_succeeds(service: Service) -> None:
+    ccrn = await admin.lodge_cargo(service.db)
+    reply = await service.api.get(f"/v1/cargo/{ccrn}")
+    assert (reply.status, reply.body) == (200, {"number": ccrn, "kind": "ccrn", "ccrns": [ccrn]})
+
+
+async def test_cargo_check_of_a_batch_lists_its_ccrns(service: Service) -> None:
+    ccrns = [await admin.lodge_cargo(service.db) for _ in range(3)]
+    batch = await admin.combine_batch(service.db, ccrns)
+    reply = await service.api.get(f"/v1/cargo/{batch}")
+    assert reply.body == {"number": batch, "kind": "batch", "ccrns": ccrns}
+
+
+async def test_cargo_check_of_an_unknown_ccrn_says_unknown(service: Service) -> None:
+    ccrn = formats.new_ccrn()
+    reply = await service.api.get(f"/v1/cargo/{ccrn}")
+    assert (reply.status, reply.error_code()) == (404, "ccrn_unknown")
+    assert reply.body["error"]["detail"] == {"ccrn": ccrn}
+
+
+async def test_cargo_check_of_a_wrong_check_digit_is_an_invalid_request(service: Service) -> None:
+    ccrn = await admin.lodge_cargo(service.db)
+    mistyped = ccrn[:-1] + str((int(ccrn[-1]) + 1) % 10)
+    reply = await service.api.get(f"/v1/cargo/{mistyped}")
+    assert (reply.status, reply.error_code()) == (422, "invalid_request")
+
+
+async def test_cargo_check_after_14_days_says_expired(service: Service) -> None:
+    ccrn = await admin.lodge_cargo(service.db)
+    service.clock.advance(days=14, seconds=1)
+    reply = await service.api.get(f"/v1/cargo/{ccrn}")
+    assert (reply.status, reply.error_code()) == (410, "ccrn_expired")
+
+
+async def test_cargo_check_of_a_bundled_ccrn_says_taken(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    assert (await service.api.bundle([ccrn], key="k1")).status == 201
+    reply = await service.api.get(f"/v1/cargo/{ccrn}")
+    assert (reply.status, reply.error_code()) == (409, "ccrn_taken")
+    assert reply.body["error"]["detail"] == {"ccrn": ccrn}
+
+
+# --- bundles -------------------------------------------------------------------------------
+
+
+async def test_bundle_is_created_with_a_reference_and_earliest_crossing(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    reply = await service.api.bundle([ccrn], key="call-1:bundle-1")
+    assert reply.status == 201
+    bundle = reply.body
+    assert len(bundle["reference"]) == 10 and bundle["reference"].isdigit()
+    assert (bundle["vehicle_mark"], bundle["account"], bundle["ccrns"]) == (MARK, ACCOUNT, [ccrn])
+    created = datetime.fromisoformat(bundle["created_at"])
+    assert created == START and created.utcoffset() is not None
+    assert datetime.fromisoformat(bundle["earliest_crossing"]) == START + timedelta(minutes=30)
+    assert bundle["status"] == "active"
+
+
+async def test_same_idempotency_key_gives_the_same_bundle_once(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    first = await service.api.bundle([ccrn], key="call-1:bundle-1")
+    again = await service.api.bundle([ccrn], key="call-1:bundle-1")
+    assert (first.status, again.status) == (201, 200)
+    assert again.body == first.body
+    assert await count_bundles(service.db) == 1
+
+
+async def test_concurrent_retries_with_one_key_make_one_bundle(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    replies = await asyncio.gather(*(service.api.bundle([ccrn], key="same") for _ in range(10)))
+    assert sorted(r.status for r in replies) == [200] * 9 + [201]
+    assert len({r.body["reference"] for r in replies}) == 1
+    assert await count_bundles(service.db) == 1
+
+
+async def test_twenty_concurrent_bundles_of_one_ccrn_have_one_winner(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    replies = await asyncio.gather(
+        *(service.api.bundle([ccrn], key=f"key-{i}", mark=f"AB{i + 1}") for i in range(20))
+    )
+    assert sorted(r.status for r in replies) == [201] + [409] * 19
+    assert {r.error_code() for r in replies if r.status == 409} == {"ccrn_taken"}
+    assert await count_bundles(service.db) == 1
+
+
+async def test_the_database_refuses_two_active_bundles_of_one_ccrn(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    await service.api.bundle([ccrn], key="k1")
+    async with service.db.sessions() as session:
+        bundle = await session.scalar(select(Bundle))
+        assert bundle is not None
+        session.add(BundleItem(bundle_id=bundle.id, ccrn=ccrn, active=False))
+        await session.flush()  # an inactive (cancelled) item may coexist
+        session.add(BundleItem(bundle_id=bundle.id, ccrn=ccrn, active=True))
+        with pytest.raises(IntegrityError):
+            await session.flush()
+
+
+async def test_batch_number_bundles_every_ccrn_of_the_batch(service: Service) -> None:
+    await service.trucker()
+    ccrns = [await admin.lodge_cargo(service.db) for _ in range(3)]
+    batch = await admin.combine_batch(service.db, ccrns)
+    extra = await admin.lodge_cargo(service.db)
+    reply = await service.api.bundle([batch, extra, ccrns[0]], key="k1")
+    assert reply.status == 201
+    assert reply.body["ccrns"] == [*ccrns, extra]
+
+
+async def test_bundle_is_all_or_nothing(service: Service) -> None:
+    await service.trucker()
+    lodged = await admin.lodge_cargo(service.db)
+    unknown = formats.new_ccrn()
+    reply = await service.api.bundle([lodged, unknown], key="k1")
+    assert (reply.status, reply.error_code()) == (404, "ccrn_unknown")
+    assert reply.body["error"]["detail"] == {"ccrn": unknown}
+    assert (await service.api.get(f"/v1/cargo/{lodged}")).status == 200
+    assert await count_bundles(service.db) == 0
+
+
+async def test_bundle_of_expired_cargo_is_refused(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    service.clock.advance(days=15)
+    reply = await service.api.bundle([ccrn], key="k1")
+    assert (reply.status, reply.error_code()) == (410, "ccrn_expired")
+
+
+async def test_bundle_needs_an_idempotency_key(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    submission = {"account": ACCOUNT, "vehicle_mark": MARK, "numbers": [ccrn]}
+    reply = await service.api.post("/v1/bundles", submission)
+    assert (reply.status, reply.error_code()) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("mark", ["IO12", "AB01", "ABC1", "AB12345", ""])
+async def test_bundle_to_an_invalid_mark_is_an_invalid_request(service: Service, mark: str) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    reply = await service.api.bundle([ccrn], key="k1", mark=mark)
+    assert (reply.status, reply.error_code()) == (422, "invalid_request")
+
+
+async def test_bundle_of_more_than_50_ccrns_is_an_invalid_request(service: Service) -> None:
+    await service.trucker()
+    ccrns = [await admin.lodge_cargo(service.db) for _ in range(50)]
+    batch = await admin.combine_batch(service.db, ccrns)
+    too_many = await service.api.bundle([*ccrns, formats.new_ccrn()], key="k1")
+    assert (too_many.status, too_many.error_code()) == (422, "invalid_request")
+    expanded = await service.api.bundle([batch, await admin.lodge_cargo(service.db)], key="k2")
+    assert (expanded.status, expanded.error_code()) == (422, "invalid_request")
+
+
+async def test_bundle_for_an_unknown_account_is_refused(service: Service) -> None:
+    ccrn = await admin.lodge_cargo(service.db)
+    reply = await service.api.bundle([ccrn], key="k1", account="87654321")
+    assert (reply.status, reply.error_code()) == (404, "account_unknown")
+
+
+async def test_bundle_records_an_event_on_its_call(service: Service) -> None:
+    await service.trucker()
+    call_id = (await open_call(service.api)).body["call_id"]
+    ccrn = await admin.lodge_cargo(service.db)
+    reply = await service.api.bundle([ccrn], key="k1", call_id=call_id)
+    events = (await service.api.get(f"/v1/calls/{call_id}")).body["events"]
+    assert [(e["name"], e["detail"]["reference"]) for e in events] == [
+        ("bundle_submitted", reply.body["reference"])
+    ]
+
+
+async def test_bundles_are_listed_per_account_and_vehicle(service: Service) -> None:
+    await service.trucker()
+    first, second = await admin.lodge_cargo(service.db), await admin.lodge_cargo(service.db)
+    await service.api.bundle([first], key="k1", mark="AB1")
+    service.clock.advance(minutes=1)
+    await service.api.bundle([second], key="k2", mark="CD2")
+    everything = await service.api.get("/v1/bundles", params={"account": ACCOUNT})
+    assert [b["ccrns"] for b in everything.body["bundles"]] == [[second], [first]]
+    one = await service.api.get("/v1/bundles", params={"account": ACCOUNT, "vehicle_mark": "AB1"})
+    assert [b["vehicle_mark"] for b in one.body["bundles"]] == ["AB1"]

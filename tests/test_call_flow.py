@@ -1,0 +1,122 @@
+"""End to end: simulated Asterisk → real FastAGI server over TCP → real backend over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from formats import luhn_check_digit
+from tests.conftest import stored_bundles, stored_call
+
+pytestmark = pytest.mark.asyncio
+
+
+def said_digits(record: Any) -> list[str]:
+    return [h.value for h in record.heard if h.kind == "digits"]
+
+
+async def test_returning_trucker_bundles_one_ccrn(make_trucker, phone, db, ivr) -> None:
+    trucker = await make_trucker()
+    record = await phone(trucker.bundle_keys(), trucker)
+
+    ids = record.prompt_ids
+    assert ids[:4] == ["language.menu", "welcome", "login.account", "login.password"]
+    assert "bundle.submitted" in ids and ids[-1] == "call.goodbye"
+    bundles = await stored_bundles(db)
+    assert len(bundles) == 1
+    assert bundles[0].vehicle_mark == trucker.vehicle
+    assert bundles[0].reference in said_digits(record)  # read back digit by digit
+    call = await stored_call(db, record.uniqueid)
+    assert (call.outcome, call.ended_at is not None) == ("completed", True)
+    assert record.language == "en"
+    assert record.closed_by == "server"
+
+
+async def test_wrong_password_fails_generically_then_second_try_succeeds(
+    make_trucker, phone, db
+) -> None:
+    trucker = await make_trucker()
+    keys = (
+        f"3 {trucker.account}# 999999# 123456# "  # wrong password and a made-up code
+        f"{trucker.login_keys()} 9"
+    )
+    record = await phone(keys, trucker)
+    ids = record.prompt_ids
+    assert ids.count("login.failed") == 1
+    assert ids[ids.index("login.failed") + 1] == "login.account"
+    assert "menu.main" in ids
+    assert "login.locked" not in ids and "login.token_expired" not in ids
+    call = await stored_call(db, record.uniqueid)
+    assert call.outcome == "completed"
+
+
+async def test_ccrn_with_bad_check_digit_is_refused_before_any_backend_call(
+    make_trucker, phone, db, ivr
+) -> None:
+    trucker = await make_trucker()
+    good = trucker.ccrns[0]
+    bad = good[:-1] + str((int(good[-1]) + 1) % 10)
+    assert luhn_check_digit(bad[:-1]) != bad[-1]
+    keys = (
+        f"3 {trucker.login_keys()} 1 {trucker.vehicle_keys} 1 {bad}# {good}# 1 2 2 9"
+    )
+    record = await phone(keys, trucker)
+    ids = record.prompt_ids
+    assert ids.count("bundle.ccrn_invalid") == 1
+    # The bad number was never read back nor sent: the next prompt asks again at once.
+    assert ids[ids.index("bundle.ccrn_invalid") + 1] == "bundle.ccrn"
+    requests = ivr.app.backend.requests
+    assert not any(bad in r for r in requests)
+    assert any(good in r for r in requests)
+    assert len(await stored_bundles(db)) == 1
+
+
+async def test_backend_stopped_mid_call_says_service_unavailable_and_ends_cleanly(
+    make_trucker, phone, backend, db
+) -> None:
+    trucker = await make_trucker()
+
+    async def stop_backend_at_ccrn(command: Any) -> None:
+        if command.prompt_id == "bundle.ccrn" and backend.app is not None:
+            await backend.stop()
+
+    record = await phone(trucker.bundle_keys(), trucker, on_command=stop_backend_at_ccrn)
+    ids = record.prompt_ids
+    assert ids[-2:] == ["error.service_unavailable", "call.goodbye"]
+    assert "bundle.submitted" not in ids
+    assert record.closed_by == "server" and not record.hung_up
+
+
+async def happy_path_commands(make_trucker, phone) -> list[Any]:
+    """The commands of one complete bundling call (the positions to hang up at)."""
+    trucker = await make_trucker()
+    record = await phone(trucker.bundle_keys(), trucker)
+    return record.exchanges
+
+
+PLAYING = ("STREAM FILE", "GET DATA", "WAIT FOR DIGIT", "SAY ")
+
+
+async def test_hang_up_during_every_prompt_of_the_happy_path_leaves_no_partial_bundle(
+    make_trucker, phone, db
+) -> None:
+    exchanges = await happy_path_commands(make_trucker, phone)
+    positions = [i for i, e in enumerate(exchanges) if e.command.startswith(PLAYING)]
+    submitted_at = next(
+        i for i, e in enumerate(exchanges) if "ivrs/bundle/submitted" in e.command
+    )
+    assert len(positions) > 30
+    for position in positions:
+        before = len(await stored_bundles(db))
+        trucker = await make_trucker()
+        record = await phone(
+            trucker.bundle_keys(), trucker, hangup_at=lambda c, p=position: c.index == p
+        )
+        assert record.hung_up, position
+        made = len(await stored_bundles(db)) - before
+        # Bundling happens on `2` (submit), before the reference is read back.
+        assert made == (1 if position >= submitted_at else 0), (position, exchanges[position])
+        call = await stored_call(db, record.uniqueid)
+        assert call.outcome == "caller_hung_up", position
+        assert call.ended_at is not None and call.last_stage, position
