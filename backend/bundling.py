@@ -40,7 +40,11 @@ async def check_cargo(db: Database, number: str) -> CargoCheck:
     """The CCRNs behind `number` when every one of them can be bundled now."""
     kind = formats.cargo_number_kind(number)
     if kind is None:
-        raise BackendError("invalid_request", "Not a CCRN or batch number (length or check digit).")
+        raise BackendError(
+            "invalid_request",
+            "Not a CCRN or batch number (length or check digit).",
+            detail={"number": number},
+        )
     async with db.sessions() as session:
         ccrns = await _expand(session, [number])
         await _check_available(session, ccrns, db.now())
@@ -144,7 +148,7 @@ async def _after_conflict(
             account = await _account(session, account_number)
             return _same_request(earlier, account, vehicle_mark), False
         await _check_available(session, ccrns, now)
-    raise BackendError("ccrn_taken", "That cargo is already bundled to another vehicle.")
+    raise BackendError("ccrn_taken", "That cargo is already bundled to a vehicle.")
 
 
 async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:

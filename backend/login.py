@@ -132,6 +132,7 @@ def _match(
 
 
 def _locked(account: Account | None, now: datetime) -> bool:
+    """Locked after too many failures, or by an administrator (status locked or disabled)."""
     if account is None:
         return False
     return account.status != "active" or (

@@ -33,7 +33,9 @@ from backend.settings import BackendSettings
 
 SPEC_FILE = Path(__file__).parents[1] / "backend" / "openapi.yaml"
 SPEC = OpenAPI.from_file_path(str(SPEC_FILE))
-ERROR_SCHEMA = OAS31Validator(yaml.safe_load(SPEC_FILE.read_text())["components"]["schemas"]["Error"])
+ERROR_SCHEMA = OAS31Validator(
+    yaml.safe_load(SPEC_FILE.read_text())["components"]["schemas"]["Error"]
+)
 API_TOKEN = "test-api-token"
 START = datetime(2025, 3, 3, 2, 0, 0, tzinfo=UTC)  # 10:00 in Hong Kong
 ACCOUNT = "12345678"
@@ -319,6 +321,13 @@ async def test_replayed_code_is_refused(service: Service) -> None:
     assert (reply.status, reply.error_code()) == (401, "login_failed")
     service.clock.advance(seconds=60)
     assert (await service.api.login(service.code(seed))).status == 200
+
+
+async def test_one_code_in_concurrent_logins_lets_only_one_in(service: Service) -> None:
+    seed = await service.trucker()
+    code = service.code(seed)
+    replies = await asyncio.gather(*(service.api.login(code) for _ in range(5)))
+    assert sorted(r.status for r in replies) == [200] + [401] * 4
 
 
 async def test_code_one_step_late_is_accepted_and_the_drift_remembered(service: Service) -> None:
