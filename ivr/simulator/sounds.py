@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from prompts.catalog import Catalog, Sound, default_catalog, estimated_ms
 
+from .record import Heard
+
 SAMPLES_PER_MS = 8  # endpos counts 8 kHz samples
 TIMEZONE = "Asia/Hong_Kong"
 
@@ -23,16 +25,6 @@ STANDARD_SAMPLES = {
 }
 STANDARD_MS = 800  # any other standard file: about one spoken word
 SAY_MS = {"digits": 830, "alpha": 750, "number": 850, "datetime": 2400}  # per item, from 04
-
-
-@dataclass(frozen=True)
-class Heard:
-    """Something the caller heard (or did: kinds `keys` and `hangup`)."""
-
-    kind: str  # prompt | digits | alpha | number | datetime | missing | keys | hangup
-    value: str  # file name, digits, letters, number, epoch, keys pressed
-    text: str  # what it says: catalog text in the channel language, "1 2 3", "14:35"
-    interrupted_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,8 @@ USAGE: dict[tuple[str, ...], list[str]] = {
         """Unlike GET VARIABLE, the <replaceable>expression</replaceable> is processed in a manner
         similar to dialplan evaluation, allowing complex and built-in variables to be accessed,
         e.g. <literal>The time is ${EPOCH}</literal>""",
-        """Returns <literal>0</literal> if no channel matching <replaceable>channelname</replaceable>
-        exists, <literal>1</literal> otherwise.""",
+        """Returns <literal>0</literal> if no channel matching
+        <replaceable>channelname</replaceable> exists, <literal>1</literal> otherwise.""",
         "Example return code: 200 result=1 (The time is 1578493800)",
     ),
     ("exec",): _paras(

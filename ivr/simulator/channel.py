@@ -1,0 +1,174 @@
+"""The simulated channel and the caller on it: what plays, what the caller types, the clock.
+
+The clock is virtual: prompt lengths, timeouts and key presses add to it at once; with
+`real_time` they are also slept through (divided by `speed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .keys import Keypad
+from .record import CallRecord, Heard
+from .sounds import SAMPLES_PER_MS, Sounds, prompt_part
+
+FIRST_ANSWER_MS = 500  # 01: the first ANSWER waits up to 500 ms for media
+BARGE_IN_MS = 1220  # 02: a key ~1.2 s into a prompt stops it at endpos=9760
+HANGUP_IN_MS = 1000  # 07: a hang-up 1.0 s into vm-intro answers endpos=8000
+KEY_MS = 250  # a key every 250 ms, as SendDTMF typed them in the captures
+HANGUP_CAUSE = "16"  # 07 hupexec: HANGUPCAUSE after a hang-up (normal clearing)
+
+
+@dataclass(frozen=True)
+class Sound:
+    """Something to play: a file (kind `prompt`) or what a SAY command speaks."""
+
+    kind: str
+    value: str
+    text: str
+    ms: int
+
+
+@dataclass(frozen=True)
+class Played:
+    pressed: str | None  # the key typed during it (it may not have been an escape key)
+    interrupted: bool
+    hung_up: bool
+    ms: int
+
+
+class Channel:
+    """One call's channel. `record` collects what happens on it."""
+
+    def __init__(
+        self,
+        record: CallRecord,
+        *,
+        name: str,
+        caller_id: str | None,
+        caller_name: str | None,
+        context: str,
+        extension: str,
+        priority: int,
+        answered: bool,
+        sounds: Sounds,
+        keypad: Keypad,
+        real_time: bool,
+        speed: float,
+        on_heard: Callable[[Heard], None] | None,
+    ):
+        self.record = record
+        self.name, self.caller_id, self.caller_name = name, caller_id, caller_name
+        self.context, self.extension, self.priority = context, extension, priority
+        self.sounds, self.keypad = sounds, keypad
+        self.real_time, self.speed, self.on_heard = real_time, speed, on_heard
+        self.now_ms = 0
+        self.alive = True
+        self.answered = answered  # the dialplan may answer before AGI() (08)
+        self.failed = False  # a STREAM FILE of a missing file: AGISTATUS=FAILURE (08)
+        self.hangup_due = False  # the caller hangs up during the command being answered
+
+    # -- time, and what the caller hears --------------------------------------------------
+
+    async def advance(self, ms: int) -> None:
+        self.now_ms += ms
+        if self.real_time and ms > 0:
+            await asyncio.sleep(ms / 1000 / self.speed)
+
+    def hear(self, heard: Heard) -> None:
+        self.record.heard.append(heard)
+        if self.on_heard is not None:
+            self.on_heard(heard)
+
+    def hear_keys(self, keys: str) -> None:
+        if keys:
+            self.hear(Heard("keys", keys, " ".join(keys)))
+
+    async def answer(self) -> None:
+        if not self.answered:
+            await self.advance(FIRST_ANSWER_MS)
+            self.answered = True
+
+    def take_hangup_due(self) -> bool:
+        due, self.hangup_due = self.hangup_due, False
+        return due
+
+    def hang_up(self, *, by_caller: bool) -> None:
+        if self.alive:
+            self.alive = False
+            if by_caller:
+                self.record.hung_up = True
+                self.hear(Heard("hangup", "", ""))
+
+    def exists(self, file: str) -> bool:
+        if self.sounds.exists(file, self.record.language):
+            return True
+        self.hear(Heard("missing", file, ""))
+        return False
+
+    def prompt(self, file: str, ms: int | None = None) -> Sound:
+        lang = self.record.language
+        ms = self.sounds.samples(file, lang) // SAMPLES_PER_MS if ms is None else ms
+        return Sound("prompt", file, self.sounds.text(file, lang), ms)
+
+    async def play(self, sound: Sound, escape: str | None) -> Played:
+        """Play `sound`; escape None: not interruptible, and the key script is not consulted."""
+        barge = None
+        if self.take_hangup_due():
+            hung_up = True
+        else:
+            barge = self.keypad.take_barge_in() if escape is not None else None
+            hung_up = barge is not None and barge.key is None
+        pressed = barge.key if barge else None
+        interrupted = pressed is not None and pressed in (escape or "")  # others are ignored (02)
+        ms = sound.ms
+        if hung_up:
+            ms = min(HANGUP_IN_MS, sound.ms // 2)
+        elif interrupted:
+            ms = min(BARGE_IN_MS, sound.ms // 2)
+        if not sound.value.startswith("silence/"):
+            self.hear(Heard(sound.kind, sound.value, sound.text, pressed if interrupted else None))
+        part = prompt_part(sound.value) if sound.kind == "prompt" else None
+        if part and self.sounds.is_first_part(part, self.record.language):
+            self.record.prompt_ids.append(part.prompt_id)
+        await self.advance(ms)
+        if hung_up:
+            self.hang_up(by_caller=True)
+        return Played(pressed, interrupted, hung_up, ms)
+
+    # -- variables ------------------------------------------------------------------------
+
+    def set(self, name: str, value: str) -> None:
+        if name.upper() == "CHANNEL(LANGUAGE)":
+            self.record.language = value
+        else:
+            self.record.variables[name] = value
+
+    def value(self, name: str) -> str | None:
+        """A variable, a built-in (UNIQUEID, ...) or a function (CHANNEL(language), ...)."""
+        if name.endswith(")"):
+            function, _, arg = name[:-1].partition("(")
+            return {
+                ("CHANNEL", "language"): self.record.language,
+                ("CHANNEL", "name"): self.name,
+                ("CALLERID", "num"): self.caller_id or "",
+                ("CALLERID", "name"): self.caller_name or "",
+            }.get((function.upper(), arg.strip().lower()))
+        builtins = {
+            "UNIQUEID": self.record.uniqueid,
+            "CHANNEL": self.name,
+            "CONTEXT": self.context,
+            "EXTEN": self.extension,
+            "PRIORITY": str(self.priority),
+            "HANGUPCAUSE": "0" if self.alive else HANGUP_CAUSE,
+            "EPOCH": str(int(time.time())),
+        }
+        return builtins.get(name) or self.record.variables.get(name)
+
+    def expand(self, text: str) -> str:
+        """${NAME} and ${FUNCTION(arg)} as the dialplan expands them; unset is empty (05)."""
+        return re.sub(r"\$\{([^{}]*)\}", lambda m: self.value(m[1]) or "", text)

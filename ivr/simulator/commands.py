@@ -1,0 +1,382 @@
+"""The AGI commands: how a command line is split and matched, and what each command answers.
+
+Argument checks follow res_agi.c (argv counts include the command words), so wrong usage is
+refused where Asterisk refuses it (with ShowUsage: the caller of `run` answers 520).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+
+from .channel import KEY_MS, Channel, Sound
+from .keys import KEYS
+from .sounds import SAMPLES_PER_MS, SAY_MS, datetime_text, number_words
+
+FIRST_DIGIT_MS, NEXT_DIGIT_MS = 10_000, 5_000  # GET DATA with timeout 0: the dialplan defaults
+DEFAULT_DATETIME_FORMAT = "ABdY 'digits/at' IMp"
+
+# The commands simulated, and whether each runs on a dead channel (res_agi.c's table; 07 saw
+# VERBOSE, SET/GET (FULL) VARIABLE, NOOP, DATABASE and EXEC answer 200 after a hang-up).
+COMMANDS: dict[tuple[str, ...], bool] = {
+    ("answer",): False,
+    ("channel", "status"): False,
+    ("database", "del"): True,
+    ("database", "deltree"): True,
+    ("database", "get"): True,
+    ("database", "put"): True,
+    ("exec",): True,
+    ("get", "data"): False,
+    ("get", "full", "variable"): True,
+    ("get", "variable"): True,
+    ("hangup",): False,
+    ("noop",): True,
+    ("say", "alpha"): False,
+    ("say", "datetime"): False,
+    ("say", "digits"): False,
+    ("say", "number"): False,
+    ("say", "time"): False,
+    ("set", "variable"): True,
+    ("stream", "file"): False,
+    ("verbose",): True,
+    ("wait", "for", "digit"): False,
+}
+PLAYS_FILE = (("stream", "file"), ("get", "data"))
+
+# Dialplan applications EXEC knows: those with an effect here, and those that just answer 0.
+APPS_MODELLED = {"answer", "hangup", "mixmonitor", "playback", "set", "wait"}
+APPS_OTHER = {
+    "background", "busy", "congestion", "dial", "echo", "execif", "gosub", "goto", "gotoif",
+    "log", "noop", "progress", "return", "ringing", "saydigits", "saynumber", "stopmixmonitor",
+    "system", "transfer", "userevent", "verbose",
+}  # fmt: skip
+
+
+class ShowUsage(Exception):
+    """The arguments are wrong: Asterisk answers 520."""
+
+
+def parse_args(line: str) -> list[str]:
+    """Split a command line as res_agi.c's parse_args does: double quotes group (an empty pair
+    is an empty argument), a backslash escapes the next character, only space and tab separate
+    (so a trailing carriage return stays part of the last word, as in Asterisk)."""
+    argv: list[str] = []
+    word: list[str] | None = None
+    quoted = escaped = False
+    for char in line:
+        if char == '"' and not escaped:
+            quoted = not quoted
+            if quoted and word is None:
+                word = []
+        elif char in " \t" and not quoted and not escaped:
+            if word is not None:
+                argv.append("".join(word))
+                word = None
+        elif char == "\\" and not escaped:
+            escaped = True
+        else:
+            word = [*(word or []), char]
+            escaped = False
+    if word is not None:
+        argv.append("".join(word))
+    return argv
+
+
+def find_command(argv: Sequence[str]) -> tuple[str, ...] | None:
+    """The command whose words start the line, compared case-insensitively (06: `answer`)."""
+    for words in COMMANDS:
+        if len(argv) >= len(words) and all(
+            arg.lower() == word for arg, word in zip(argv, words, strict=False)
+        ):
+            return words
+    return None
+
+
+def _scan_int(text: str) -> int | None:
+    """sscanf("%d"): leading blanks, a sign and digits; the rest is ignored."""
+    match = re.match(r"\s*([-+]?\d+)", text)
+    return int(match[1]) if match else None
+
+
+def _atoi(text: str) -> int:
+    value = _scan_int(text)
+    return 0 if value is None else value
+
+
+class Commands:
+    """Answers each command on `channel` with the lines Asterisk sends for it."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self._database: dict[tuple[str, str], str] = {}
+
+    async def run(self, words: tuple[str, ...], argv: list[str]) -> list[str]:
+        reply: list[str] = await getattr(self, "_" + "_".join(words))(argv)
+        return reply
+
+    async def _answer(self, argv: list[str]) -> list[str]:
+        await self.channel.answer()
+        return ["200 result=0"]
+
+    async def _channel_status(self, argv: list[str]) -> list[str]:
+        state = "6" if self.channel.answered else "4"  # 01: ringing before ANSWER, up after
+        if len(argv) == 2:
+            return [f"200 result={state}"]
+        if len(argv) == 3:
+            return [f"200 result={state if argv[2] == self.channel.name else -1}"]
+        raise ShowUsage
+
+    async def _hangup(self, argv: list[str]) -> list[str]:
+        if len(argv) > 2:
+            raise ShowUsage
+        if len(argv) == 2 and argv[1] != self.channel.name:
+            return ["200 result=-1"]
+        self.channel.hang_up(by_caller=False)  # 07 agi_hangup: then the HANGUP line and 511s
+        return ["200 result=1"]
+
+    async def _noop(self, argv: list[str]) -> list[str]:
+        return ["200 result=0"]
+
+    async def _verbose(self, argv: list[str]) -> list[str]:
+        if len(argv) < 2:
+            raise ShowUsage
+        return ["200 result=1"]
+
+    # -- variables and the database -------------------------------------------------------
+
+    async def _set_variable(self, argv: list[str]) -> list[str]:
+        if len(argv) != 4:
+            raise ShowUsage
+        self.channel.set(argv[2], argv[3])
+        return ["200 result=1"]
+
+    async def _get_variable(self, argv: list[str]) -> list[str]:
+        if len(argv) != 3:
+            raise ShowUsage
+        value = self.channel.value(argv[2])
+        return ["200 result=0"] if value is None else [f"200 result=1 ({value})"]
+
+    async def _get_full_variable(self, argv: list[str]) -> list[str]:
+        if len(argv) not in (4, 5):
+            raise ShowUsage
+        if len(argv) == 5 and argv[4] != self.channel.name:
+            return ["200 result=0"]
+        return [f"200 result=1 ({self.channel.expand(argv[3])})"]  # unset: "()" (05)
+
+    async def _database_get(self, argv: list[str]) -> list[str]:
+        if len(argv) != 4:
+            raise ShowUsage
+        value = self._database.get((argv[2], argv[3]))
+        return ["200 result=0"] if value is None else [f"200 result=1 ({value})"]
+
+    async def _database_put(self, argv: list[str]) -> list[str]:
+        if len(argv) != 5:
+            raise ShowUsage
+        self._database[argv[2], argv[3]] = argv[4]
+        return ["200 result=1"]
+
+    async def _database_del(self, argv: list[str]) -> list[str]:
+        if len(argv) != 4:
+            raise ShowUsage
+        found = self._database.pop((argv[2], argv[3]), None) is not None
+        return [f"200 result={int(found)}"]
+
+    async def _database_deltree(self, argv: list[str]) -> list[str]:
+        if not 3 <= len(argv) <= 4:
+            raise ShowUsage
+        tree = argv[3] if len(argv) == 4 else None
+        doomed = [
+            (family, key)
+            for family, key in self._database
+            if family == argv[2] and (tree is None or key == tree or key.startswith(tree + "/"))
+        ]
+        for entry in doomed:
+            del self._database[entry]
+        return [f"200 result={0 if doomed else 1}"]  # inverted, exactly as res_agi.c writes it
+
+    # -- playing and reading --------------------------------------------------------------
+
+    async def _stream_file(self, argv: list[str]) -> list[str]:
+        if not 4 <= len(argv) <= 5:
+            raise ShowUsage
+        offset = _scan_int(argv[4]) if len(argv) == 5 else 0
+        if offset is None:
+            raise ShowUsage
+        channel = self.channel
+        if not channel.exists(argv[2]):
+            channel.failed = True  # 08: AGI() will end with AGISTATUS=FAILURE
+            return [f"200 result=-1 endpos={offset}"]
+        total = channel.sounds.samples(argv[2], channel.record.language)
+        start = min(max(offset, 0), total)  # the fourth argument is a sample offset (02)
+        sound = channel.prompt(argv[2], (total - start) // SAMPLES_PER_MS)
+        played = await channel.play(sound, argv[3])
+        channel.hear_keys(played.pressed or "")
+        if played.hung_up or played.interrupted:
+            result = -1 if played.hung_up else ord(played.pressed or "\0")
+            endpos = start + played.ms * SAMPLES_PER_MS
+        else:
+            result, endpos = 0, total
+        channel.set("PLAYBACKSTATUS", "FAILED" if result else "SUCCESS")  # as res_agi.c does
+        return [f"200 result={result} endpos={endpos}"]
+
+    async def _get_data(self, argv: list[str]) -> list[str]:
+        if len(argv) < 3:
+            raise ShowUsage
+        timeout = _atoi(argv[3]) if len(argv) > 3 else 0
+        max_digits = _atoi(argv[4]) if len(argv) > 4 else 1024
+        channel, keypad = self.channel, self.channel.keypad
+        if not channel.exists(argv[2]):
+            return ["200 result=-1"]  # 03 gdtimeout: the hang-up's answer, yet the call is up
+        played = await channel.play(channel.prompt(argv[2]), KEYS)  # it reads during its prompt
+        if played.hung_up:
+            return ["200 result=-1"]
+        first = played.pressed or ""  # the key that stopped the prompt starts the entry
+        typed = first + (keypad.typing if first else await keypad.begin_reading())
+        digits, used, ended = "", 0, True  # ended by `#` or by reaching max_digits
+        for key in typed:
+            used += 1
+            if key == "#":
+                break
+            digits += key
+            if len(digits) >= max_digits:
+                break
+        else:
+            ended = False
+        keypad.read(used - len(first))
+        await channel.advance(KEY_MS * (used - len(first)))
+        channel.hear_keys(typed[:used])
+        if ended:
+            return [f"200 result={digits}"]
+        if keypad.take_hangup() or timeout < 0:  # `!`, or endless silence: the caller leaves
+            channel.hang_up(by_caller=True)
+            return ["200 result=-1"]
+        await channel.advance(timeout or (NEXT_DIGIT_MS if digits else FIRST_DIGIT_MS))
+        return [f"200 result={digits} (timeout)"]
+
+    async def _wait_for_digit(self, argv: list[str]) -> list[str]:
+        if len(argv) != 4:
+            raise ShowUsage
+        timeout = _scan_int(argv[3])
+        if timeout is None:
+            raise ShowUsage
+        channel, keypad = self.channel, self.channel.keypad
+        if not channel.take_hangup_due():
+            keys = await keypad.begin_reading()
+            if keys:
+                keypad.read(1)
+                await channel.advance(KEY_MS)
+                channel.hear_keys(keys[0])
+                return [f"200 result={ord(keys[0])}"]  # the key's ASCII code (03: 55 is 7)
+            if not (keypad.take_hangup() or timeout < 0):
+                await channel.advance(timeout)
+                return ["200 result=0"]
+        channel.hang_up(by_caller=True)
+        return ["200 result=-1"]
+
+    async def _say(self, sound: Sound, escape: str) -> list[str]:
+        played = await self.channel.play(sound, escape)
+        self.channel.hear_keys(played.pressed or "")
+        if played.hung_up:
+            return ["200 result=-1"]
+        return [f"200 result={ord(played.pressed or '0') if played.interrupted else 0}"]
+
+    async def _say_digits(self, argv: list[str]) -> list[str]:
+        if len(argv) != 4 or _scan_int(argv[2]) is None:
+            raise ShowUsage
+        digits = argv[2]
+        ms = SAY_MS["digits"] * len(digits)
+        return await self._say(Sound("digits", digits, " ".join(digits), ms), argv[3])
+
+    async def _say_number(self, argv: list[str]) -> list[str]:
+        number = _scan_int(argv[2]) if 4 <= len(argv) <= 5 else None
+        if number is None:
+            raise ShowUsage
+        ms = SAY_MS["number"] * number_words(number)
+        return await self._say(Sound("number", str(number), str(number), ms), argv[3])
+
+    async def _say_alpha(self, argv: list[str]) -> list[str]:
+        if not 4 <= len(argv) <= 5 or (len(argv) == 5 and argv[4][:1] not in "aAlLnNuU"):
+            raise ShowUsage
+        letters = argv[2]
+        ms = SAY_MS["alpha"] * len(letters)
+        return await self._say(Sound("alpha", letters, " ".join(letters.upper()), ms), argv[3])
+
+    async def _say_time(self, argv: list[str]) -> list[str]:
+        epoch = _scan_int(argv[2]) if len(argv) == 4 else None
+        if epoch is None:
+            raise ShowUsage
+        return await self._say(_datetime(epoch, "IMp", None), argv[3])
+
+    async def _say_datetime(self, argv: list[str]) -> list[str]:
+        epoch = _scan_int(argv[2]) if len(argv) >= 4 else None
+        if epoch is None:
+            raise ShowUsage
+        fmt = argv[4] if len(argv) > 4 else DEFAULT_DATETIME_FORMAT
+        zone = argv[5] if len(argv) > 5 else None
+        return await self._say(_datetime(epoch, fmt, zone), argv[3])
+
+    # -- EXEC and its applications (each returns the application's result) -----------------
+
+    async def _exec(self, argv: list[str]) -> list[str]:
+        if len(argv) < 2:
+            raise ShowUsage
+        app, data = argv[1].lower(), argv[2] if len(argv) > 2 else ""
+        if (self.channel.value("AGIEXECFULL") or "").lower() in ("yes", "true", "1", "on"):
+            data = self.channel.expand(data)  # otherwise EXEC passes ${...} as it is (05)
+        if app in APPS_MODELLED:
+            result = await getattr(self, f"_app_{app}")(data)
+        elif app in APPS_OTHER:
+            result = 0
+        else:
+            result = -2  # 05: no such application (or its module is not loaded)
+        return [f"200 result={result}"]
+
+    async def _app_answer(self, data: str) -> int:
+        if self.channel.alive:
+            await self.channel.answer()
+        return 0
+
+    async def _app_hangup(self, data: str) -> int:
+        if not self.channel.alive:
+            return 0  # 07 hupexec: EXEC answers 0 on a dead channel
+        self.channel.hang_up(by_caller=False)
+        return -1
+
+    async def _app_mixmonitor(self, data: str) -> int:
+        self.channel.set("MIXMONITOR_FILENAME", data.partition(",")[0])  # 05: without options
+        return 0
+
+    async def _app_set(self, data: str) -> int:
+        name, _, value = data.partition("=")
+        self.channel.set(name, value)
+        return 0
+
+    async def _app_wait(self, data: str) -> int:
+        channel = self.channel
+        if channel.alive and channel.take_hangup_due():
+            channel.hang_up(by_caller=True)
+            return -1
+        with contextlib.suppress(ValueError):
+            await channel.advance(int(float(data or 0) * 1000) if channel.alive else 0)
+        return 0
+
+    async def _app_playback(self, data: str) -> int:
+        channel, status = self.channel, "SUCCESS"
+        for file in data.partition(",")[0].split("&"):
+            if not channel.alive or not channel.exists(file):
+                status = "FAILED"  # 05: Playback still answers 0; only PLAYBACKSTATUS tells
+                continue
+            if (await channel.play(channel.prompt(file), None)).hung_up:
+                channel.set("PLAYBACKSTATUS", "FAILED")
+                return -1
+        channel.set("PLAYBACKSTATUS", status)
+        return 0
+
+
+def _datetime(epoch: int, fmt: str, zone: str | None) -> Sound:
+    try:
+        text = datetime_text(epoch, fmt, zone)
+    except (ValueError, KeyError):  # an unknown time zone: the machine's (Hong Kong)
+        text = datetime_text(epoch, fmt, None)
+    return Sound("datetime", str(epoch), text, SAY_MS["datetime"])

@@ -1,0 +1,55 @@
+"""What a simulated call leaves behind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Heard:
+    """Something the caller heard (or did: kinds `keys` and `hangup`)."""
+
+    kind: str  # prompt | digits | alpha | number | datetime | missing | keys | hangup
+    value: str  # file name, digits, letters, number, epoch, keys pressed
+    text: str  # what it says: catalog text in the channel language, "1 2 3", "14:35"
+    interrupted_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command as `hangup_at` sees it."""
+
+    index: int  # 0-based, among all commands of the call
+    name: str  # "STREAM FILE", "GET DATA", ... (the first word for an unknown command)
+    args: list[str]  # the arguments after the command words, quotes removed
+    prompt_id: str | None  # STREAM FILE / GET DATA of an ivrs/ prompt
+    line: str
+
+
+@dataclass
+class Exchange:
+    command: str  # as received, without the newline
+    reply: list[str]  # every line sent for it, unsolicited HANGUP lines before it included
+    at_ms: int  # virtual time the command arrived
+
+
+@dataclass
+class CallRecord:
+    uniqueid: str
+    exchanges: list[Exchange] = field(default_factory=list)
+    heard: list[Heard] = field(default_factory=list)
+    prompt_ids: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    language: str = "en"  # CHANNEL(language)
+    hung_up: bool = False  # the caller hung up (not the server's HANGUP)
+    closed_by: Literal["server", "asterisk"] = "server"  # who closed (or half-closed) first
+    duration_ms: int = 0
+    trailing: list[str] = field(default_factory=list)  # lines sent after the last reply
+    agi_status: str = "SUCCESS"  # the AGISTATUS the dialplan would see (08)
+
+    @property
+    def said(self) -> list[str]:
+        """The texts the caller heard, in order."""
+        spoken = ("prompt", "digits", "alpha", "number", "datetime")
+        return [heard.text for heard in self.heard if heard.kind in spoken and heard.text]
