@@ -6,6 +6,7 @@ import argparse
 import sys
 from datetime import date
 
+
 def add_admin_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="admin_command", required=True)
 

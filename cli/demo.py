@@ -37,9 +37,7 @@ def demo_keys(ccrn: str) -> str:
     back to the menu; end the call."""
     letters = "".join(keypad_keys(c) for c in DEMO_VEHICLE if c.isalpha())
     digits = "".join(c for c in DEMO_VEHICLE if c.isdigit())
-    return (
-        f"3 {DEMO_ACCOUNT}# {DEMO_PASSWORD}# {{totp}}# 1 {letters}# {digits}# 1 {ccrn}# 1 2 2 9"
-    )
+    return f"3 {DEMO_ACCOUNT}# {DEMO_PASSWORD}# {{totp}}# 1 {letters}# {digits}# 1 {ccrn}# 1 2 2 9"
 
 
 def port_or_free(host: str, port: int) -> int:
@@ -111,7 +109,10 @@ async def demo(keep_running: bool = False) -> int:
         crossing = b.earliest_crossing.astimezone(HONG_KONG)
         heard_reference = b.reference in "".join(h.text for h in record.heard).replace(" ", "")
         print("\nBundle stored in the backend:")
-        print(f"  reference          {b.reference}" + ("  (read back to the caller)" if heard_reference else ""))
+        print(
+            f"  reference          {b.reference}"
+            + ("  (read back to the caller)" if heard_reference else "")
+        )
         print(f"  vehicle            {b.vehicle_mark}")
         print(f"  CCRNs              {', '.join(b.ccrns)}")
         print(f"  earliest crossing  {crossing:%Y-%m-%d %H:%M} Hong Kong time")

@@ -32,4 +32,6 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=getattr(logging, level_name, logging.INFO), stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=getattr(logging, level_name, logging.INFO), stream=sys.stderr, force=True
+    )

@@ -44,5 +44,6 @@ async def call_from_cli(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"-- call {record.uniqueid} ended: {'caller hung up' if record.hung_up else 'server hung up'}")
+    ended_by = "caller hung up" if record.hung_up else "server hung up"
+    print(f"-- call {record.uniqueid} ended: {ended_by}")
     return 0

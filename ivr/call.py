@@ -163,8 +163,8 @@ class Call:
 
     async def _first_key(self, prompt_id: str, values: Mapping[str, Any]) -> str | None:
         if self.typed_ahead is not None:
-            key, self.typed_ahead = self.typed_ahead, None
-            return key
+            typed, self.typed_ahead = self.typed_ahead, None
+            return typed
         key = await self.play(prompt_id, **values)
         if key is None:
             key = await self.channel.wait_digit(self.settings.first_digit_timeout_ms)
@@ -186,7 +186,7 @@ class Call:
         )
         return key + rest.digits
 
-    async def _failed(self, failures: int, prompt_id: str) -> None:
+    async def retry_or_end(self, failures: int, prompt_id: str) -> None:
         if failures >= self.settings.max_failures:
             await self.say("call.too_many_errors")
             await self.say("call.goodbye")
@@ -215,11 +215,11 @@ class Call:
             self.events.add("input", prompt_id, value=shown, length=len(entry or ""))
             if entry is None or entry == "":
                 failures += 1
-                await self._failed(failures, "error.no_input")
+                await self.retry_or_end(failures, "error.no_input")
                 continue
             if not (low <= len(entry) <= high and entry.isdigit()) or (valid and not valid(entry)):
                 failures += 1
-                await self._failed(failures, invalid_prompt)
+                await self.retry_or_end(failures, invalid_prompt)
                 continue
             return entry
 
@@ -248,7 +248,7 @@ class Call:
                 if on_silence is not None and silences >= 2:
                     return on_silence
             failures += 1
-            await self._failed(failures, "error.no_input" if key is None else "error.invalid")
+            await self.retry_or_end(failures, "error.no_input" if key is None else "error.invalid")
 
     async def confirm(self, prompt_id: str, **values: Any) -> bool:
         """Read back and confirm: `1` confirm, `2` re-enter."""

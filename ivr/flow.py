@@ -163,7 +163,7 @@ async def ask_letters(call: Call) -> str:
             call.events.add("input", "vehicle.letters", value=letters)
             return letters
         failures += 1
-        await call._failed(failures, "error.no_input" if key is None else "error.invalid")
+        await call.retry_or_end(failures, "error.no_input" if key is None else "error.invalid")
 
 
 async def ask_vehicle(call: Call) -> str:
@@ -175,7 +175,7 @@ async def ask_vehicle(call: Call) -> str:
         mark = letters + number
         if not is_vehicle_mark(mark, HONG_KONG_MARKS):
             failures += 1
-            await call._failed(failures, "vehicle.invalid")
+            await call.retry_or_end(failures, "vehicle.invalid")
             continue
         if await call.confirm("vehicle.confirm", mark=mark):
             return mark
@@ -199,7 +199,7 @@ async def ask_cargo_number(call: Call) -> str:
         except BackendError as e:
             call.events.add("backend", "check_cargo", number=number, result=e.code)
             failures += 1
-            await call._failed(failures, prompt_for(e))
+            await call.retry_or_end(failures, prompt_for(e))
             continue
         call.events.add("backend", "check_cargo", number=number, result="ok")
         return number

@@ -67,10 +67,15 @@ class CountingBackendClient(BackendClient):
 @pytest.fixture
 async def ivr(backend: RunningBackend) -> AsyncIterator[RunningAgi]:
     settings = replace(
-        IvrSettings(), backend_url=backend.url, api_token=backend.settings.api_token,
-        backend_timeout=2.0, agi_port=0,
+        IvrSettings(),
+        backend_url=backend.url,
+        api_token=backend.settings.api_token,
+        backend_timeout=2.0,
+        agi_port=0,
     )
-    client = CountingBackendClient(settings.backend_url, settings.api_token, settings.backend_timeout)
+    client = CountingBackendClient(
+        settings.backend_url, settings.api_token, settings.backend_timeout
+    )
     running = await start_agi_server(settings, backend=client, port=0)
     running._owned.append(client)
     yield running
@@ -102,10 +107,7 @@ class Trucker:
 
     def bundle_keys(self, ccrn: str | None = None) -> str:
         """English, log in, bundle one CCRN to the vehicle, submit, menu, end."""
-        return (
-            f"3 {self.login_keys()} 1 {self.vehicle_keys} 1 "
-            f"{ccrn or self.ccrns[0]}# 1 2 2 9"
-        )
+        return f"3 {self.login_keys()} 1 {self.vehicle_keys} 1 {ccrn or self.ccrns[0]}# 1 2 2 9"
 
 
 MakeTrucker = Callable[..., Any]

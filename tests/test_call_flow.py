@@ -58,9 +58,7 @@ async def test_ccrn_with_bad_check_digit_is_refused_before_any_backend_call(
     good = trucker.ccrns[0]
     bad = good[:-1] + str((int(good[-1]) + 1) % 10)
     assert luhn_check_digit(bad[:-1]) != bad[-1]
-    keys = (
-        f"3 {trucker.login_keys()} 1 {trucker.vehicle_keys} 1 {bad}# {good}# 1 2 2 9"
-    )
+    keys = f"3 {trucker.login_keys()} 1 {trucker.vehicle_keys} 1 {bad}# {good}# 1 2 2 9"
     record = await phone(keys, trucker)
     ids = record.prompt_ids
     assert ids.count("bundle.ccrn_invalid") == 1
@@ -103,9 +101,7 @@ async def test_hang_up_during_every_prompt_of_the_happy_path_leaves_no_partial_b
 ) -> None:
     exchanges = await happy_path_commands(make_trucker, phone)
     positions = [i for i, e in enumerate(exchanges) if e.command.startswith(PLAYING)]
-    submitted_at = next(
-        i for i, e in enumerate(exchanges) if "ivrs/bundle/submitted" in e.command
-    )
+    submitted_at = next(i for i, e in enumerate(exchanges) if "ivrs/bundle/submitted" in e.command)
     assert len(positions) > 30
     for position in positions:
         before = len(await stored_bundles(db))

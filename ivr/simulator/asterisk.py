@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 
 from prompts.catalog import Catalog
@@ -35,6 +36,9 @@ USAGE_LAST = "520 End of proper usage."
 USAGE_NONE = "520 Invalid command syntax.  Proper usage not available."
 
 _calls = itertools.count(1)
+
+# Called with each command before it is answered; may be a coroutine function.
+OnCommand = Callable[[Command], Awaitable[None] | None]
 
 
 class SimulatedAsterisk:
@@ -74,12 +78,14 @@ class SimulatedAsterisk:
         sighup: bool = True,
         usage_lines: bool = True,
         on_heard: Callable[[Heard], None] | None = None,
+        on_command: OnCommand | None = None,
         max_commands: int = 2000,
         ask: Ask | None = None,
     ):
         number = next(_calls)
         self.script, self.args, self.dnid = script, list(args), dnid
         self.hangup_at, self.max_commands = hangup_at, max_commands
+        self.on_command = on_command
         self.exit_on_hangup, self.sighup, self.usage_lines = exit_on_hangup, sighup, usage_lines
         keypad = Keypad(
             parse_keys(keys or ""), totp=totp, ask=ask or (ask_stdin if keys is None else None)
@@ -207,8 +213,13 @@ class SimulatedAsterisk:
         argv = parse_args(line)
         words = find_command(argv)
         was_alive = channel.alive
+        command = self._command(line, argv, words)
+        if self.on_command is not None:  # tests act at a point of the call (stop the backend...)
+            acted = self.on_command(command)
+            if inspect.isawaitable(acted):
+                await acted
         if was_alive:
-            channel.hangup_due = self._caller_hangs_up_during(self._command(line, argv, words))
+            channel.hangup_due = self._caller_hangs_up_during(command)
         if words is None:
             reply = [UNKNOWN]
         elif not channel.alive and not COMMANDS[words]:
@@ -286,6 +297,7 @@ async def place_call(
     sighup: bool = True,
     usage_lines: bool = True,
     on_heard: Callable[[Heard], None] | None = None,
+    on_command: OnCommand | None = None,
     max_commands: int = 2000,
 ) -> CallRecord:
     """Call the FastAGI server at host:port as Asterisk would, and return what happened.
@@ -314,6 +326,7 @@ async def place_call(
         sighup=sighup,
         usage_lines=usage_lines,
         on_heard=on_heard,
+        on_command=on_command,
         max_commands=max_commands,
     )
     reader, writer = await asyncio.open_connection(host, port)

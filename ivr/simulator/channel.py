@@ -41,6 +41,10 @@ class Played:
     ms: int
 
 
+# Prompts whose answer is a secret (password, token code, SMS code).
+SECRET_PROMPTS = frozenset({"login.password", "login.token", "register.sms_code"})
+
+
 class Channel:
     """One call's channel. `record` collects what happens on it."""
 
@@ -86,7 +90,9 @@ class Channel:
 
     def hear_keys(self, keys: str) -> None:
         if keys:
-            self.hear(Heard("keys", keys, " ".join(keys)))
+            # What is printed of a secret is its length only (CALL_FLOW.md: never shown).
+            secret = bool(self.record.prompt_ids) and self.record.prompt_ids[-1] in SECRET_PROMPTS
+            self.hear(Heard("keys", keys, f"{len(keys)} secret keys" if secret else " ".join(keys)))
 
     async def answer(self) -> None:
         if not self.answered:
