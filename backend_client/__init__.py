@@ -40,6 +40,15 @@ class AccountInfo:
     type: str
     needs_activation: bool
     mobile: str | None
+    mobile_registered: bool = True
+    terms_accepted: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    suspended: bool
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +211,55 @@ class BackendClient:
             },
         )
         a = body["account"]
-        return AccountInfo(a["number"], a["type"], bool(a["needs_activation"]), a.get("mobile"))
+        return AccountInfo(
+            a["number"],
+            a["type"],
+            bool(a["needs_activation"]),
+            a.get("mobile"),
+            bool(a.get("mobile_registered", a.get("mobile") is not None)),
+            bool(a.get("terms_accepted", not a["needs_activation"])),
+        )
+
+    async def service_status(self) -> ServiceStatus:
+        body = await self._request("GET", "/v1/service-status", safe=True)
+        start, end = body.get("from"), body.get("until")
+        return ServiceStatus(
+            bool(body["suspended"]),
+            datetime.fromisoformat(start) if start else None,
+            datetime.fromisoformat(end) if end else None,
+        )
+
+    # --- first call: mobile and terms -------------------------------------------------------
+
+    async def register_mobile(self, account: str, mobile: str, call_id: int | None) -> int:
+        """Send an SMS code to `mobile`; how many more codes may be sent in this call."""
+        body = await self._request(
+            "POST", f"/v1/accounts/{account}/mobile", json={"mobile": mobile, "call_id": call_id}
+        )
+        return int(body["codes_left"])
+
+    async def verify_mobile(self, account: str, code: str, call_id: int | None) -> str:
+        body = await self._request(
+            "POST",
+            f"/v1/accounts/{account}/mobile/verify",
+            json={"code": code, "call_id": call_id},
+        )
+        return str(body["mobile"])
+
+    async def terms_version(self) -> str:
+        return str((await self._request("GET", "/v1/terms", safe=True))["version"])
+
+    async def accept_terms(self, account: str, version: str, call_id: int | None) -> None:
+        await self._request(
+            "POST",
+            f"/v1/accounts/{account}/terms",
+            json={"version": version, "call_id": call_id},
+            safe=True,  # accepting twice is accepting once
+        )
+
+    async def recent_vehicles(self, account: str) -> list[str]:
+        body = await self._request("GET", f"/v1/accounts/{account}/vehicles/recent", safe=True)
+        return list(body["marks"])
 
     async def check_cargo(self, number: str) -> CargoCheck:
         body = await self._request("GET", f"/v1/cargo/{number}", safe=True)
@@ -229,6 +286,29 @@ class BackendClient:
             safe=True,  # the idempotency key makes a retry harmless
         )
         return Bundle.from_json(body)
+
+    async def unbundle(
+        self,
+        account: str,
+        vehicle_mark: str,
+        ccrn: str | None,
+        call_id: int | None,
+        idempotency_key: str,
+    ) -> list[str]:
+        """Cancel one CCRN (or all, with None) bundled to the vehicle; the CCRNs cancelled."""
+        body = await self._request(
+            "POST",
+            "/v1/unbundle",
+            json={
+                "account": account,
+                "vehicle_mark": vehicle_mark,
+                "ccrn": ccrn,
+                "call_id": call_id,
+            },
+            headers={"Idempotency-Key": idempotency_key},
+            safe=True,
+        )
+        return list(body["cancelled"])
 
     async def bundles(self, account: str, vehicle_mark: str | None = None) -> list[Bundle]:
         params = {"account": account}

@@ -147,3 +147,17 @@ def keypad_keys(letter: str) -> str:
         if letter.upper() in letters:
             return key + str(letters.index(letter.upper()) + 1)
     raise ValueError(f"not a keypad letter: {letter!r}")
+
+
+def is_hong_kong_mobile(digits: str) -> bool:
+    """An 8-digit Hong Kong mobile number. The numbering plan decides (phonenumbers), not a
+    prefix list: 8xxx xxxx holds pagers, 2xxx and 3xxx landlines."""
+    import phonenumbers
+
+    if len(digits) != MOBILE_DIGITS or not digits.isdigit():
+        return False
+    number = phonenumbers.parse(digits, "HK")
+    return phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )

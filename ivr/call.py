@@ -78,6 +78,8 @@ class Call:
     events: EventLog = field(default_factory=EventLog)
     # A key pressed during a prompt that asked for nothing: the first key of the next entry.
     typed_ahead: str | None = None
+    # Set by the dialplan (IVRS_HELPDESK) when it can transfer a caller who is stuck.
+    helpdesk: str | None = None
     _steps: int = 0
 
     @classmethod
@@ -187,8 +189,13 @@ class Call:
         return key + rest.digits
 
     async def retry_or_end(self, failures: int, prompt_id: str) -> None:
+        """Say why the entry failed and let the caller retry; the third failure in a row ends
+        the call politely, or hands it to the helpdesk when the dialplan has one."""
         if failures >= self.settings.max_failures:
             await self.say("call.too_many_errors")
+            if self.helpdesk:
+                await self.channel.set_var("IVRS_TRANSFER", "helpdesk")
+                raise CallEnded("transferred_to_helpdesk")
             await self.say("call.goodbye")
             raise CallEnded("too_many_errors")
         await self.say(prompt_id)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from backend_client import AccountInfo, BackendError, BackendUnavailable
+from backend_client import AccountInfo, BackendError, BackendUnavailable, ServiceStatus
 from formats import (
     HONG_KONG_MARKS,
     PASSWORD_DIGITS,
     TOKEN_CODE_DIGITS,
     cargo_number_kind,
     is_account_number,
+    is_ccrn,
+    is_hong_kong_mobile,
     is_vehicle_mark,
     keypad_letter,
 )
@@ -32,7 +34,11 @@ ERROR_PROMPTS = {
     "ccrn_taken": "bundle.ccrn_taken",
     "ccrn_expired": "bundle.ccrn_expired",
     "invalid_request": "bundle.ccrn_invalid",
+    "bundle_not_found": "unbundle.not_found",
+    "mobile_invalid": "register.mobile_invalid",
+    "sms_code_wrong": "register.sms_code_wrong",
 }
+SMS_CODE_TRIES = 3  # wrong codes before the caller is offered a new code
 # Login answers after which the call ends (the prompt says why).
 LOGIN_ENDS_CALL = {"locked", "token_expired", "no_service"}
 
@@ -56,30 +62,36 @@ async def run_call(call: Call) -> str:
             DEFAULT_LANGUAGE,
         )
     )  # opened while the language menu plays: the caller never waits for it
+    status = asyncio.create_task(call.backend.service_status())
     outcome = "completed"
     try:
         # First command: tells the dialplan the server was reached, so its "service
         # unavailable" fallback plays only when AGISTATUS=FAILURE came from a refused
         # connection, not from a missing prompt (transcript 08).
         await call.channel.set_var("IVRS_STARTED", "1")
+        call.helpdesk = await call.channel.get_var("IVRS_HELPDESK")
         await call.channel.answer()
         await choose_language(call)
         await call.say("welcome")
         call.call_id = await opening
-        await login(call)
+        await suspension_notice(call, await status)
+        info = await login(call)
+        if info.needs_activation:
+            await first_call(call, info)
         await main_menu(call)
         await call.say("call.goodbye")
     except CallerHungUp:
         outcome = "caller_hung_up"
     except CallEnded as ended:
         outcome = ended.outcome
-    except BackendUnavailable as e:
+    except (BackendUnavailable, BackendError) as e:  # an unmapped error is a fault too
         outcome = "backend_unavailable"
         call.log.warning("backend_unavailable", error=str(e))
         with contextlib.suppress(CallerHungUp):
             await call.say("error.service_unavailable")
             await call.say("call.goodbye")
     finally:
+        status.cancel()
         if call.call_id is None:
             with contextlib.suppress(Exception):
                 call.call_id = await asyncio.wait_for(opening, call.settings.backend_timeout)
@@ -87,6 +99,14 @@ async def run_call(call: Call) -> str:
         await close_quietly(call, outcome)
         call.log.info("call_ended", outcome=outcome, last_stage=call.stage)
     return outcome
+
+
+async def suspension_notice(call: Call, status: ServiceStatus) -> None:
+    """During a configured suspension the caller hears when it ends, then the call ends."""
+    if status.suspended:
+        call.enter("suspended")
+        await call.say("notice.suspended", start=status.start, end=status.end)
+        raise CallEnded("service_suspended")
 
 
 async def choose_language(call: Call) -> None:
@@ -126,8 +146,98 @@ async def login(call: Call) -> AccountInfo:
         return info
 
 
+async def first_call(call: Call, info: AccountInfo) -> None:
+    """Once per migrated account: register a Hong Kong mobile, then accept the terms."""
+    if not info.mobile_registered:
+        call.enter("register")
+        await call.say("register.intro")
+        await register_mobile(call)
+    if not info.terms_accepted:
+        call.enter("terms")
+        await accept_terms(call)
+
+
+async def register_mobile(call: Call) -> None:
+    while True:  # one pass per mobile number entered
+        mobile = await call.ask(
+            "register.mobile",
+            length=(8, 8),
+            valid=is_hong_kong_mobile,
+            invalid_prompt="register.mobile_invalid",
+        )
+        if not await call.confirm("register.mobile_confirm", digits=mobile):
+            continue
+        try:
+            await send_sms_code(call, mobile)
+        except GoBack:
+            continue  # the backend refused the number: enter it again
+        if await enter_sms_code(call, mobile):
+            await call.say("register.done")
+            return
+
+
+async def send_sms_code(call: Call, mobile: str) -> None:
+    try:
+        await call.backend.register_mobile(call.account or "", mobile, call.call_id)
+    except BackendError as e:
+        call.events.add("backend", "register_mobile", result=e.code)
+        if e.code == "sms_code_limit":  # at most 3 codes a call
+            await call.say("call.too_many_errors")
+            await call.say("call.goodbye")
+            raise CallEnded("sms_code_limit") from None
+        await call.say(prompt_for(e))
+        raise GoBack() from None
+    call.events.add("backend", "register_mobile", result="sent")
+
+
+async def enter_sms_code(call: Call, mobile: str) -> bool:
+    """True when the mobile is registered; False to enter a different number."""
+    wrong = 0
+    while True:
+        code = await call.ask("register.sms_code", length=(6, 6), secret=True)
+        try:
+            await call.backend.verify_mobile(call.account or "", code, call.call_id)
+            call.events.add("backend", "verify_mobile", result="ok")
+            return True
+        except BackendError as e:
+            call.events.add("backend", "verify_mobile", result=e.code)
+            await call.say(prompt_for(e))
+        wrong += 1
+        if wrong < SMS_CODE_TRIES:
+            continue
+        choice = await call.menu("register.sms_resend", {"1": "resend", "2": "other", "9": "end"})
+        if choice == "other":
+            return False
+        if choice == "end":
+            await call.say("call.goodbye")
+            raise CallEnded("registration_abandoned")
+        await send_sms_code(call, mobile)
+        wrong = 0
+
+
+async def accept_terms(call: Call) -> None:
+    await call.say("terms.intro")
+    while True:
+        choice = await call.menu(
+            "terms.menu", {"1": "accept", "2": "summary", "3": "full", "9": "decline"}
+        )
+        if choice == "summary":
+            await call.say("terms.intro")
+        elif choice == "full":
+            await call.say("terms.full")
+        elif choice == "decline":
+            call.events.add("input", "terms", result="declined")
+            await call.say("terms.declined")
+            raise CallEnded("terms_declined")
+        else:
+            version = await call.backend.terms_version()
+            await call.backend.accept_terms(call.account or "", version, call.call_id)
+            call.events.add("backend", "accept_terms", version=version)
+            return
+
+
 async def main_menu(call: Call) -> None:
-    stages = {"1": bundle, "3": enquiry, "8": change_language, "9": None}
+    stages = {"1": bundle, "2": unbundle, "3": enquiry, "8": change_language, "9": None}
     while True:
         call.enter("menu")
         try:
@@ -168,6 +278,14 @@ async def ask_letters(call: Call) -> str:
 
 async def ask_vehicle(call: Call) -> str:
     call.enter("vehicle")
+    recent = await call.backend.recent_vehicles(call.account or "")
+    # The last vehicle used is offered first (one key); "9" enters another.
+    if recent:
+        use_recent: bool = await call.menu(
+            "vehicle.recent", {"1": True, "9": False}, mark=recent[0]
+        )
+        if use_recent:
+            return recent[0]
     failures = 0
     while True:
         letters = await ask_letters(call)
@@ -238,6 +356,55 @@ async def bundle(call: Call) -> None:
         time=receipt.earliest_crossing,
     ):
         pass
+
+
+async def unbundle(call: Call) -> None:
+    vehicle = await ask_vehicle(call)
+    call.enter("unbundle")
+    if await call.menu("unbundle.menu", {"1": "one", "2": "all"}) == "one":
+        await unbundle_one(call, vehicle)
+        return
+    bundles = await call.backend.bundles(call.account or "", vehicle)
+    count = sum(len(b.ccrns) for b in bundles)
+    if count == 0:
+        await call.say("unbundle.not_found")
+        return
+    if not await call.confirm("unbundle.confirm_all", count=count, mark=vehicle):
+        return
+    await cancel(call, vehicle, None)
+
+
+async def unbundle_one(call: Call, vehicle: str) -> None:
+    failures = 0
+    while True:
+        ccrn = await call.ask(
+            "unbundle.ccrn", length=(12, 12), valid=is_ccrn, invalid_prompt="bundle.ccrn_invalid"
+        )
+        if not await call.confirm("bundle.ccrn_confirm", digits=ccrn):
+            continue
+        if await cancel(call, vehicle, ccrn):
+            return
+        failures += 1
+        await call.retry_or_end(failures, "unbundle.not_found")
+
+
+async def cancel(call: Call, vehicle: str, ccrn: str | None) -> bool:
+    """Cancel one CCRN or all on the vehicle; False when there was no such bundle."""
+    try:
+        cancelled = await call.backend.unbundle(
+            call.account or "", vehicle, ccrn, call.call_id, call.step_key()
+        )
+    except BackendError as e:
+        call.events.add("backend", "unbundle", result=e.code)
+        if e.code != "bundle_not_found":
+            raise BackendUnavailable(f"unexpected backend error {e.code}") from e
+        if ccrn is None:
+            await call.say("unbundle.not_found")
+        return False
+    call.events.add("backend", "unbundle", result="ok", cancelled=len(cancelled))
+    call.log.info("bundle_cancelled", vehicle=vehicle, ccrns=len(cancelled))
+    await call.say("unbundle.done")
+    return True
 
 
 async def enquiry(call: Call) -> None:
