@@ -55,6 +55,12 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(demo(keep_running=args.keep_running))
 
 
+def _prompts(args: argparse.Namespace) -> int:
+    from prompts.build import main as build_main
+
+    return build_main(args.rest)
+
+
 def _admin(args: argparse.Namespace) -> int:
     from cli.admin import run_admin
 
@@ -93,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start everything, place one bundling call, show the result")
     p.add_argument("--keep-running", action="store_true", help="leave the servers running")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("prompts", help="build the prompt sound files (ivrs prompts build -h)")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the build")
+    p.set_defaults(func=_prompts)
 
     p = sub.add_parser("admin", help="accounts, tokens, vehicles and cargo (on IVRS_DATABASE_URL)")
     from cli.admin import add_admin_commands

@@ -1,0 +1,392 @@
+"""The prompt catalog against CALL_FLOW.md, and the prompts build: offline with espeak-ng, and
+through gTTS against a local stand-in of Google Translate's endpoint (no network in tests)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+
+from bench.bench_caller_time import caller_time
+from bench.bench_caller_time import main as bench_main
+from prompts.audio import load_sound
+from prompts.build import build, main, plan
+from prompts.catalog import LANGUAGES, Catalog, Sound, default_catalog
+from prompts.fragments import fragment_texts
+from prompts.manifest import Manifest, durations_ms
+from prompts.say import say_alpha, say_digits, say_number, say_time
+from prompts.speech import pinyin_ssml, spoken
+
+CALL_FLOW = Path(__file__).resolve().parents[1].parent / "shared" / "CALL_FLOW.md"
+# The files SAY DIGITS / ALPHA / NUMBER / DATETIME play (agi-transcripts/11-say-files.md).
+SAY_FILES = (
+    [f"digits/{n}" for n in [*range(10), *range(10, 100, 10)]]
+    + [f"digits/{w}" for w in ("hundred", "thousand", "oclock", "a-m", "p-m")]
+    + ["minute"]
+    + [f"letters/{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+)
+RMS_FLOOR_DB = -35.0
+
+
+def call_flow_ids() -> list[str]:
+    assert CALL_FLOW.is_file(), f"CALL_FLOW.md not found at {CALL_FLOW}"
+    return re.findall(r"^\|\s*`([a-z_]+(?:\.[a-z_]+)*)`\s*\|", CALL_FLOW.read_text(), re.M)
+
+
+def sound_parts(catalog: Catalog, lang: str) -> list[Sound]:
+    return [p for i in catalog.ids() for p in catalog.parts(i, lang) if isinstance(p, Sound)]
+
+
+# -- the catalog ---------------------------------------------------------------------------
+
+
+def test_every_call_flow_prompt_id_has_a_text_in_every_language() -> None:
+    ids = call_flow_ids()
+    assert len(ids) > 40 and {"language.menu", "welcome", "call.goodbye"} <= set(ids)
+    prompts = default_catalog().prompts
+    missing = [
+        f"{i} ({lang})"
+        for i in ids
+        for lang in LANGUAGES
+        if not (prompts.get(i) or {}).get(lang, "").strip()
+    ]
+    assert not missing, f"prompt texts missing from catalog.yaml: {missing}"
+
+
+def test_translations_keep_the_variables_of_the_english_text() -> None:
+    catalog = default_catalog()
+    for prompt_id in catalog.ids():
+        english = re.findall(r"\{\w+\}", catalog.text(prompt_id, "en"))
+        for lang in LANGUAGES:
+            assert sorted(re.findall(r"\{\w+\}", catalog.text(prompt_id, lang))) == sorted(
+                english
+            ), f"{prompt_id} ({lang})"
+
+
+def test_no_sound_part_is_only_punctuation() -> None:
+    catalog = default_catalog()
+    empty = [
+        f"{p.file} ({lang})"
+        for lang in LANGUAGES
+        for p in sound_parts(catalog, lang)
+        if not re.search(r"\w", p.text)
+    ]
+    assert not empty, f"parts with nothing to say (move the punctuation): {empty}"
+
+
+def test_engines_read_phone_numbers_digit_by_digit_and_spell_acronyms() -> None:
+    assert spoken("Call 3669 0000 about 30 CCRNs.") == "Call 3 6 6 9, 0 0 0 0 about 30 C C R N's."
+    assert "chong2 ting1" in pinyin_ssml("重听请按 1。")  # pypinyin alone says zhong4
+    assert '<voice name="en">FortiToken Mobile</voice>' in pinyin_ssml("令牌或 FortiToken Mobile")
+
+
+# -- the offline build ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cantonese(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cantonese, the default language, built offline once through the CLI (language.menu
+    brings in the Putonghua and English voices too)."""
+    out = tmp_path_factory.mktemp("sounds")
+    assert main(["--engine", "espeak", "--lang", "zh_HK", "--out", str(out)]) == 0
+    return out
+
+
+def built_files(out: Path, lang: str) -> list[Path]:
+    return sorted((out / lang).rglob("*.wav"))
+
+
+def test_offline_build_has_every_prompt_part_and_say_fragment(cantonese: Path) -> None:
+    expected = {p.file for p in sound_parts(default_catalog(), "zh_HK")}
+    expected |= set(SAY_FILES) | set(fragment_texts("zh_HK"))
+    missing = [f for f in sorted(expected) if not (cantonese / "zh_HK" / f"{f}.wav").is_file()]
+    assert not missing
+    assert len(built_files(cantonese, "zh_HK")) == len(expected)
+
+
+def test_built_files_are_8khz_mono_16bit_pcm_wavs(cantonese: Path) -> None:
+    files = [str(f) for f in built_files(cantonese, "zh_HK")]
+    for option, want in [
+        ("-t", "wav"),
+        ("-r", "8000"),
+        ("-c", "1"),
+        ("-b", "16"),
+        ("-e", "Signed Integer PCM"),
+    ]:
+        lines = subprocess.run(
+            ["soxi", option, *files], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        assert len(lines) == len(files) and set(lines) == {want}, option
+
+
+def test_no_built_file_is_silent_or_empty(cantonese: Path) -> None:
+    for path in built_files(cantonese, "zh_HK"):
+        stats = subprocess.run(
+            ["sox", str(path), "-n", "stats"], capture_output=True, text=True, check=True
+        ).stderr
+        rms = float(re.search(r"RMS lev dB\s+(\S+)", stats).group(1))  # type: ignore[union-attr]
+        length = float(re.search(r"Length s\s+(\S+)", stats).group(1))  # type: ignore[union-attr]
+        assert rms > RMS_FLOOR_DB and length > 0.2, f"{path}: RMS {rms} dB, {length} s"
+
+
+def test_manifest_gives_every_file_its_length_in_ms(cantonese: Path) -> None:
+    durations = durations_ms(cantonese, "zh_HK")
+    files = built_files(cantonese, "zh_HK")
+    seconds = subprocess.run(
+        ["soxi", "-D", *map(str, files)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for path, length in zip(files, seconds, strict=False):
+        file = path.relative_to(cantonese / "zh_HK").with_suffix("").as_posix()
+        assert abs(durations[file] - float(length) * 1000) <= 1, file
+    assert len(durations) == len(files)
+    assert durations["ivrs/language/menu"] > durations["ivrs/welcome"] > durations["digits/5"]
+
+
+def test_language_menu_is_one_recording_of_three_voices_for_every_language_folder() -> None:
+    jobs, invalid = plan(default_catalog(), LANGUAGES)
+    menu = [job for job in jobs if any(k.endswith("/ivrs/language/menu") for k in job.targets)]
+    assert not invalid and len(menu) == 1
+    assert menu[0].targets == tuple(f"{lang}/ivrs/language/menu" for lang in LANGUAGES)
+    assert [s.voice for s in menu[0].segments] == list(LANGUAGES)
+    assert menu[0].segments[2].text == "For English, press 3."
+
+
+def test_a_second_build_with_no_change_rebuilds_nothing(cantonese: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in built_files(cantonese, "zh_HK")}
+    report = build("espeak", ["zh_HK"], cantonese)
+    assert report.ok and report.built == [] and len(report.skipped) == len(before)
+    assert {p: p.stat().st_mtime_ns for p in built_files(cantonese, "zh_HK")} == before
+
+
+def test_a_changed_text_rebuilds_only_its_file(cantonese: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sounds"
+    shutil.copytree(cantonese, out)
+    prompts = copy.deepcopy(default_catalog().prompts)
+    prompts["welcome"]["zh_HK"] = "歡迎致電道路貨物綁定服務。"
+    report = build("espeak", ["zh_HK"], out, catalog=Catalog(prompts))
+    assert report.built == ["zh_HK/ivrs/welcome"]
+
+
+def test_a_file_that_cannot_be_spoken_is_reported_and_the_rest_built(tmp_path: Path) -> None:
+    catalog = Catalog({"welcome": {"en": "Welcome."}, "call.goodbye": {"en": "…"}})
+    report = build("espeak", ["en"], tmp_path, catalog=catalog)
+    assert list(report.failed) == ["en/ivrs/call/goodbye"]
+    assert "en/ivrs/welcome" in report.built and "en/digits/5" in report.built
+    assert "FAILED en/ivrs/call/goodbye" in report.summary()
+
+
+def test_load_sound_prefers_the_call_language_then_english(tmp_path: Path) -> None:
+    for file in ("zh_HK/digits/5", "en/digits/5", "en/ivrs/welcome"):
+        (tmp_path / f"{file}.wav").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{file}.wav").write_bytes(b"RIFF")
+    assert load_sound(tmp_path, "zh_HK", "digits/5") == tmp_path / "zh_HK/digits/5.wav"
+    assert load_sound(tmp_path, "zh_HK", "ivrs/welcome") == tmp_path / "en/ivrs/welcome.wav"
+    assert load_sound(tmp_path, "zh_CN", "ivrs/goodbye") is None
+
+
+# -- gTTS, against a stand-in of translate.google.com -----------------------------------------
+
+
+class GoogleStandIn(BaseHTTPRequestHandler):
+    """Answers `_/TranslateWebserverUi/data/batchexecute` as Google does: an RPC `jQ1olc`
+    reply carrying base64 MP3."""
+
+    mp3: bytes = b""
+    asked: list[tuple[str, str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        rpc = json.loads(parse_qs(body)["f.req"][0])[0][0]
+        text, lang = json.loads(rpc[1])[:2]
+        self.asked.append((lang, text))
+        if self.path != "/_/TranslateWebserverUi/data/batchexecute" or rpc[0] != "jQ1olc":
+            self.send_error(404)
+            return
+        audio = json.dumps([base64.b64encode(self.mp3).decode()])
+        reply = json.dumps(
+            [["wrb.fr", "jQ1olc", audio, None, None, None, "generic"]], separators=(",", ":")
+        )
+        payload = f")]}}'\n\n{len(reply)}\n{reply}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def google(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[GoogleStandIn]]:
+    tone = tmp_path / "tone.mp3"  # a small valid MP3: a rising tone, 0.8 s
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "24000",
+            "-c",
+            "1",
+            str(tone),
+            "synth",
+            "0.8",
+            "sine",
+            "300:1200",
+            "gain",
+            "-6",
+        ],
+        check=True,
+    )
+    handler = type("Google", (GoogleStandIn,), {"mp3": tone.read_bytes(), "asked": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    point_gtts_at(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}")
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def point_gtts_at(monkeypatch: pytest.MonkeyPatch, base: str) -> None:
+    """gTTS builds its URL in `gtts.utils._translate_url` (imported into `gtts.tts`) from a
+    template local to that function; its only public knob is the Google `tld`. So the stand-in
+    replaces the function, and proxies from the environment are cleared."""
+    import gtts.tts
+
+    monkeypatch.setattr(gtts.tts, "_translate_url", lambda tld="com", path="": f"{base}/{path}")
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # a port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    point_gtts_at(monkeypatch, f"http://127.0.0.1:{port}")
+
+
+SMALL = Catalog(
+    {
+        "welcome": default_catalog().prompts["welcome"],
+        "language.menu": default_catalog().prompts["language.menu"],
+    }
+)
+
+
+def test_gtts_speaks_cantonese_as_yue_and_its_recordings_are_kept_offline(
+    google: type[GoogleStandIn], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = build("gtts", ["zh_HK", "en"], tmp_path, catalog=SMALL)
+    assert report.ok and not report.fell_back and report.engine == "gtts"
+    assert ("yue", "歡迎使用道路貨物綁定服務。") in google.asked
+    assert ("en", "Welcome to the Road Cargo bundling service.") in google.asked
+    assert {"yue", "zh-CN", "en"} <= {lang for lang, _ in google.asked}  # language.menu
+    entries = Manifest.load(tmp_path).entries
+    assert {e.engine for e in entries.values()} == {"gtts"}
+    assert entries["zh_HK/ivrs/welcome"].ms > 700
+    rate = subprocess.run(
+        ["soxi", "-r", str(tmp_path / "zh_HK/ivrs/welcome.wav")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert rate == "8000"
+
+    unreachable(monkeypatch)
+    assert build("auto", ["zh_HK", "en"], tmp_path, catalog=SMALL).built == []
+    rebuilt = build("espeak", ["zh_HK"], tmp_path, catalog=SMALL)  # the engine changed
+    assert len(rebuilt.built) == len(rebuilt.built + rebuilt.skipped) > 40
+
+
+def test_gtts_unreachable_falls_back_to_espeak_file_by_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreachable(monkeypatch)
+    report = build("gtts", ["en"], tmp_path, catalog=SMALL)
+    assert report.ok and "en/ivrs/welcome" in report.fell_back
+    assert {e.engine for e in Manifest.load(tmp_path).entries.values()} == {"espeak"}
+    assert build("gtts", ["en"], tmp_path, catalog=SMALL).built  # gTTS is tried again
+
+
+def test_auto_builds_offline_when_gtts_is_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreachable(monkeypatch)
+    report = build("auto", ["en"], tmp_path, catalog=SMALL)
+    assert report.ok and report.engine == "espeak" and not report.fell_back
+    assert "gTTS unreachable" in report.summary()
+
+
+# -- SAY fragments --------------------------------------------------------------------------
+
+
+def test_say_plays_the_files_asterisk_played_in_the_captures() -> None:
+    assert say_number(105, "zh_HK") == ["digits/1", "digits/hundred", "digits/0", "digits/5"]
+    assert say_number(105, "en") == ["digits/1", "digits/hundred", "digits/5"]
+    assert say_number(2029, "zh_CN") == [
+        "digits/2",
+        "digits/thousand",
+        "digits/0",
+        "digits/20",
+        "digits/9",
+    ]
+    assert say_number(42, "zh_HK") == say_number(42, "en") == ["digits/40", "digits/2"]
+    assert say_alpha("AB12") == ["letters/a", "letters/b", "digits/1", "digits/2"]
+    assert say_time(datetime(2029, 1, 1, 13, 30), "zh_HK") == [
+        "digits/p-m",
+        "digits/1",
+        "digits/oclock",
+        "digits/30",
+        "minute",
+    ]
+    assert say_time(datetime(2029, 1, 1, 16, 0), "en") == [
+        "digits/4",
+        "digits/oclock",
+        "digits/p-m",
+    ]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_fragments_cover_every_count_and_time_of_day(lang: str) -> None:
+    built = set(fragment_texts(lang))
+    played = {f for n in range(10_000) for f in say_number(n, lang)}
+    played |= {
+        f for m in range(24 * 60) for f in say_time(datetime(2029, 1, 1, m // 60, m % 60), lang)
+    }
+    played |= set(say_digits("0123456789")) | set(say_alpha("abcdefghijklmnopqrstuvwxyz"))
+    assert played <= built, sorted(played - built)
+
+
+# -- the caller-time benchmark --------------------------------------------------------------
+
+
+def test_caller_time_bench_sums_real_lengths_and_barge_in_cuts_input_prompts(
+    cantonese: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ms_of = durations_ms(cantonese, "zh_HK")
+    whole = dict(caller_time("zh_HK", ms_of, default_catalog()))
+    barged = dict(caller_time("zh_HK", ms_of, default_catalog(), barge_in_ms=1000))
+    assert whole["welcome"] == barged["welcome"] == ms_of["ivrs/welcome"]
+    assert whole["bundle.submitted"] > 10 * ms_of["digits/0"] and barged["bundle.submitted"] == 1000
+    assert bench_main(["--sounds", str(cantonese), "--lang", "zh_HK"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[0] == "zh_HK" and float(row[1]) > float(row[3]) > 10
