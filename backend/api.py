@@ -1,8 +1,9 @@
 """The JSON API under /v1, as `backend/openapi.yaml` describes it.
 
 Handlers parse the request, call one service function and shape the reply; the rules live in
-`calls`, `login` and `bundling`. Every error leaves as `{"error": {"code", "message"}}`, and no
-error message carries request input (a password must never come back in an echo).
+`calls`, `login`, `registration` (first call: mobile and terms) and `bundling`. Every error
+leaves as `{"error": {"code", "message"}}`, and no error message carries request input (a
+password or an SMS code must never come back in an echo).
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from backend import bundling, calls, login
+from backend import bundling, calls, login, registration
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Bundle, Call
 from backend.settings import BackendSettings
+from backend.sms import SmsSender
 
 log = structlog.get_logger(__name__)
 
 SETTINGS = web.AppKey("settings", BackendSettings)
 DATABASE = web.AppKey("database", Database)
+SMS_SENDER: web.AppKey[SmsSender] = web.AppKey("sms_sender")
 
 routes = web.RouteTableDef()
 
@@ -69,6 +72,11 @@ class CallEnding(_Body):
     account: str | None = Field(default=None, max_length=8)
 
 
+class HangUp(_Body):
+    uniqueid: str = Field(min_length=1, max_length=64)
+    cause: str | None = Field(default=None, max_length=64)  # Asterisk's HANGUPCAUSE
+
+
 class LoginAttempt(_Body):
     account: str = Field(max_length=32)
     # SecretStr: a repr or a log line shows '**********', never the digits.
@@ -82,6 +90,29 @@ class BundleSubmission(_Body):
     account: str = Field(max_length=32)
     vehicle_mark: str = Field(max_length=16)
     numbers: list[str] = Field(min_length=1, max_length=bundling.MAX_CCRNS)
+    call_id: int | None = None
+
+
+class MobileRegistration(_Body):
+    # Any text: what is not an 8-digit Hong Kong mobile number is refused as mobile_invalid.
+    mobile: str = Field(max_length=32)
+    call_id: int | None = None
+
+
+class MobileVerification(_Body):
+    code: SecretStr = Field(max_length=16)
+    call_id: int | None = None
+
+
+class TermsAcceptanceIn(_Body):
+    version: str = Field(min_length=1, max_length=32)
+    call_id: int | None = None
+
+
+class UnbundleRequest(_Body):
+    account: str = Field(max_length=32)
+    vehicle_mark: str = Field(max_length=16)
+    ccrn: str | None = Field(max_length=16)  # required, null: every CCRN on the vehicle
     call_id: int | None = None
 
 
@@ -168,6 +199,13 @@ async def end_call(request: web.Request) -> web.Response:
     return web.json_response(_call_json(call))
 
 
+@routes.post("/v1/calls/hangup")
+async def hang_up(request: web.Request) -> web.Response:
+    body = await _body(request, HangUp)
+    call = await calls.hang_up(request.app[DATABASE], body.uniqueid, body.cause)
+    return web.json_response(_call_json(call))
+
+
 @routes.get(f"/v1/calls/{CALL_ID}")
 async def get_call(request: web.Request) -> web.Response:
     call = await calls.get_call(request.app[DATABASE], _call_id(request))
@@ -185,16 +223,79 @@ async def create_session(request: web.Request) -> web.Response:
         call_id=body.call_id,
         caller_id=body.caller_id,
     )
+    state = registration.activation(account, request.app[SETTINGS].terms_version)
     return web.json_response(
         {
             "account": {
                 "number": account.number,
                 "type": account.type,
-                "needs_activation": account.needs_activation,
+                "needs_activation": state.needs_activation,
                 "mobile": account.mobile,
+                "mobile_registered": state.mobile_registered,
+                "terms_accepted": state.terms_accepted,
             }
         }
     )
+
+
+@routes.get("/v1/service-status")
+async def service_status(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    start, end = settings.suspended_from, settings.suspended_until
+    return web.json_response(
+        {
+            "suspended": settings.suspended(settings.clock()),
+            "from": start.isoformat() if start else None,
+            "until": end.isoformat() if end else None,
+        }
+    )
+
+
+@routes.post("/v1/accounts/{number}/mobile")
+async def send_mobile_code(request: web.Request) -> web.Response:
+    body = await _body(request, MobileRegistration)
+    codes_left = await registration.send_code(
+        request.app[DATABASE], request.match_info["number"], body.mobile, body.call_id
+    )
+    return web.json_response({"codes_left": codes_left}, status=202)
+
+
+@routes.post("/v1/accounts/{number}/mobile/verify")
+async def verify_mobile(request: web.Request) -> web.Response:
+    body = await _body(request, MobileVerification)
+    mobile = await registration.verify_code(
+        request.app[DATABASE],
+        request.match_info["number"],
+        body.code.get_secret_value(),
+        body.call_id,
+    )
+    return web.json_response({"mobile": mobile})
+
+
+@routes.get("/v1/terms")
+async def current_terms(request: web.Request) -> web.Response:
+    return web.json_response({"version": request.app[SETTINGS].terms_version})
+
+
+@routes.post("/v1/accounts/{number}/terms")
+async def accept_terms(request: web.Request) -> web.Response:
+    body = await _body(request, TermsAcceptanceIn)
+    acceptance = await registration.accept_terms(
+        request.app[DATABASE], request.match_info["number"], body.version, body.call_id
+    )
+    return web.json_response(
+        {
+            "terms_version_accepted": acceptance.version,
+            "accepted_at": acceptance.accepted_at.isoformat(),
+            "call_id": acceptance.call_id,
+        }
+    )
+
+
+@routes.get("/v1/accounts/{number}/vehicles/recent")
+async def recent_vehicles(request: web.Request) -> web.Response:
+    marks = await bundling.recent_marks(request.app[DATABASE], request.match_info["number"])
+    return web.json_response({"marks": marks})
 
 
 @routes.get("/v1/cargo/{number}")
@@ -205,13 +306,7 @@ async def check_cargo(request: web.Request) -> web.Response:
 
 @routes.post("/v1/bundles")
 async def create_bundle(request: web.Request) -> web.Response:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise BackendError(
-            "invalid_request",
-            f"An Idempotency-Key header (1 to {MAX_IDEMPOTENCY_KEY} characters) is required.",
-            status=400,
-        )
+    key = _idempotency_key(request)
     body = await _body(request, BundleSubmission)
     bundle, created = await bundling.create_bundle(
         request.app[DATABASE], body.account, body.vehicle_mark, body.numbers, key, body.call_id
@@ -230,7 +325,30 @@ async def list_bundles(request: web.Request) -> web.Response:
     return web.json_response({"bundles": [_bundle_json(b) for b in bundles]})
 
 
+@routes.post("/v1/unbundle")
+async def unbundle(request: web.Request) -> web.Response:
+    key = _idempotency_key(request)
+    body = await _body(request, UnbundleRequest)
+    cancellation = await bundling.unbundle(
+        request.app[DATABASE], body.account, body.vehicle_mark, body.ccrn, key, body.call_id
+    )
+    return web.json_response(
+        {"cancelled": cancellation.cancelled, "vehicle_mark": cancellation.vehicle_mark}
+    )
+
+
 # --- replies --------------------------------------------------------------------------------
+
+
+def _idempotency_key(request: web.Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise BackendError(
+            "invalid_request",
+            f"An Idempotency-Key header (1 to {MAX_IDEMPOTENCY_KEY} characters) is required.",
+            status=400,
+        )
+    return key
 
 
 def _call_id(request: web.Request) -> int:
@@ -267,7 +385,7 @@ def _bundle_json(bundle: Bundle) -> dict[str, Any]:
         "reference": bundle.reference,
         "vehicle_mark": bundle.vehicle_mark,
         "account": bundle.account.number,
-        "ccrns": [item.ccrn for item in bundle.items],
+        "ccrns": bundling.active_ccrns(bundle),
         "created_at": bundle.created_at.isoformat(),
         "earliest_crossing": bundle.earliest_crossing.isoformat(),
         "status": bundle.status,

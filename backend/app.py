@@ -8,21 +8,33 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from yarl import URL
 
-from backend.api import DATABASE, SETTINGS, errors_as_json, require_api_token, routes
+from backend.api import (
+    DATABASE,
+    SETTINGS,
+    SMS_SENDER,
+    errors_as_json,
+    require_api_token,
+    routes,
+)
 from backend.database import open_database
 from backend.settings import BackendSettings
+from backend.sms import SmsSender, sender_for
 
 
-def create_app(settings: BackendSettings) -> web.Application:
+def create_app(
+    settings: BackendSettings, *, sms_sender: SmsSender | None = None
+) -> web.Application:
+    """The app; SMS go through `sms_sender`, else the sender `settings.sms_sender` names."""
     app = web.Application(middlewares=[errors_as_json, require_api_token])
     app[SETTINGS] = settings
+    app[SMS_SENDER] = sms_sender or sender_for(settings.sms_sender)
     app.cleanup_ctx.append(_database)
     app.add_routes(routes)
     return app
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    async with open_database(app[SETTINGS]) as database:
+    async with open_database(app[SETTINGS], app[SMS_SENDER]) as database:
         app[DATABASE] = database
         yield
 
@@ -36,15 +48,24 @@ class RunningBackend:
     settings: BackendSettings
     _runner: web.AppRunner = field(repr=False)
 
+    @property
+    def sms_sender(self) -> SmsSender:
+        """Where this backend's SMS go (a `MemorySender` lets a test read the codes)."""
+        return self.app[SMS_SENDER]
+
     async def stop(self) -> None:
         await self._runner.cleanup()
 
 
 async def start_backend(
-    settings: BackendSettings, host: str = "127.0.0.1", port: int = 0
+    settings: BackendSettings,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    sms_sender: SmsSender | None = None,
 ) -> RunningBackend:
     """Start serving on `host`:`port` (0: a free port, read back into `.url`)."""
-    app = create_app(settings)
+    app = create_app(settings, sms_sender=sms_sender)
     runner = web.AppRunner(app)
     await runner.setup()
     try:

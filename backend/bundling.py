@@ -1,8 +1,11 @@
-"""Cargo checks and bundles: CCRNs (or batches of them) linked to a vehicle registration mark.
+"""Cargo checks and bundles: CCRNs (or batches of them) linked to a vehicle registration mark,
+cancelled (unbundled) one or all at a time, and the vehicles an account used lately.
 
-A submission is all or nothing, in one transaction. Two constraints decide races, so no read
-before a write has to be trusted: the partial unique index on active bundle items (one active
-bundle per CCRN) and the unique idempotency key (a retried submission finds its first result).
+A submission is all or nothing, in one transaction, and so is a cancellation. Constraints and
+conditional updates decide races, so no read before a write has to be trusted: the partial
+unique index on active bundle items (one active bundle per CCRN), the unique idempotency keys
+(a retried request finds its first result), and items cancelled only while still active.
+A new bundle sends a confirmation SMS to the account's registered mobile, after the commit.
 """
 
 from __future__ import annotations
@@ -12,21 +15,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 import formats
+from backend import sms
 from backend.calls import known_call, record_event
 from backend.database import Database, unused_number
 from backend.errors import BackendError
-from backend.models import Account, Batch, Bundle, BundleItem, Cargo
+from backend.models import Account, Batch, Bundle, BundleItem, Cargo, Unbundling
 
 log = structlog.get_logger(__name__)
 
 MAX_CCRNS = 50
 EARLIEST_CROSSING_AFTER = timedelta(minutes=30)
+RECENT_VEHICLES = 3
+NOT_FOUND = ("bundle_not_found", "No bundle was found for that vehicle and number.")
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ async def create_bundle(
     _check_input(vehicle_mark, numbers)
     now = db.now().replace(microsecond=0)
     ccrns: list[str] = []
+    confirmation: sms.Outgoing | None = None
     try:
         async with db.sessions.begin() as session:
             account = await _account(session, account_number)
@@ -93,6 +100,11 @@ async def create_bundle(
                 "bundle_submitted",
                 {"reference": bundle.reference, "vehicle_mark": vehicle_mark, "ccrns": ccrns},
             )
+            if account.mobile:
+                text = sms.bundle_text(
+                    len(ccrns), vehicle_mark, bundle.reference, bundle.earliest_crossing
+                )
+                confirmation = sms.queue(session, now, account.mobile, "bundle_confirmation", text)
     except (IntegrityError, BackendError) as e:
         # A CCRN seen taken may have been taken by a concurrent retry of this very submission,
         # and a refused insert may be that retry's key: both are sorted out by _after_conflict.
@@ -102,7 +114,131 @@ async def create_bundle(
     log.info(
         "bundle_submitted", reference=bundle.reference, account=account_number, call_id=call_id
     )
+    await sms.deliver(db, [confirmation])
     return bundle, True
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    vehicle_mark: str
+    cancelled: list[str]  # the CCRNs this request cancelled
+
+
+async def unbundle(
+    db: Database,
+    account_number: str,
+    vehicle_mark: str,
+    ccrn: str | None,
+    idempotency_key: str,
+    call_id: int | None,
+) -> Cancellation:
+    """Cancel `ccrn` (None: every CCRN) from the account's active bundles on the vehicle.
+
+    Only the account's own bundles are touched. A bundle left with no active CCRN is cancelled.
+    A retry with the same Idempotency-Key answers with what the first request cancelled.
+    """
+    if not formats.is_vehicle_mark(vehicle_mark):
+        raise BackendError("invalid_request", "Not a valid vehicle registration mark.")
+    if ccrn is not None and not formats.is_ccrn(ccrn):
+        raise BackendError("invalid_request", "Not a CCRN.", detail={"number": ccrn})
+    now = db.now().replace(microsecond=0)
+    try:
+        async with db.sessions.begin() as session:
+            account = await _account(session, account_number)
+            if earlier := await _unbundling_by_key(session, idempotency_key):
+                return _same_cancellation(earlier, account, vehicle_mark, ccrn)
+            query = (
+                select(BundleItem.id)
+                .join(Bundle, Bundle.id == BundleItem.bundle_id)
+                .where(
+                    Bundle.account_id == account.id,
+                    Bundle.vehicle_mark == vehicle_mark,
+                    Bundle.status == "active",
+                    BundleItem.active,
+                )
+            )
+            if ccrn is not None:
+                query = query.where(BundleItem.ccrn == ccrn)
+            item_ids = list(await session.scalars(query))
+            if not item_ids:
+                raise BackendError(*NOT_FOUND)
+            # Only items still active are cancelled: a concurrent cancellation of the same
+            # CCRN leaves this request with nothing to cancel, hence bundle_not_found.
+            cancelled_items = sorted(
+                (
+                    await session.execute(
+                        update(BundleItem)
+                        .where(BundleItem.id.in_(item_ids), BundleItem.active)
+                        .values(active=False)
+                        .returning(BundleItem.id, BundleItem.ccrn, BundleItem.bundle_id)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).all()
+            )
+            if not cancelled_items:
+                raise BackendError(*NOT_FOUND)
+            cancelled = [item.ccrn for item in cancelled_items]
+            bundle_ids = {item.bundle_id for item in cancelled_items}
+            still_active = exists().where(BundleItem.bundle_id == Bundle.id, BundleItem.active)
+            await session.execute(
+                update(Bundle)
+                .where(Bundle.id.in_(bundle_ids), ~still_active)
+                .values(status="cancelled")
+                .execution_options(synchronize_session=False)
+            )
+            session.add(
+                Unbundling(
+                    idempotency_key=idempotency_key,
+                    account_id=account.id,
+                    vehicle_mark=vehicle_mark,
+                    ccrn=ccrn,
+                    cancelled=cancelled,
+                    created_at=now,
+                    call_id=await known_call(session, call_id),
+                )
+            )
+            await session.flush()  # the unique key speaks here, inside the transaction
+            await record_event(
+                session,
+                call_id,
+                now,
+                "unbundled",
+                {"vehicle_mark": vehicle_mark, "ccrns": cancelled},
+            )
+    except (IntegrityError, BackendError) as e:
+        # Nothing left to cancel, or a refused key: a concurrent retry of this very request
+        # may have won, and then its answer is ours.
+        if isinstance(e, BackendError) and e.code != NOT_FOUND[0]:
+            raise
+        async with db.sessions() as session:
+            if earlier := await _unbundling_by_key(session, idempotency_key):
+                account = await _account(session, account_number)
+                return _same_cancellation(earlier, account, vehicle_mark, ccrn)
+        raise
+    log.info("unbundled", account=account_number, vehicle_mark=vehicle_mark, call_id=call_id)
+    return Cancellation(vehicle_mark, cancelled)
+
+
+async def recent_marks(db: Database, account_number: str) -> list[str]:
+    """The marks of the last vehicles the account bundled to, most recent first (at most 3)."""
+    async with db.sessions() as session:
+        account = await _account(session, account_number)
+        return list(
+            await session.scalars(
+                select(Bundle.vehicle_mark)
+                .where(Bundle.account_id == account.id)
+                .group_by(Bundle.vehicle_mark)
+                .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
+                .limit(RECENT_VEHICLES)
+            )
+        )
+
+
+def active_ccrns(bundle: Bundle) -> list[str]:
+    """The CCRNs a bundle holds: those not cancelled; a cancelled bundle, those it held."""
+    if bundle.status == "cancelled":
+        return [item.ccrn for item in bundle.items]
+    return [item.ccrn for item in bundle.items if item.active]
 
 
 async def list_bundles(
@@ -209,6 +345,22 @@ async def _bundle_by_key(session: AsyncSession, idempotency_key: str) -> Bundle 
         .where(Bundle.idempotency_key == idempotency_key)
         .options(selectinload(Bundle.items), selectinload(Bundle.account))
     )
+
+
+async def _unbundling_by_key(session: AsyncSession, idempotency_key: str) -> Unbundling | None:
+    return await session.scalar(
+        select(Unbundling).where(Unbundling.idempotency_key == idempotency_key)
+    )
+
+
+def _same_cancellation(
+    earlier: Unbundling, account: Account, vehicle_mark: str, ccrn: str | None
+) -> Cancellation:
+    if (earlier.account_id, earlier.vehicle_mark, earlier.ccrn) != (account.id, vehicle_mark, ccrn):
+        raise BackendError(
+            "invalid_request", "This Idempotency-Key was used for a different cancellation."
+        )
+    return Cancellation(earlier.vehicle_mark, list(earlier.cancelled))
 
 
 def _same_request(earlier: Bundle, account: Account, vehicle_mark: str) -> Bundle:

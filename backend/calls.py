@@ -1,4 +1,9 @@
-"""Call logs: one row per call (Asterisk UNIQUEID), its events, and how it ended."""
+"""Call logs: one row per call (Asterisk UNIQUEID), its events, and how it ended.
+
+A call is ended once: by the IVR (`end_call`) or by the dialplan's hang-up handler
+(`hang_up`), whichever comes first. The end is a single conditional UPDATE, so the two racing
+never overwrite each other.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -20,6 +25,8 @@ from backend.models import Call, CallEvent
 # here, before it can reach the database.
 SECRET_KEYS = frozenset({"password", "token_code", "sms_code", "code", "pin"})
 MASK = "***"
+HUNG_UP = "caller_hung_up"
+UNKNOWN_STAGE = "unknown"
 
 
 @dataclass(frozen=True)
@@ -87,13 +94,34 @@ async def end_call(
 ) -> Call:
     """Close the call log. Only the first end counts: a retried end changes nothing."""
     async with db.sessions.begin() as session:
-        call = await _call(session, call_id)
-        if call.ended_at is None:
-            call.ended_at = db.now()
-            call.outcome = outcome
-            call.last_stage = last_stage
-            call.account_number = account
+        await _call(session, call_id)
+        await _end_once(session, call_id, db.now(), outcome, last_stage, account)
     return await get_call(db, call_id)
+
+
+async def hang_up(db: Database, uniqueid: str, cause: str | None) -> Call:
+    """The dialplan's hang-up handler: close the call log of `uniqueid` unless it is closed,
+    with outcome "caller_hung_up" and the last stage reached (the stored one, else the last
+    stage event the IVR sent, else "unknown"). Idempotent."""
+    async with db.sessions.begin() as session:
+        call = await session.scalar(select(Call).where(Call.uniqueid == uniqueid))
+        if call is None:
+            raise BackendError("call_unknown", "No call with that uniqueid.")
+        if call.ended_at is None:
+            now = db.now()
+            stage = call.last_stage or await _last_event(session, call.id, "stage")
+            account = call.account_number or await _logged_in_account(session, call.id)
+            if await _end_once(session, call.id, now, HUNG_UP, stage or UNKNOWN_STAGE, account):
+                session.add(
+                    CallEvent(
+                        call_id=call.id,
+                        at=now,
+                        kind="backend",
+                        name="hangup",
+                        detail={"cause": cause},
+                    )
+                )
+    return await get_call(db, call.id)
 
 
 async def get_call(db: Database, call_id: int) -> Call:
@@ -133,6 +161,44 @@ def masked(value: Any) -> Any:
 
 def _is_mask(value: Any) -> bool:
     return isinstance(value, str) and value != "" and set(value) == {"*"}
+
+
+async def _end_once(
+    session: AsyncSession,
+    call_id: int,
+    now: datetime,
+    outcome: str,
+    last_stage: str,
+    account: str | None,
+) -> bool:
+    """End the call unless it has ended; True when this did it."""
+    result = await session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.ended_at.is_(None))
+        .values(ended_at=now, outcome=outcome, last_stage=last_stage, account_number=account)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def _last_event(session: AsyncSession, call_id: int, kind: str) -> str | None:
+    return await session.scalar(
+        select(CallEvent.name)
+        .where(CallEvent.call_id == call_id, CallEvent.kind == kind)
+        .order_by(CallEvent.at.desc(), CallEvent.id.desc())
+        .limit(1)
+    )
+
+
+async def _logged_in_account(session: AsyncSession, call_id: int) -> str | None:
+    detail = await session.scalar(
+        select(CallEvent.detail)
+        .where(CallEvent.call_id == call_id, CallEvent.name == "login_ok")
+        .order_by(CallEvent.at.desc(), CallEvent.id.desc())
+        .limit(1)
+    )
+    account = detail.get("account") if detail else None
+    return account if isinstance(account, str) else None
 
 
 async def _call_by_uniqueid(db: Database, uniqueid: str) -> Call | None:

@@ -1,5 +1,6 @@
 """The database and what every unit of work needs with it: sessions, the clock, the password
-hasher and the seed cipher. Opened once per process (the web app's cleanup_ctx, or a CLI run)."""
+hasher, the seed cipher, the SMS codes and the SMS sender. Opened once per process (the web
+app's cleanup_ctx, or a CLI run)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backend.models import Base
-from backend.security import Passwords, SeedCipher
+from backend.security import Passwords, SeedCipher, SmsCodes
 from backend.settings import BackendSettings
+from backend.sms import SmsSender, sender_for
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -34,14 +36,19 @@ class Database:
     sessions: async_sessionmaker[AsyncSession]
     passwords: Passwords
     seeds: SeedCipher
+    sms_codes: SmsCodes
+    sms_sender: SmsSender
 
     def now(self) -> datetime:
         return self.settings.clock()
 
 
 @asynccontextmanager
-async def open_database(settings: BackendSettings) -> AsyncIterator[Database]:
-    """Connect, create missing tables (migrations come later), and dispose of the pool on exit."""
+async def open_database(
+    settings: BackendSettings, sms_sender: SmsSender | None = None
+) -> AsyncIterator[Database]:
+    """Connect, create missing tables (migrations come later), and dispose of the pool on exit.
+    SMS go through `sms_sender`, by default the one `settings.sms_sender` names."""
     engine = _engine(settings.database_url)
     try:
         async with engine.begin() as connection:
@@ -53,6 +60,8 @@ async def open_database(settings: BackendSettings) -> AsyncIterator[Database]:
             sessions=async_sessionmaker(engine, expire_on_commit=False),
             passwords=Passwords(settings.argon2_profile),
             seeds=SeedCipher(settings.secret_key),
+            sms_codes=SmsCodes(settings.secret_key),
+            sms_sender=sms_sender or sender_for(settings.sms_sender),
         )
     finally:
         await engine.dispose()

@@ -21,6 +21,12 @@ STATUS_BY_CODE = {
     "ccrn_unknown": 404,
     "ccrn_taken": 409,
     "ccrn_expired": 410,
+    "bundle_not_found": 404,
+    "mobile_invalid": 422,
+    "sms_code_limit": 429,
+    "sms_code_wrong": 401,
+    "no_pending_mobile": 404,
+    "terms_not_current": 422,
     "internal": 500,
 }
 

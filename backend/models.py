@@ -1,7 +1,9 @@
 """The backend's tables (SQLAlchemy 2.0 typed mappings), portable between SQLite and PostgreSQL.
 
 Races are decided here, by constraints, not by reads before writes: the partial unique index on
-active bundle items (one active bundle per CCRN) and the unique idempotency key of bundles.
+active bundle items (one active bundle per CCRN), the unique idempotency keys of bundles and
+cancellations, one acceptance per account and terms version, and the numbered SMS codes of a
+call (at most 3).
 Async sessions cannot lazy-load, so relationships are loaded explicitly (`selectinload`) and
 `lazy="raise"` turns a forgotten load into a clear error.
 """
@@ -31,6 +33,7 @@ AccountStatus = Literal["active", "locked", "disabled"]
 TokenKind = Literal["hardware", "mobile"]
 CargoKind = Literal["packages", "bulk"]
 BundleStatus = Literal["active", "cancelled"]
+SmsKind = Literal["sms_code", "bundle_confirmation"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -210,11 +213,64 @@ class CallEvent(Base):
     duration_ms: Mapped[int | None]
 
 
+class Unbundling(Base):
+    """A cancellation, kept so that a retried request (same Idempotency-Key) gets the same
+    answer: the CCRNs this key cancelled."""
+
+    __tablename__ = "unbundlings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    vehicle_mark: Mapped[str] = mapped_column(String(8))
+    ccrn: Mapped[str | None] = mapped_column(String(12))  # None: every CCRN on the vehicle
+    cancelled: Mapped[list[str]]
+    created_at: Mapped[datetime]
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+
+
+class SmsCode(Base):
+    """A code sent to a mobile number being registered. Only an HMAC of the code is kept; the
+    newest code of an account is the one that counts."""
+
+    __tablename__ = "sms_codes"
+    __table_args__ = (
+        # The n-th code of an account in a call: a 4th cannot exist, even when requests race.
+        Index("uq_sms_codes_call_seq", "account_id", "call_id", "seq", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    seq: Mapped[int]
+    mobile: Mapped[str] = mapped_column(String(16))  # 8 digits, registered when verified
+    code_hash: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256, hex
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    used_at: Mapped[datetime | None]
+
+
+class TermsAcceptance(Base):
+    __tablename__ = "terms_acceptances"
+    __table_args__ = (Index("uq_terms_acceptances_version", "account_id", "version", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    version: Mapped[str] = mapped_column(String(32))
+    accepted_at: Mapped[datetime]
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+
+
 class SmsOutbox(Base):
+    """Every SMS, queued in the transaction that decided it and delivered after the commit.
+    A code is stored masked ("******"): it travels to the sender only, never rests here."""
+
     __tablename__ = "sms_outbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    mobile: Mapped[str] = mapped_column(String(16))
+    mobile: Mapped[str] = mapped_column(String(16))  # E.164, as SMS gateways take it
+    kind: Mapped[SmsKind]
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
-    sent_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]  # None: not delivered (yet, or the sender failed)

@@ -15,6 +15,8 @@ from yarl import URL
 log = structlog.get_logger(__name__)
 
 ARGON2_PROFILES = ("rfc9106", "test")
+SMS_SENDERS = ("log", "memory")
+DEFAULT_TERMS_VERSION = "2026-11"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/ivrs.db"
 DEFAULT_API_TOKEN = "ivrs-dev-token"
 DEFAULT_KEY_FILE = Path("var/secret.key")
@@ -34,6 +36,14 @@ class BackendSettings:
     # Fernet key that encrypts token seeds at rest; kept out of the database and of reprs.
     secret_key: bytes = field(default=b"", repr=False)
     recordings_dir: Path = Path("var/recordings")
+    # The version of the terms and conditions a caller accepts now (CALL_FLOW.md, 3).
+    terms_version: str = DEFAULT_TERMS_VERSION
+    # A service suspension, [from, until): aware datetimes, both or neither.
+    suspended_from: datetime | None = None
+    suspended_until: datetime | None = None
+    # Who delivers SMS when the app is not given a sender: "log" (records delivery only) or
+    # "memory" (kept in the process, for demos and tests).
+    sms_sender: str = "log"
     # Injectable so tests and the demo can move time (token codes, lockouts, expiry).
     clock: Callable[[], datetime] = utc_now
 
@@ -52,7 +62,28 @@ class BackendSettings:
             argon2_profile=profile,
             secret_key=_secret_key(env),
             recordings_dir=Path(env.get("IVRS_RECORDINGS_DIR", "var/recordings")),
+            terms_version=env.get("IVRS_TERMS_VERSION") or DEFAULT_TERMS_VERSION,
+            suspended_from=_moment(env, "IVRS_SUSPENDED_FROM"),
+            suspended_until=_moment(env, "IVRS_SUSPENDED_UNTIL"),
+            sms_sender=env.get("IVRS_SMS_SENDER") or "log",
         )
+
+    def __post_init__(self) -> None:
+        start, end = self.suspended_from, self.suspended_until
+        if (start is None) != (end is None):
+            raise ValueError("IVRS_SUSPENDED_FROM and IVRS_SUSPENDED_UNTIL go together")
+        if start is not None and end is not None:
+            if start.tzinfo is None or end.tzinfo is None:
+                raise ValueError("a suspension needs times with a UTC offset")
+            if start >= end:
+                raise ValueError("IVRS_SUSPENDED_FROM must come before IVRS_SUSPENDED_UNTIL")
+        if self.sms_sender not in SMS_SENDERS:
+            raise ValueError(f"IVRS_SMS_SENDER must be one of {SMS_SENDERS}")
+
+    def suspended(self, now: datetime) -> bool:
+        """True while `now` is within the configured suspension [from, until)."""
+        start, end = self.suspended_from, self.suspended_until
+        return start is not None and end is not None and start <= now < end
 
 
 def _host_and_port(env: Mapping[str, str]) -> tuple[str, int]:
@@ -61,6 +92,19 @@ def _host_and_port(env: Mapping[str, str]) -> tuple[str, int]:
     host = env.get("IVRS_BACKEND_HOST") or url.host or "127.0.0.1"
     port = int(env.get("IVRS_BACKEND_PORT") or url.port or 8080)
     return host, port
+
+
+def _moment(env: Mapping[str, str], name: str) -> datetime | None:
+    """An ISO 8601 time with its UTC offset (Hong Kong: +08:00), or None when unset."""
+    if not (value := env.get(name, "").strip()):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name}: not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name}: give the UTC offset, e.g. 2026-12-01T00:00:00+08:00")
+    return moment
 
 
 def _secret_key(env: Mapping[str, str]) -> bytes:

@@ -189,8 +189,9 @@ class Call:
         return key + rest.digits
 
     async def retry_or_end(self, failures: int, prompt_id: str) -> None:
-        """Say why the entry failed and let the caller retry; the third failure in a row ends
-        the call politely, or hands it to the helpdesk when the dialplan has one."""
+        """Say why the entry failed; the third failure in a row then ends the call politely,
+        or hands it to the helpdesk when the dialplan has one."""
+        await self.say(prompt_id)
         if failures >= self.settings.max_failures:
             await self.say("call.too_many_errors")
             if self.helpdesk:
@@ -198,7 +199,6 @@ class Call:
                 raise CallEnded("transferred_to_helpdesk")
             await self.say("call.goodbye")
             raise CallEnded("too_many_errors")
-        await self.say(prompt_id)
 
     async def ask(
         self,

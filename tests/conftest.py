@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from backend.app import RunningBackend, start_backend
 from backend.database import Database, open_database
 from backend.models import Bundle, Call
 from backend.settings import BackendSettings
+from backend.sms import MemorySender
 from backend_client import BackendClient
 from formats import keypad_keys
 from ivr.server import RunningAgi, start_agi_server
@@ -27,9 +28,34 @@ from ivr.settings import IvrSettings
 from ivr.simulator import CallRecord, place_call
 
 
+class TestClock:
+    """The backend's clock in tests: real time to start with, moved on by the tests (a new
+    token code each login, lockout periods) instead of sleeping."""
+
+    def __init__(self) -> None:
+        self._now = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+
 @pytest.fixture
-def backend_settings(tmp_path: Path) -> BackendSettings:
+def clock() -> TestClock:
+    return TestClock()
+
+
+@pytest.fixture
+def sms() -> MemorySender:
+    return MemorySender()
+
+
+@pytest.fixture
+def backend_settings(tmp_path: Path, clock: TestClock) -> BackendSettings:
     return BackendSettings(
+        clock=clock.now,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'ivrs.db'}",
         api_token="test-" + secrets.token_hex(8),
         argon2_profile="test",
@@ -40,8 +66,10 @@ def backend_settings(tmp_path: Path) -> BackendSettings:
 
 
 @pytest.fixture
-async def backend(backend_settings: BackendSettings) -> AsyncIterator[RunningBackend]:
-    running = await start_backend(backend_settings, "127.0.0.1", 0)
+async def backend(
+    backend_settings: BackendSettings, sms: MemorySender
+) -> AsyncIterator[RunningBackend]:
+    running = await start_backend(backend_settings, "127.0.0.1", 0, sms_sender=sms)
     yield running
     await running.stop()
 
@@ -88,6 +116,7 @@ class Trucker:
     password: str
     seed: str
     ccrns: list[str]
+    clock: TestClock
     vehicle: str = "AB1234"
     _token: pyotp.TOTP = field(init=False, repr=False)
 
@@ -95,7 +124,11 @@ class Trucker:
         self._token = pyotp.TOTP(self.seed, digits=6, interval=60)
 
     def code(self) -> str:
-        return self._token.now()
+        """The code the token shows now; then the clock moves on one step, so the next login
+        has a fresh code (a code once used is refused: replay)."""
+        code = self._token.at(self.clock.now())
+        self.clock.advance(60)
+        return code
 
     @property
     def vehicle_keys(self) -> str:
@@ -114,16 +147,18 @@ MakeTrucker = Callable[..., Any]
 
 
 @pytest.fixture
-def make_trucker(db: Database) -> MakeTrucker:
-    async def make(cargo: int = 2, **account: Any) -> Trucker:
+def make_trucker(db: Database, clock: TestClock) -> MakeTrucker:
+    async def make(
+        cargo: int = 2, token_expires: date = date(2029, 4, 30), **account: Any
+    ) -> Trucker:
         number = str(secrets.randbelow(90_000_000) + 10_000_000)
         password = "246810"
         await admin.create_account(db, number, password, **account)
         seed = await admin.add_token(
-            db, number, kind="hardware", digits=6, period=60, expires_on=date(2029, 4, 30)
+            db, number, kind="hardware", digits=6, period=60, expires_on=token_expires
         )
         ccrns = [await admin.lodge_cargo(db) for _ in range(cargo)]
-        return Trucker(number, password, seed, ccrns)
+        return Trucker(number, password, seed, ccrns, clock)
 
     return make
 
@@ -133,13 +168,9 @@ def phone(ivr: RunningAgi) -> Callable[..., Any]:
     """Place a simulated call to the test's FastAGI server."""
 
     async def call(keys: str, trucker: Trucker | None = None, **options: Any) -> CallRecord:
-        return await place_call(
-            ivr.host,
-            ivr.port,
-            keys=keys,
-            totp=trucker.code if trucker else None,
-            **options,
-        )
+        if trucker is not None:
+            options.setdefault("totp", trucker.code)
+        return await place_call(ivr.host, ivr.port, keys=keys, **options)
 
     return call
 

@@ -279,7 +279,14 @@ async def test_login_with_the_current_code_succeeds(service: Service) -> None:
     reply = await service.api.login(service.code(seed))
     assert reply.status == 200
     assert reply.body == {
-        "account": {"number": ACCOUNT, "type": "trucker", "needs_activation": False, "mobile": None}
+        "account": {
+            "number": ACCOUNT,
+            "type": "trucker",
+            "needs_activation": False,
+            "mobile": None,
+            "mobile_registered": False,
+            "terms_accepted": False,
+        }
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,58 @@ def test_unknown_argon2_profile_is_refused() -> None:
     key = Fernet.generate_key().decode()
     with pytest.raises(ValueError, match="IVRS_ARGON2_PROFILE"):
         BackendSettings.from_env({"IVRS_SECRET_KEY": key, "IVRS_ARGON2_PROFILE": "fast"})
+
+
+def test_terms_version_and_sms_sender_have_defaults_and_can_be_set() -> None:
+    key = Fernet.generate_key().decode()
+    defaults = BackendSettings.from_env({"IVRS_SECRET_KEY": key})
+    assert (defaults.terms_version, defaults.sms_sender) == ("2026-11", "log")
+    assert (defaults.suspended_from, defaults.suspended_until) == (None, None)
+    chosen = BackendSettings.from_env(
+        {"IVRS_SECRET_KEY": key, "IVRS_TERMS_VERSION": "2027-01", "IVRS_SMS_SENDER": "memory"}
+    )
+    assert (chosen.terms_version, chosen.sms_sender) == ("2027-01", "memory")
+
+
+def test_unknown_sms_sender_is_refused() -> None:
+    key = Fernet.generate_key().decode()
+    with pytest.raises(ValueError, match="IVRS_SMS_SENDER"):
+        BackendSettings.from_env({"IVRS_SECRET_KEY": key, "IVRS_SMS_SENDER": "carrier-pigeon"})
+
+
+def test_a_suspension_window_is_read_with_its_offset() -> None:
+    key = Fernet.generate_key().decode()
+    settings = BackendSettings.from_env(
+        {
+            "IVRS_SECRET_KEY": key,
+            "IVRS_SUSPENDED_FROM": "2026-12-01T00:00:00+08:00",
+            "IVRS_SUSPENDED_UNTIL": "2026-12-01T06:00:00+08:00",
+        }
+    )
+    start = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
+    assert settings.suspended_from == start
+    assert settings.suspended_until == start + timedelta(hours=6)
+    assert not settings.suspended(start - timedelta(seconds=1))
+    assert settings.suspended(start)
+    assert not settings.suspended(start + timedelta(hours=6))
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        ({"IVRS_SUSPENDED_FROM": "2026-12-01T00:00:00"}, "offset"),
+        ({"IVRS_SUSPENDED_FROM": "tomorrow"}, "ISO 8601"),
+        ({"IVRS_SUSPENDED_FROM": "2026-12-01T00:00:00+08:00"}, "go together"),
+        (
+            {
+                "IVRS_SUSPENDED_FROM": "2026-12-01T06:00:00+08:00",
+                "IVRS_SUSPENDED_UNTIL": "2026-12-01T00:00:00+08:00",
+            },
+            "before",
+        ),
+    ],
+)
+def test_a_malformed_suspension_window_is_refused(window: dict[str, str], message: str) -> None:
+    key = Fernet.generate_key().decode()
+    with pytest.raises(ValueError, match=message):
+        BackendSettings.from_env({"IVRS_SECRET_KEY": key, **window})

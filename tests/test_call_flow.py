@@ -84,35 +84,3 @@ async def test_backend_stopped_mid_call_says_service_unavailable_and_ends_cleanl
     assert ids[-2:] == ["error.service_unavailable", "call.goodbye"]
     assert "bundle.submitted" not in ids
     assert record.closed_by == "server" and not record.hung_up
-
-
-async def happy_path_commands(make_trucker, phone) -> list[Any]:
-    """The commands of one complete bundling call (the positions to hang up at)."""
-    trucker = await make_trucker()
-    record = await phone(trucker.bundle_keys(), trucker)
-    return record.exchanges
-
-
-PLAYING = ("STREAM FILE", "GET DATA", "WAIT FOR DIGIT", "SAY ")
-
-
-async def test_hang_up_during_every_prompt_of_the_happy_path_leaves_no_partial_bundle(
-    make_trucker, phone, db
-) -> None:
-    exchanges = await happy_path_commands(make_trucker, phone)
-    positions = [i for i, e in enumerate(exchanges) if e.command.startswith(PLAYING)]
-    submitted_at = next(i for i, e in enumerate(exchanges) if "ivrs/bundle/submitted" in e.command)
-    assert len(positions) > 30
-    for position in positions:
-        before = len(await stored_bundles(db))
-        trucker = await make_trucker()
-        record = await phone(
-            trucker.bundle_keys(), trucker, hangup_at=lambda c, p=position: c.index == p
-        )
-        assert record.hung_up, position
-        made = len(await stored_bundles(db)) - before
-        # Bundling happens on `2` (submit), before the reference is read back.
-        assert made == (1 if position >= submitted_at else 0), (position, exchanges[position])
-        call = await stored_call(db, record.uniqueid)
-        assert call.outcome == "caller_hung_up", position
-        assert call.ended_at is not None and call.last_stage, position

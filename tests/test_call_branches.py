@@ -1,0 +1,279 @@
+"""Every branch of CALL_FLOW.md, driven by prompt ids: simulator → FastAGI over TCP → backend.
+
+Each scenario places real calls and checks its own branch; the last test runs them all and
+fails if any prompt id of CALL_FLOW.md was never played.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend import admin
+from backend.database import open_database
+from formats import new_ccrn
+from tests.conftest import Trucker, stored_bundles, stored_call
+
+CALL_FLOW = Path(__file__).resolve().parents[1].parent / "shared" / "CALL_FLOW.md"
+
+
+def call_flow_prompt_ids() -> list[str]:
+    """The ids in the first column of CALL_FLOW.md's tables."""
+    ids = re.findall(r"^\| `([a-z_]+(?:\.[a-z_]+)*)` \|", CALL_FLOW.read_text(), re.M)
+    return list(dict.fromkeys(ids))
+
+
+@dataclass
+class Ctx:
+    """What a scenario needs: fixtures, and the records of its calls."""
+
+    make_trucker: Callable[..., Awaitable[Trucker]]
+    phone: Callable[..., Awaitable[Any]]
+    db: Any
+    backend: Any
+    sms: Any
+    records: list[Any] = field(default_factory=list)
+
+    async def call(self, keys: str, trucker: Trucker | None = None, **options: Any) -> Any:
+        record = await self.phone(keys, trucker, **options)
+        self.records.append(record)
+        return record
+
+
+def ids(record: Any) -> list[str]:
+    return record.prompt_ids
+
+
+def follows(record: Any, first: str, then: str) -> bool:
+    """`then` is the next prompt after some `first`."""
+    seq = ids(record)
+    return any(a == first and b == then for a, b in zip(seq, seq[1:], strict=False))
+
+
+async def outcome(ctx: Ctx, record: Any) -> str:
+    return (await stored_call(ctx.db, record.uniqueid)).outcome
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+async def cantonese_by_default_after_two_silences(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    r = await ctx.call(f". . {t.login_keys()} 9", t)
+    assert r.language == "zh_HK"
+    assert ids(r)[:4] == ["language.menu", "error.no_input", "language.menu", "welcome"]
+    assert ids(r)[-1] == "call.goodbye"
+
+
+async def putonghua_then_change_language_to_english(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    r = await ctx.call(f"2 {t.login_keys()} 8 3 9", t)
+    assert r.language == "en"
+    assert ids(r).count("language.menu") == 2
+
+
+async def three_failed_logins_end_the_call(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    wrong = f"{t.account}# 111111# 123456#"
+    r = await ctx.call(f"3 {wrong} {wrong} {wrong}", t)
+    assert ids(r).count("login.failed") == 3 and ids(r)[-1] == "call.goodbye"
+    assert await outcome(ctx, r) == "login_failed"
+
+
+async def locked_account_hears_the_helpdesk_number(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    wrong = f"{t.account}# 111111# 123456#"
+    await ctx.call(f"3 {wrong} {wrong} {wrong}", t)
+    await ctx.call(f"3 {wrong} {wrong}", t)  # the 5th failure in a row locks the account
+    r = await ctx.call(f"3 {t.login_keys()}", t)
+    assert "login.locked" in ids(r) and "menu.main" not in ids(r)
+    assert await outcome(ctx, r) == "locked"
+
+
+async def expired_token_only_account(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(token_expires=date(2024, 4, 30))
+    r = await ctx.call(f"3 {t.login_keys()}", t)
+    assert follows(r, "login.token_expired", "call.goodbye")
+    assert await outcome(ctx, r) == "token_expired"
+
+
+async def account_without_road_bundling_service(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(services=())
+    r = await ctx.call(f"3 {t.login_keys()}", t)
+    assert "login.no_service" in ids(r) and "menu.main" not in ids(r)
+
+
+def sms_then(ctx: Ctx, t: Trucker, mobile: str) -> Callable[[], str]:
+    """{totp} types the token code first, then the last SMS code sent to `mobile`."""
+    used = []
+
+    def code() -> str:
+        used.append(1)
+        return t.code() if len(used) == 1 else ctx.sms.last_code(mobile)
+
+    return code
+
+
+async def first_call_registers_mobile_and_accepts_terms(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(needs_activation=True)
+    mobile = "91234567"
+    keys = f"3 {t.login_keys()} 21234567# {mobile}# 1 {{totp}}# 2 3 1 9"
+    r = await ctx.phone(keys, None, totp=sms_then(ctx, t, mobile))
+    ctx.records.append(r)
+    seq = ids(r)
+    assert follows(r, "register.mobile", "register.mobile_invalid")  # a landline
+    for expected in (
+        "register.intro",
+        "register.mobile_confirm",
+        "register.sms_code",
+        "register.done",
+        "terms.intro",
+        "terms.menu",
+        "terms.full",
+        "menu.main",
+    ):
+        assert expected in seq, expected
+    assert seq.index("register.done") < seq.index("terms.intro") < seq.index("menu.main")
+    second = await ctx.call(f"3 {t.login_keys()} 9", t)  # said once per account
+    assert "register.intro" not in ids(second) and "terms.intro" not in ids(second)
+
+
+async def wrong_sms_codes_offer_a_new_code(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(needs_activation=True)
+    mobile = "61234567"
+    keys = f"3 {t.login_keys()} {mobile}# 1 000000# 000001# 000002# 1 {{totp}}# 1 9"
+    r = await ctx.phone(keys, None, totp=sms_then(ctx, t, mobile))
+    ctx.records.append(r)
+    assert ids(r).count("register.sms_code_wrong") == 3
+    assert follows(r, "register.sms_code_wrong", "register.sms_resend")
+    assert "register.done" in ids(r)
+
+
+async def declining_the_terms_ends_the_call(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(needs_activation=True)
+    mobile = "51234567"
+    keys = f"3 {t.login_keys()} {mobile}# 1 {{totp}}# 9"
+    r = await ctx.phone(keys, None, totp=sms_then(ctx, t, mobile))
+    ctx.records.append(r)
+    assert ids(r)[-1] == "terms.declined"
+    assert await outcome(ctx, r) == "terms_declined"
+
+
+async def bundle_two_ccrns_then_cancel_one_then_all(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(cargo=3)
+    a, b, c = t.ccrns
+    keys = f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {a}# 1 1 {b}# 1 2 2 9"
+    r = await ctx.call(keys, t)
+    assert ids(r).count("bundle.ccrn") == 2 and "bundle.submitted" in ids(r)
+    # Cancel one (the vehicle is now offered as recent: 1), then all the rest.
+    r = await ctx.call(f"3 {t.login_keys()} 2 1 1 {a}# 1 2 1 2 1 9", t)
+    for expected in (
+        "vehicle.recent",
+        "unbundle.menu",
+        "unbundle.ccrn",
+        "unbundle.done",
+        "unbundle.confirm_all",
+    ):
+        assert expected in ids(r), expected
+    bundles = await stored_bundles(ctx.db)
+    assert all(x.status == "cancelled" for x in bundles)
+
+
+async def cancel_without_a_bundle_is_not_found(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    r = await ctx.call(f"3 {t.login_keys()} 2 {t.vehicle_keys} 1 2 9", t)
+    assert "unbundle.not_found" in ids(r)
+    r = await ctx.call(f"3 {t.login_keys()} 2 {t.vehicle_keys} 1 1 {t.ccrns[0]}# 1 *", t)
+    assert "unbundle.not_found" in ids(r)
+
+
+async def enquiry_with_and_without_bundles(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    r = await ctx.call(f"3 {t.login_keys()} 3 {t.vehicle_keys} 1 9", t)
+    assert "enquiry.none" in ids(r)
+    await ctx.call(t.bundle_keys(), t)
+    r = await ctx.call(f"3 {t.login_keys()} 3 1 9", t)
+    assert "enquiry.result" in ids(r)
+    assert [h.value for h in r.heard if h.kind == "number"] == ["1"]
+
+
+async def cargo_unknown_taken_and_expired_are_each_explained(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    other = await ctx.make_trucker()
+    await ctx.call(other.bundle_keys(other.ccrns[0]), other)
+    settings = ctx.backend.settings
+    past = settings.clock() - timedelta(days=15)
+    async with open_database(replace(settings, clock=lambda: past)) as old:
+        expired = await admin.lodge_cargo(old)
+    keys = (
+        f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {new_ccrn()}# 1 {other.ccrns[0]}# 1 {expired}# 1"
+    )
+    r = await ctx.call(keys, t)
+    seq = ids(r)
+    assert follows(r, "bundle.ccrn_confirm", "bundle.ccrn_unknown")
+    assert "bundle.ccrn_taken" in seq
+    # The third refusal in a row: its reason, then the call ends politely.
+    assert follows(r, "bundle.ccrn_expired", "call.too_many_errors")
+    assert await outcome(ctx, r) == "too_many_errors"
+
+
+async def bad_vehicle_marks_are_refused(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    # I and O are never in Hong Kong marks; then a letter that is not on its key (2, 4th).
+    r = await ctx.call(f"3 {t.login_keys()} 1 4363# 12# 24 {t.vehicle_keys} 1 *", t)
+    assert follows(r, "vehicle.digits", "vehicle.invalid")
+    assert "error.invalid" in ids(r) and "vehicle.confirm" in ids(r)
+
+
+async def wrong_menu_keys_and_silence_end_politely(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    r = await ctx.call(f"3 {t.login_keys()} 7 . 0 6", t)
+    seq = ids(r)
+    assert "error.invalid" in seq and "error.no_input" in seq
+    assert seq[-2:] == ["call.too_many_errors", "call.goodbye"]
+    assert await outcome(ctx, r) == "too_many_errors"
+
+
+SCENARIOS = [
+    cantonese_by_default_after_two_silences,
+    putonghua_then_change_language_to_english,
+    three_failed_logins_end_the_call,
+    locked_account_hears_the_helpdesk_number,
+    expired_token_only_account,
+    account_without_road_bundling_service,
+    first_call_registers_mobile_and_accepts_terms,
+    wrong_sms_codes_offer_a_new_code,
+    declining_the_terms_ends_the_call,
+    bundle_two_ccrns_then_cancel_one_then_all,
+    cancel_without_a_bundle_is_not_found,
+    enquiry_with_and_without_bundles,
+    cargo_unknown_taken_and_expired_are_each_explained,
+    bad_vehicle_marks_are_refused,
+    wrong_menu_keys_and_silence_end_politely,
+]
+
+
+@pytest.fixture
+def ctx(make_trucker, phone, db, backend, sms) -> Ctx:
+    return Ctx(make_trucker, phone, db, backend, sms)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+async def test_branch(scenario: Callable[[Ctx], Awaitable[None]], ctx: Ctx) -> None:
+    await scenario(ctx)
+
+
+async def test_every_prompt_id_of_call_flow_is_played(ctx: Ctx) -> None:
+    for scenario in SCENARIOS:
+        await scenario(ctx)
+    # The rest have their own tests: suspension, service unavailable, bad check digit.
+    played = {p for r in ctx.records for p in r.prompt_ids}
+    elsewhere = {"notice.suspended", "error.service_unavailable", "bundle.ccrn_invalid"}
+    missing = [p for p in call_flow_prompt_ids() if p not in played | elsewhere]
+    assert not missing, f"never played: {missing}"
