@@ -289,7 +289,12 @@ async def ask_vehicle(call: Call) -> str:
     failures = 0
     while True:
         letters = await ask_letters(call)
-        number = await call.ask("vehicle.digits", length=(1, 4))
+        number = await call.ask(
+            "vehicle.digits",
+            length=(1, 4),
+            valid=lambda n: not n.startswith("0"),  # 1-9999, no leading zero
+            invalid_prompt="vehicle.invalid",
+        )
         mark = letters + number
         if not is_vehicle_mark(mark, HONG_KONG_MARKS):
             failures += 1
