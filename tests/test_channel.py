@@ -7,9 +7,7 @@ lines as Asterisk would: the header, then for every command the lines captured f
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
@@ -24,15 +22,7 @@ from ivr.channel import (
     read_header,
     script_name,
 )
-
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "agi-transcripts"
-if not TRANSCRIPTS.exists():  # CI clones the repo with shared/ beside it
-    TRANSCRIPTS = Path(__file__).resolve().parents[1].parent / "shared" / "agi-transcripts"
-
-
-def load(name: str) -> dict:
-    return json.loads((TRANSCRIPTS / name).read_text())["scenarios"]
-
+from tests.transcripts import load
 
 FIXTURES = {f"1:{k}": v for k, v in load("fixtures.json").items()} | {
     f"2:{k}": v for k, v in load("fixtures-2.json").items()

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,15 +31,7 @@ from ivr.simulator import (
     place_call,
 )
 from prompts.catalog import Catalog
-
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "agi-transcripts"
-if not TRANSCRIPTS.exists():  # CI clones the repo with shared/ beside it
-    TRANSCRIPTS = Path(__file__).resolve().parents[1].parent / "shared" / "agi-transcripts"
-
-
-def load(name: str) -> dict[str, Any]:
-    return json.loads((TRANSCRIPTS / name).read_text())["scenarios"]
-
+from tests.transcripts import load
 
 FIXTURES = {f"1:{k}": v for k, v in load("fixtures.json").items()} | {
     f"2:{k}": v for k, v in load("fixtures-2.json").items()

@@ -14,7 +14,7 @@ import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from prompts.catalog import Catalog
 
@@ -273,61 +273,13 @@ class SimulatedAsterisk:
         return [USAGE_FIRST, *usage, USAGE_LAST] if usage else [USAGE_NONE]
 
 
-async def place_call(
-    host: str,
-    port: int,
-    *,
-    keys: str | None = "",
-    script: str = "ivrs",
-    args: Sequence[str] = ("39023333",),
-    uniqueid: str | None = None,
-    caller_id: str | None = None,
-    caller_name: str | None = None,
-    dnid: str = "unknown",
-    channel: str | None = None,
-    language: str = "en",
-    answered: bool = False,
-    totp: Callable[[], str] | None = None,
-    catalog: Catalog | None = None,
-    durations_ms: Mapping[str, int] | None = None,
-    real_time: bool = False,
-    speed: float = 1.0,
-    hangup_at: Callable[[Command], bool] | None = None,
-    exit_on_hangup: bool = False,
-    sighup: bool = True,
-    usage_lines: bool = True,
-    on_heard: Callable[[Heard], None] | None = None,
-    on_command: OnCommand | None = None,
-    max_commands: int = 2000,
-) -> CallRecord:
+async def place_call(host: str, port: int, **options: Any) -> CallRecord:
     """Call the FastAGI server at host:port as Asterisk would, and return what happened.
+    `options` are SimulatedAsterisk's (keys, args, caller_id, totp, hangup_at, on_heard, ...).
 
     real_time: sleep through prompts, keys and timeouts (divided by `speed`), for demos and
     caller-time measurements; by default they only move the virtual clock.
     """
-    asterisk = SimulatedAsterisk(
-        keys=keys,
-        script=script,
-        args=args,
-        uniqueid=uniqueid,
-        caller_id=caller_id,
-        caller_name=caller_name,
-        dnid=dnid,
-        channel=channel,
-        language=language,
-        answered=answered,
-        totp=totp,
-        catalog=catalog,
-        durations_ms=durations_ms,
-        real_time=real_time,
-        speed=speed,
-        hangup_at=hangup_at,
-        exit_on_hangup=exit_on_hangup,
-        sighup=sighup,
-        usage_lines=usage_lines,
-        on_heard=on_heard,
-        on_command=on_command,
-        max_commands=max_commands,
-    )
+    asterisk = SimulatedAsterisk(**options)
     reader, writer = await asyncio.open_connection(host, port)
     return await asterisk.run(reader, writer, host=host, port=port)
