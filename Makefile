@@ -19,7 +19,9 @@ system-deps:
 
 install: system-deps $(STAMP)
 
+# Prompts are built offline first (incremental: a no-op when nothing changed).
 demo: install
+	$(BIN)/ivrs prompts build --engine espeak --out var/sounds
 	$(BIN)/ivrs demo
 
 test: install

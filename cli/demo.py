@@ -1,14 +1,18 @@
 """`ivrs demo` (`make demo`): the whole product on embedded defaults, in one process.
 
-Starts the backend (SQLite under var/) and the FastAGI server on loopback, creates a demo
-account with a hardware token, a vehicle and lodged cargo, then places a simulated call that
-logs in with the token's current code and bundles a CCRN, printing what the caller hears."""
+Starts the backend (SQLite under var/) and the FastAGI server on loopback, creates a migrated
+demo account with a hardware token and lodged cargo, then places a simulated first call: it
+logs in with the token's current code, registers a mobile with the code the SMS brought,
+accepts the terms, bundles two CCRNs to a vehicle and checks the bundle, printing what the
+caller hears."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -18,6 +22,7 @@ from backend import admin
 from backend.app import start_backend
 from backend.database import open_database
 from backend.settings import BackendSettings
+from backend.sms import MemorySender
 from backend_client import BackendClient
 from cli.logs import configure_logging
 from cli.phone import print_heard, token_device
@@ -29,15 +34,32 @@ from ivr.simulator import place_call
 DEMO_ACCOUNT = "12345678"
 DEMO_PASSWORD = "246810"
 DEMO_VEHICLE = "AB1234"
+DEMO_MOBILE = "91234567"
 HONG_KONG = ZoneInfo("Asia/Hong_Kong")
 
 
-def demo_keys(ccrn: str) -> str:
-    """English; account, password, token code; bundle; vehicle AB1234; one CCRN; submit;
-    back to the menu; end the call."""
+def demo_keys(ccrns: list[str]) -> str:
+    """English; account, password, token code; mobile, confirm, SMS code; accept the terms;
+    bundle: vehicle AB1234, two CCRNs, submit; back to the menu; check the vehicle (offered
+    as the recent one); end the call."""
     letters = "".join(keypad_keys(c) for c in DEMO_VEHICLE if c.isalpha())
     digits = "".join(c for c in DEMO_VEHICLE if c.isdigit())
-    return f"3 {DEMO_ACCOUNT}# {DEMO_PASSWORD}# {{totp}}# 1 {letters}# {digits}# 1 {ccrn}# 1 2 2 9"
+    first, second = ccrns
+    return (
+        f"3 {DEMO_ACCOUNT}# {DEMO_PASSWORD}# {{totp}}# {DEMO_MOBILE}# 1 {{totp}}# 1 "
+        f"1 {letters}# {digits}# 1 {first}# 1 1 {second}# 1 2 2 3 1 9"
+    )
+
+
+def token_then_sms(token: Callable[[], str], sms: MemorySender) -> Callable[[], str]:
+    """The phone's `{totp}`: the security token's code at login, then the SMS code."""
+    typed: list[str] = []
+
+    def code() -> str:
+        typed.append(token() if not typed else sms.last_code(DEMO_MOBILE) or "")
+        return typed[-1]
+
+    return code
 
 
 def port_or_free(host: str, port: int) -> int:
@@ -63,8 +85,9 @@ async def demo(keep_running: bool = False) -> int:
         BackendSettings.from_env(),
         database_url=f"sqlite+aiosqlite:///{db_file}",
     )
+    sms = MemorySender()  # the demo's "phone network": the caller reads the code from it
     backend = await start_backend(
-        settings, settings.host, port_or_free(settings.host, settings.port)
+        settings, settings.host, port_or_free(settings.host, settings.port), sms_sender=sms
     )
     ivr_settings = replace(
         IvrSettings.from_env(), backend_url=backend.url, api_token=settings.api_token
@@ -74,7 +97,8 @@ async def demo(keep_running: bool = False) -> int:
     )
     try:
         async with open_database(settings) as db:
-            await admin.create_account(db, DEMO_ACCOUNT, DEMO_PASSWORD)
+            # Migrated from ROCARS: the first call registers a mobile and accepts the terms.
+            await admin.create_account(db, DEMO_ACCOUNT, DEMO_PASSWORD, needs_activation=True)
             seed = await admin.add_token(
                 db, DEMO_ACCOUNT, kind="hardware", digits=6, period=60, expires_on=date(2029, 4, 30)
             )
@@ -84,10 +108,12 @@ async def demo(keep_running: bool = False) -> int:
         print("Road Cargo IVRS demo")
         print(f"  backend      {backend.url}  (database {db_file})")
         print(f"  FastAGI      agi://{agi.host}:{agi.port}/ivrs")
-        print(f"  account      {DEMO_ACCOUNT}, password {DEMO_PASSWORD}, hardware token")
+        print(f"  account      {DEMO_ACCOUNT}, password {DEMO_PASSWORD}, hardware token,")
+        print("               migrated: first call registers a mobile and accepts the terms")
         print(f"  cargo        {', '.join(ccrns)} (lodged)")
-        keys = demo_keys(ccrns[0])
-        print(f"  keys         {keys}   ({{totp}} = the token's current code)")
+        keys = demo_keys(ccrns)
+        print(f"  keys         {keys}")
+        print("               ({totp}: the token's current code, then the code the SMS brought)")
         print("\n--- the call, as the caller hears it " + "-" * 40)
         record = await place_call(
             agi.host,
@@ -95,7 +121,7 @@ async def demo(keep_running: bool = False) -> int:
             keys=keys,
             args=("39023333",),
             caller_id="85291234567",
-            totp=token_device(seed, 6, 60),
+            totp=token_then_sms(token_device(seed, 6, 60), sms),
             on_heard=print_heard,
         )
         print("-" * 78)
@@ -117,6 +143,12 @@ async def demo(keep_running: bool = False) -> int:
         print(f"  CCRNs              {', '.join(b.ccrns)}")
         print(f"  earliest crossing  {crossing:%Y-%m-%d %H:%M} Hong Kong time")
         print(f"  call               {record.uniqueid}, {len(record.exchanges)} AGI commands")
+        print("\nSMS sent (codes masked):")
+        for message in sms.sent:
+            text = message.text
+            if message.kind == "sms_code":
+                text = re.sub(r"\d{6}", "******", text)
+            print(f"  {message.mobile}  {text}")
 
         if keep_running:
             print(

@@ -92,7 +92,8 @@ class Channel:
         if keys:
             # What is printed of a secret is its length only (CALL_FLOW.md: never shown).
             secret = bool(self.record.prompt_ids) and self.record.prompt_ids[-1] in SECRET_PROMPTS
-            self.hear(Heard("keys", keys, f"{len(keys)} secret keys" if secret else " ".join(keys)))
+            shown = f"{len(keys)} secret key" + "s" * (len(keys) > 1) if secret else " ".join(keys)
+            self.hear(Heard("keys", keys, shown))
 
     async def answer(self) -> None:
         if not self.answered:
