@@ -79,6 +79,7 @@ class SimulatedAsterisk:
         usage_lines: bool = True,
         on_heard: Callable[[Heard], None] | None = None,
         on_command: OnCommand | None = None,
+        variables: Mapping[str, str] | None = None,
         max_commands: int = 2000,
         ask: Ask | None = None,
     ):
@@ -91,6 +92,7 @@ class SimulatedAsterisk:
             parse_keys(keys or ""), totp=totp, ask=ask or (ask_stdin if keys is None else None)
         )
         self.record = CallRecord(uniqueid or f"{int(time.time())}.{number}", language=language)
+        self.record.variables.update(variables or {})  # set by the dialplan before AGI()
         self.channel = Channel(
             self.record,
             name=channel or f"PJSIP/hotline-{number:08x}",
