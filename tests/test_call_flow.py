@@ -84,3 +84,16 @@ async def test_backend_stopped_mid_call_says_service_unavailable_and_ends_cleanl
     assert ids[-2:] == ["error.service_unavailable", "call.goodbye"]
     assert "bundle.submitted" not in ids
     assert record.closed_by == "server" and not record.hung_up
+
+
+async def test_a_caller_who_knows_the_way_barges_in_on_every_prompt(
+    make_trucker, phone, db
+) -> None:
+    trucker = await make_trucker()
+    keys = " ".join("^" + token for token in trucker.bundle_keys().split())
+    record = await phone(keys, trucker)
+    interrupted = [h for h in record.heard if h.kind == "prompt" and h.interrupted_by]
+    assert len(interrupted) >= 10  # every prompt that asks for something was cut short
+    assert not any(e.command.startswith("WAIT FOR DIGIT 8000") for e in record.exchanges)
+    assert len(await stored_bundles(db)) == 1
+    assert record.prompt_ids[-1] == "call.goodbye"
