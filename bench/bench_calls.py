@@ -124,7 +124,8 @@ def main() -> None:
     configure_logging(level="error")
     r = asyncio.run(run(args.calls, args.concurrency, args.argon2))
     print(
-        "| calls | concurrency | failed | calls/s | peak held | server time per AGI command p50 / p99 | RSS growth per call |"
+        "| calls | concurrency | failed | calls/s | peak held "
+        "| server time per AGI command p50 / p99 | RSS growth per call |"
     )
     print("|---|---|---|---|---|---|---|")
     print(
@@ -132,9 +133,7 @@ def main() -> None:
         f"{r['peak_calls']} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms | "
         f"{r['rss_growth_kib_per_call']:.0f} KiB |"
     )
-    print(
-        f"({r['commands']} commands, {r['wall_s']:.1f} s; backend and simulator in the same process)"
-    )
+    print(f"({r['commands']} commands, {r['wall_s']:.1f} s; backend and simulator in this process)")
 
 
 if __name__ == "__main__":
