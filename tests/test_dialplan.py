@@ -433,10 +433,10 @@ UNAVAILABLE = ["ivrs/error/service_unavailable", "ivrs/call/goodbye"]
         ("FAILURE", None, True),  # connection refused: the server never ran
         ("FAILURE", "1", False),  # a missing prompt during a call that ran
         ("SUCCESS", "1", False),  # a normal call: the server said goodbye
-        ("SUCCESS", None, False),  # only FAILURE plays it, as specified
+        ("SUCCESS", None, True),  # reached but closed before its first command (08 earlyclose)
     ],
 )
-def test_spoken_fallback_needs_failure_and_no_ivrs_started(
+def test_spoken_fallback_plays_only_when_the_server_never_started_the_call(
     plan: Dialplan, agistatus: str, started: str | None, fallback: bool
 ) -> None:
     returns = {"AGISTATUS": agistatus} | ({"IVRS_STARTED": started} if started else {})
