@@ -123,14 +123,28 @@ class Call:
     # --- output -----------------------------------------------------------------------------
 
     async def play(self, prompt_id: str, escape: str = ALL_KEYS, **values: Any) -> str | None:
-        """Play a prompt, its variables spoken by SAY commands; the key that interrupted it."""
+        """Play a prompt, its variables spoken by SAY commands; the key that interrupted it.
+
+        Variables given as lists play the text once per item, its closing part only after
+        the last: `vehicle.recent` with mark=[A, B], count=[1, 2] says "For vehicle A, press
+        1. For vehicle B, press 2. For another vehicle, press 9."."""
         started = time.monotonic()
         key = None
-        for part in self.catalog.parts(prompt_id, self.language):
-            if isinstance(part, Sound):
-                key = await self.channel.stream(part.file, escape)
-            else:
-                key = await self._say_slot(part, values[part.name], escape)
+        parts = self.catalog.parts(prompt_id, self.language)
+        last_slot = max((i for i, p in enumerate(parts) if isinstance(p, Slot)), default=-1)
+        rounds = max((len(v) for v in values.values() if isinstance(v, list)), default=1)
+        for round_no in range(rounds):
+            for i, part in enumerate(parts):
+                if round_no < rounds - 1 and i > last_slot:
+                    break  # the closing words come once, after the last item
+                if isinstance(part, Sound):
+                    key = await self.channel.stream(part.file, escape)
+                else:
+                    value = values[part.name]
+                    item = value[round_no] if isinstance(value, list) else value
+                    key = await self._say_slot(part, item, escape)
+                if key:
+                    break
             if key:
                 break
         self.events.add(

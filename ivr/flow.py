@@ -279,13 +279,16 @@ async def ask_letters(call: Call) -> str:
 async def ask_vehicle(call: Call) -> str:
     call.enter("vehicle")
     recent = await call.backend.recent_vehicles(call.account or "")
-    # The last vehicle used is offered first (one key); "9" enters another.
-    if recent:
-        use_recent: bool = await call.menu(
-            "vehicle.recent", {"1": True, "9": False}, mark=recent[0]
+    if recent:  # the last vehicles used, on keys 1-3; 9 enters another
+        choices: dict[str, str | None] = {str(n): m for n, m in enumerate(recent[:3], 1)}
+        chosen = await call.menu(
+            "vehicle.recent",
+            choices | {"9": None},
+            mark=list(choices.values()),
+            count=[int(k) for k in choices],
         )
-        if use_recent:
-            return recent[0]
+        if chosen is not None:
+            return chosen
     failures = 0
     while True:
         letters = await ask_letters(call)

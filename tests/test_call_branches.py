@@ -200,7 +200,7 @@ async def enquiry_with_and_without_bundles(ctx: Ctx) -> None:
     await ctx.call(t.bundle_keys(), t)
     r = await ctx.call(f"3 {t.login_keys()} 3 1 9", t)
     assert "enquiry.result" in ids(r)
-    assert [h.value for h in r.heard if h.kind == "number"] == ["1"]
+    assert [h.value for h in r.heard if h.kind == "number"][-1] == "1"  # 1 CCRN
 
 
 async def cargo_unknown_taken_and_expired_are_each_explained(ctx: Ctx) -> None:
@@ -240,6 +240,19 @@ async def wrong_menu_keys_and_silence_end_politely(ctx: Ctx) -> None:
     assert await outcome(ctx, r) == "too_many_errors"
 
 
+async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(cargo=2)
+    await ctx.call(t.bundle_keys(t.ccrns[0]), t)  # AB1234
+    # Second vehicle CD5678: 9 ("another vehicle"), then C = 2,3 and D = 3,1.
+    await ctx.call(f"3 {t.login_keys()} 1 9 2331# 5678# 1 {t.ccrns[1]}# 1 2 2 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} 3 2 9", t)  # check the second one offered
+    offered = [h.value for h in r.heard if h.kind == "alpha"]
+    assert offered[:2] == ["CD5678", "AB1234"]  # most recent first
+    assert [h.value for h in r.heard if h.kind == "number"][:2] == ["1", "2"]
+    assert "enquiry.result" in ids(r)
+    assert [h.value for h in r.heard if h.kind == "alpha"][-1] == "AB1234"
+
+
 async def stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
     r = await ctx.call(f"3 {t.login_keys()} 7 7 7", t, variables={"IVRS_HELPDESK": "36690000"})
@@ -265,6 +278,7 @@ SCENARIOS = [
     bad_vehicle_marks_are_refused,
     wrong_menu_keys_and_silence_end_politely,
     stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one,
+    recent_vehicles_are_offered_on_their_own_keys,
 ]
 
 
