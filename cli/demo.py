@@ -29,13 +29,14 @@ from cli.phone import print_heard, token_device
 from formats import keypad_keys
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import place_call
+from ivr.simulator import has_sounds, place_call, recording_path, render_call
 
 DEMO_ACCOUNT = "12345678"
 DEMO_PASSWORD = "246810"
 DEMO_VEHICLE = "AB1234"
 DEMO_MOBILE = "91234567"
 HONG_KONG = ZoneInfo("Asia/Hong_Kong")
+SOUNDS = Path(os.environ.get("IVRS_SOUNDS_DIR", "var/sounds"))
 
 
 def demo_keys(ccrns: list[str]) -> str:
@@ -123,6 +124,7 @@ async def demo(keep_running: bool = False) -> int:
             caller_id="85291234567",
             totp=token_then_sms(token_device(seed, 6, 60), sms),
             on_heard=print_heard,
+            sounds_dir=SOUNDS if has_sounds(SOUNDS) else None,
         )
         print("-" * 78)
 
@@ -143,6 +145,11 @@ async def demo(keep_running: bool = False) -> int:
         print(f"  CCRNs              {', '.join(b.ccrns)}")
         print(f"  earliest crossing  {crossing:%Y-%m-%d %H:%M} Hong Kong time")
         print(f"  call               {record.uniqueid}, {len(record.exchanges)} AGI commands")
+        if has_sounds(SOUNDS):
+            recording = render_call(record, SOUNDS, recording_path(record))
+            print(f"  recording          {recording} (as the caller heard it; secrets muted)")
+        else:
+            print("  recording          none: build the prompts first (ivrs prompts build)")
         print("\nSMS sent (codes masked):")
         for message in sms.sent:
             text = message.text

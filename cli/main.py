@@ -94,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hotline", default="39023333", help="the DID passed as agi_arg_1")
     p.add_argument("--caller-id", default=None)
     p.add_argument("--real-time", action="store_true", help="play prompts at their real length")
+    p.add_argument(
+        "--record",
+        metavar="OUT.WAV",
+        help="render the call to an 8 kHz WAV from the built sounds (ivrs prompts build)",
+    )
+    p.add_argument(
+        "--sounds",
+        metavar="DIR",
+        help="built sound files: prompt lengths and --record audio "
+        "(default IVRS_SOUNDS_DIR or var/sounds)",
+    )
     p.set_defaults(func=_call)
 
     p = sub.add_parser("demo", help="start everything, place one bundling call, show the result")

@@ -2,12 +2,22 @@
 caller who follows a key script, for tests, the demo and benchmarks.
 
     record = await place_call("127.0.0.1", 4573, keys="1 ^12345678# {totp}#", totp=code)
+    render_call(record, "var/sounds", "out.wav")  # the call as audio (recording.py)
 """
 
 from .asterisk import SimulatedAsterisk, place_call
 from .commands import find_command, parse_args
 from .keys import KeyScriptError, KeyToken, ask_stdin, parse_keys
-from .record import CallRecord, Command, Exchange, Heard
+from .record import CallRecord, Command, Exchange, Heard, Span
+from .recording import (
+    Rendering,
+    SoundsMissing,
+    check_sounds,
+    has_sounds,
+    recording_path,
+    render,
+    render_call,
+)
 from .sounds import format_heard
 
 __all__ = [
@@ -17,11 +27,19 @@ __all__ = [
     "Heard",
     "KeyScriptError",
     "KeyToken",
+    "Rendering",
     "SimulatedAsterisk",
+    "SoundsMissing",
+    "Span",
     "ask_stdin",
+    "check_sounds",
     "find_command",
     "format_heard",
+    "has_sounds",
     "parse_args",
     "parse_keys",
     "place_call",
+    "recording_path",
+    "render",
+    "render_call",
 ]

@@ -14,6 +14,7 @@ import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from prompts.catalog import Catalog
@@ -50,6 +51,9 @@ class SimulatedAsterisk:
     usage_lines: False answers wrong usage with the one-line 520 (a build without XML docs, 06).
     answered: the dialplan ran Answer() before AGI() (as the first capture's did, 08): the
     channel is up from the start, so CHANNEL STATUS says 6 and ANSWER returns at once.
+    sounds_dir: built sound files (`ivrs prompts build`): prompts and SAY fragments last as long
+    as the manifest says, so barge-in points match a recording rendered from those files
+    (recording.py); durations_ms, when given, still comes first.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class SimulatedAsterisk:
         totp: Callable[[], str] | None = None,
         catalog: Catalog | None = None,
         durations_ms: Mapping[str, int] | None = None,
+        sounds_dir: Path | str | None = None,
         real_time: bool = False,
         speed: float = 1.0,
         hangup_at: Callable[[Command], bool] | None = None,
@@ -102,7 +107,7 @@ class SimulatedAsterisk:
             extension=extension or (self.args[0] if self.args else "s"),
             priority=priority,
             answered=answered,
-            sounds=Sounds(catalog, durations_ms),
+            sounds=Sounds(catalog, durations_ms, sounds_dir),
             keypad=keypad,
             real_time=real_time,
             speed=speed,

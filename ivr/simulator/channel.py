@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .keys import Keypad
-from .record import CallRecord, Heard
+from .record import CallRecord, Heard, Span
 from .sounds import SAMPLES_PER_MS, Sounds, prompt_part
 
 FIRST_ANSWER_MS = 500  # 01: the first ANSWER waits up to 500 ms for media
@@ -31,6 +31,8 @@ class Sound:
     value: str
     text: str
     ms: int
+    files: tuple[str, ...] = ()  # SAY: the fragment files Asterisk plays (prompts/say.py)
+    offset_ms: int = 0  # a prompt started this far in (STREAM FILE's sample offset)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,11 @@ class Channel:
 
     # -- time, and what the caller hears --------------------------------------------------
 
-    async def advance(self, ms: int) -> None:
+    async def advance(self, ms: int, kind: str | None = "wait") -> None:
+        """Move the clock on; `kind` (`wait`, `timeout`) puts the time on the call's timeline,
+        None when the caller of advance records what filled it (a prompt, keys)."""
+        if kind is not None and ms > 0:
+            self.record.timeline.append(Span(kind, self.now_ms, ms, lang=self.record.language))
         self.now_ms += ms
         if self.real_time and ms > 0:
             await asyncio.sleep(ms / 1000 / self.speed)
@@ -88,11 +94,16 @@ class Channel:
         if self.on_heard is not None:
             self.on_heard(heard)
 
-    def hear_keys(self, keys: str) -> None:
+    def hear_keys(self, keys: str, ms: int = 0) -> None:
+        """The caller sent `keys`, taking `ms` of the clock from now (the caller advances it)."""
         if keys:
             # What is printed of a secret is its length only (CALL_FLOW.md: never shown).
             secret = bool(self.record.prompt_ids) and self.record.prompt_ids[-1] in SECRET_PROMPTS
             shown = f"{len(keys)} secret key" + "s" * (len(keys) > 1) if secret else " ".join(keys)
+            lang = self.record.language
+            self.record.timeline.append(
+                Span("keys", self.now_ms, ms, lang=lang, keys=keys, secret=secret)
+            )
             self.hear(Heard("keys", keys, shown))
 
     async def answer(self) -> None:
@@ -142,7 +153,19 @@ class Channel:
         part = prompt_part(sound.value) if sound.kind == "prompt" else None
         if part and self.sounds.is_first_part(part, self.record.language):
             self.record.prompt_ids.append(part.prompt_id)
-        await self.advance(ms)
+        is_prompt = sound.kind == "prompt"
+        self.record.timeline.append(
+            Span(
+                "prompt" if is_prompt else "say",
+                self.now_ms,
+                ms,
+                files=(sound.value,) if is_prompt else sound.files,
+                lang=self.record.language,
+                cut=hung_up or interrupted,
+                offset_ms=sound.offset_ms,
+            )
+        )
+        await self.advance(ms, None)
         if hung_up:
             self.hang_up(by_caller=True)
         return Played(pressed, interrupted, hung_up, ms)

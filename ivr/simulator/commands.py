@@ -7,12 +7,17 @@ refused where Asterisk refuses it (with ShowUsage: the caller of `run` answers 5
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from prompts import say
 
 from .channel import KEY_MS, Channel, Sound
 from .keys import KEYS
-from .sounds import SAMPLES_PER_MS, SAY_MS, datetime_text, number_words
+from .sounds import SAMPLES_PER_MS, SAY_MS, TIMEZONE, datetime_text, number_words
 
 FIRST_DIGIT_MS, NEXT_DIGIT_MS = 10_000, 5_000  # GET DATA with timeout 0: the dialplan defaults
 DEFAULT_DATETIME_FORMAT = "ABdY 'digits/at' IMp"
@@ -210,6 +215,7 @@ class Commands:
         total = channel.sounds.samples(argv[2], channel.record.language)
         start = min(max(offset, 0), total)  # the fourth argument is a sample offset (02)
         sound = channel.prompt(argv[2], (total - start) // SAMPLES_PER_MS)
+        sound = dataclasses.replace(sound, offset_ms=start // SAMPLES_PER_MS)
         played = await channel.play(sound, argv[3])
         channel.hear_keys(played.pressed or "")
         if played.hung_up or played.interrupted:
@@ -244,14 +250,14 @@ class Commands:
         else:
             ended = False
         keypad.read(used - len(first))
-        await channel.advance(KEY_MS * (used - len(first)))
-        channel.hear_keys(typed[:used])
+        channel.hear_keys(typed[:used], KEY_MS * (used - len(first)))
+        await channel.advance(KEY_MS * (used - len(first)), None)
         if ended:
             return [f"200 result={digits}"]
         if keypad.take_hangup() or timeout < 0:  # `!`, or endless silence: the caller leaves
             channel.hang_up(by_caller=True)
             return ["200 result=-1"]
-        await channel.advance(timeout or (NEXT_DIGIT_MS if digits else FIRST_DIGIT_MS))
+        await channel.advance(timeout or (NEXT_DIGIT_MS if digits else FIRST_DIGIT_MS), "timeout")
         return [f"200 result={digits} (timeout)"]
 
     async def _wait_for_digit(self, argv: list[str]) -> list[str]:
@@ -265,11 +271,11 @@ class Commands:
             keys = await keypad.begin_reading()
             if keys:
                 keypad.read(1)
-                await channel.advance(KEY_MS)
-                channel.hear_keys(keys[0])
+                channel.hear_keys(keys[0], KEY_MS)
+                await channel.advance(KEY_MS, None)
                 return [f"200 result={ord(keys[0])}"]  # the key's ASCII code (03: 55 is 7)
             if not (keypad.take_hangup() or timeout < 0):
-                await channel.advance(timeout)
+                await channel.advance(timeout, "timeout")
                 return ["200 result=0"]
         channel.hang_up(by_caller=True)
         return ["200 result=-1"]
@@ -281,32 +287,55 @@ class Commands:
             return ["200 result=-1"]
         return [f"200 result={ord(played.pressed or '0') if played.interrupted else 0}"]
 
+    def _say_sound(self, kind: str, value: str, text: str, files: list[str], ms: int) -> Sound:
+        """What a SAY command plays: its fragment files in the channel language (prompts/say.py),
+        lasting as long as the built fragments when their lengths are known, else `ms`."""
+        built = self.channel.sounds.fragments_ms(files, self.channel.record.language)
+        return Sound(kind, value, text, ms if built is None else built, tuple(files))
+
     async def _say_digits(self, argv: list[str]) -> list[str]:
         if len(argv) != 4 or _scan_int(argv[2]) is None:
             raise ShowUsage
         digits = argv[2]
         ms = SAY_MS["digits"] * len(digits)
-        return await self._say(Sound("digits", digits, " ".join(digits), ms), argv[3])
+        sound = self._say_sound("digits", digits, " ".join(digits), say.say_digits(digits), ms)
+        return await self._say(sound, argv[3])
 
     async def _say_number(self, argv: list[str]) -> list[str]:
         number = _scan_int(argv[2]) if 4 <= len(argv) <= 5 else None
         if number is None:
             raise ShowUsage
         ms = SAY_MS["number"] * number_words(number)
-        return await self._say(Sound("number", str(number), str(number), ms), argv[3])
+        files = say.say_number(abs(number), self.channel.record.language)
+        files = ["digits/minus", *files] if number < 0 else files
+        sound = self._say_sound("number", str(number), str(number), files, ms)
+        return await self._say(sound, argv[3])
 
     async def _say_alpha(self, argv: list[str]) -> list[str]:
         if not 4 <= len(argv) <= 5 or (len(argv) == 5 and argv[4][:1] not in "aAlLnNuU"):
             raise ShowUsage
         letters = argv[2]
         ms = SAY_MS["alpha"] * len(letters)
-        return await self._say(Sound("alpha", letters, " ".join(letters.upper()), ms), argv[3])
+        text = " ".join(letters.upper())
+        sound = self._say_sound("alpha", letters, text, say.say_alpha(letters), ms)
+        return await self._say(sound, argv[3])
+
+    def _say_when(self, epoch: int, fmt: str, zone: str | None) -> Sound:
+        """SAY TIME / DATETIME. The fragments are those of the IVR's hour-and-minute formats
+        (prompts/say.py), whatever `fmt` asks for: the IVR says no dates."""
+        sound = _datetime(epoch, fmt, zone)
+        try:
+            where = ZoneInfo(zone or TIMEZONE)
+        except (ValueError, KeyError):  # an unknown time zone: the machine's, as _datetime
+            where = ZoneInfo(TIMEZONE)
+        files = say.say_time(datetime.fromtimestamp(epoch, where), self.channel.record.language)
+        return self._say_sound(sound.kind, sound.value, sound.text, files, sound.ms)
 
     async def _say_time(self, argv: list[str]) -> list[str]:
         epoch = _scan_int(argv[2]) if len(argv) == 4 else None
         if epoch is None:
             raise ShowUsage
-        return await self._say(_datetime(epoch, "IMp", None), argv[3])
+        return await self._say(self._say_when(epoch, "IMp", None), argv[3])
 
     async def _say_datetime(self, argv: list[str]) -> list[str]:
         epoch = _scan_int(argv[2]) if len(argv) >= 4 else None
@@ -314,7 +343,7 @@ class Commands:
             raise ShowUsage
         fmt = argv[4] if len(argv) > 4 else DEFAULT_DATETIME_FORMAT
         zone = argv[5] if len(argv) > 5 else None
-        return await self._say(_datetime(epoch, fmt, zone), argv[3])
+        return await self._say(self._say_when(epoch, fmt, zone), argv[3])
 
     # -- EXEC and its applications (each returns the application's result) -----------------
 

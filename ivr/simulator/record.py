@@ -17,6 +17,26 @@ class Heard:
 
 
 @dataclass(frozen=True)
+class Span:
+    """A stretch of what the line carried, in call order: what `recording.py` renders.
+
+    kinds: `prompt` (a file, `silence/N` included), `say` (the fragment files a SAY command
+    plays), `keys` (DTMF the caller sent), `timeout` (a reading command waited in vain),
+    `wait` (any other time the clock moved: ANSWER, Wait()).
+    """
+
+    kind: str
+    at_ms: int  # virtual clock at its start
+    ms: int  # its length on the virtual clock; a prompt's: the part played
+    files: tuple[str, ...] = ()  # prompt: its file; say: the fragments Asterisk plays
+    lang: str = "en"  # the channel language then: the sound folder the files come from
+    keys: str = ""  # keys: the keys pressed
+    cut: bool = False  # a prompt or SAY stopped short by a key or a hang-up
+    offset_ms: int = 0  # a prompt started this far in (STREAM FILE's sample offset)
+    secret: bool = False  # keys answering a secret prompt (password, token code, SMS code)
+
+
+@dataclass(frozen=True)
 class Command:
     """A command as `hangup_at` sees it."""
 
@@ -47,6 +67,7 @@ class CallRecord:
     duration_ms: int = 0
     trailing: list[str] = field(default_factory=list)  # lines sent after the last reply
     agi_status: str = "SUCCESS"  # the AGISTATUS the dialplan would see (08)
+    timeline: list[Span] = field(default_factory=list)  # what the line carried, for recordings
 
     @property
     def said(self) -> list[str]:

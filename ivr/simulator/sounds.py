@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from prompts.catalog import Catalog, Sound, default_catalog, estimated_ms
+from prompts.manifest import Manifest
 
 from .record import Heard
 
@@ -45,11 +47,46 @@ def prompt_part(file: str) -> PromptPart | None:
 
 class Sounds:
     """The sound folder as the simulated Asterisk sees it: `ivrs/...` files are the catalog's
-    (or those durations_ms lists); standard files exist, except names starting `no-such`."""
+    (or those durations_ms lists); standard files exist, except names starting `no-such`.
 
-    def __init__(self, catalog: Catalog | None, durations_ms: Mapping[str, int] | None):
+    Lengths: durations_ms first (one mapping for every language), then, with `sounds_dir`, the
+    built files' manifest in the channel language, else English (Asterisk's fallback), else an
+    estimate from the text. With the manifest, SAY commands last as long as their fragments.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog | None,
+        durations_ms: Mapping[str, int] | None,
+        sounds_dir: Path | str | None = None,
+    ):
         self._catalog = catalog
         self._durations_ms = dict(durations_ms or {})
+        self._manifest = Manifest.load(sounds_dir) if sounds_dir is not None else None
+        self._built: dict[str, dict[str, int]] = {}  # per language, from the manifest
+
+    def built_ms(self, file: str, lang: str) -> int | None:
+        """The length of `file` for a call in `lang`, when known (durations_ms, manifest)."""
+        if file in self._durations_ms:
+            return self._durations_ms[file]
+        if self._manifest is None:
+            return None
+        for folder in dict.fromkeys((lang, "en")):
+            if folder not in self._built:
+                self._built[folder] = self._manifest.durations_ms(folder)
+            if file in self._built[folder]:
+                return self._built[folder][file]
+        return None
+
+    def fragments_ms(self, files: Iterable[str], lang: str) -> int | None:
+        """How long a SAY command's fragments play; None unless every one is known."""
+        total = 0
+        for file in files:
+            ms = self.built_ms(file, lang)
+            if ms is None:
+                return None
+            total += ms
+        return total
 
     @property
     def catalog(self) -> Catalog:
@@ -58,7 +95,7 @@ class Sounds:
         return self._catalog
 
     def exists(self, file: str, lang: str) -> bool:
-        if file in self._durations_ms:
+        if self.built_ms(file, lang) is not None:
             return True
         if file.startswith("ivrs/"):
             return self.catalog.text_of_file(file, lang) is not None
@@ -71,8 +108,9 @@ class Sounds:
         return name.upper() if folder in ("digits", "letters") else ""
 
     def samples(self, file: str, lang: str) -> int:
-        if file in self._durations_ms:
-            return self._durations_ms[file] * SAMPLES_PER_MS
+        built = self.built_ms(file, lang)
+        if built is not None:
+            return built * SAMPLES_PER_MS
         if file.startswith("ivrs/"):
             return estimated_ms(self.text(file, lang), lang) * SAMPLES_PER_MS
         if file.startswith("silence/") and file[8:].isdigit():
