@@ -2,39 +2,74 @@
 
 Used by `ivrs admin`, the demo and tests. Each function is one unit of work (one transaction)
 and raises `AdminError` with a message fit for a terminal when the input is wrong.
+
+Imports (token seed files, ROCARS accounts) are all or nothing: every row is checked first,
+each problem reported with its line, and nothing is written unless every row is good. No
+message ever quotes a seed or a password.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import csv
+import io
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import select
+import structlog
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import formats
+import otp
 from backend.database import Database, unused_number
+from backend.login import SERVICE, caller_key
 from backend.models import (
     Account,
     AccountType,
     Batch,
     BatchItem,
+    CallerThrottle,
     Cargo,
     CargoKind,
     Token,
     TokenKind,
     Vehicle,
 )
+from backend.security import is_argon2_hash
 from backend.timezones import hong_kong_date
 from otp import TokenProfile, new_seed
+from otp.enrolment import provisioning_uri
+from otp.seedfile import SeedFileError, read_seed_file
+
+log = structlog.get_logger(__name__)
 
 CARGO_VALID_FOR = timedelta(days=14)
 MAX_BATCH_CCRNS = 50  # a batch must fit in one bundle submission
+SERVICES = frozenset({SERVICE})  # the services an account may hold
+ACCOUNT_TYPES: dict[str, AccountType] = {
+    "trucker": "trucker",
+    "agent": "agent",
+    "agent_company": "agent",
+    "agent company": "agent",
+    "shipper": "shipper",
+}
+ACCOUNTS_HEADER = (
+    "number",
+    "password_hash_or_initial_password",
+    "token_serial",
+    "type",
+    "services",
+)
+MAX_REPORTED = 20  # problems listed at once
+CHUNK = 500  # values per IN (...) list: far below SQLite's and PostgreSQL's limits
 
 
 class AdminError(Exception):
@@ -103,11 +138,414 @@ async def add_token(
                     seed_encrypted=db.seeds.encrypt(seed),
                     expires_on=expires_on,
                     account_id=account_id,
+                    created_at=db.now(),
                 )
             )
     except IntegrityError:
         raise AdminError(f"token {serial} already exists") from None
     return seed
+
+
+# --- token seed files -------------------------------------------------------------------------
+
+
+async def import_tokens(
+    db: Database, data: bytes, kind: TokenKind = "hardware", psk: bytes | None = None
+) -> list[str]:
+    """Import a seed file (CSV or PSKC, `otp.seedfile`); return the serials imported.
+
+    The tokens are unassigned: an account import, `assign_token` or `add_token` links them.
+    Seeds are stored encrypted (SeedCipher); the file itself holds them in clear, so it should
+    be deleted once imported. `psk`: the pre-shared key of an encrypted PSKC file.
+    """
+    try:
+        records = read_seed_file(data, psk)
+    except SeedFileError as e:
+        raise AdminError(_nothing_imported(e.problems)) from None
+    problems = [
+        f"{r.where}: token {r.serial} is hotp; only time-based (totp) tokens can log in for now"
+        for r in records
+        if r.type == "hotp"
+    ]
+    for r in records:
+        if r.type == "totp" and r.period is not None:
+            try:
+                TokenProfile(kind, digits=r.digits, period=r.period)
+            except ValueError as e:
+                problems.append(f"{r.where}: {e}")
+    now = db.now()
+    try:
+        async with db.sessions.begin() as session:
+            existing = await _existing(session, Token.serial, [r.serial for r in records])
+            problems += [
+                f"{r.where}: token {r.serial} already exists"
+                for r in records
+                if r.serial in existing
+            ]
+            if problems:
+                raise AdminError(_nothing_imported(problems))
+            session.add_all(
+                Token(
+                    serial=r.serial,
+                    kind=kind,
+                    digits=r.digits,
+                    period=cast(int, r.period),
+                    seed_encrypted=db.seeds.encrypt(r.seed_base32),
+                    expires_on=r.expires_on,
+                    account_id=None,
+                    created_at=now,
+                )
+                for r in records
+            )
+    except IntegrityError:
+        raise AdminError("a token of the file was added meanwhile; nothing imported") from None
+    log.info("tokens_imported", count=len(records), kind=kind)
+    return [r.serial for r in records]
+
+
+async def assign_token(db: Database, serial: str, account_number: str) -> None:
+    """Link an unassigned token (as imported) to an account."""
+    async with db.sessions.begin() as session:
+        account = await _account(session, account_number)
+        token = await _token(session, serial)
+        if token.status == "revoked":
+            raise AdminError(f"token {serial} is revoked")
+        if token.account_id == account.id:
+            raise AdminError(f"token {serial} is already assigned to {account_number}")
+        if token.account_id is not None:
+            raise AdminError(f"token {serial} is assigned to another account; revoke it first")
+        claimed = await session.execute(
+            update(Token)
+            .where(Token.id == token.id, Token.account_id.is_(None))
+            .values(account_id=account.id)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise AdminError(f"token {serial} was assigned meanwhile")
+    log.info("token_assigned", serial=serial, account=account_number)
+
+
+async def revoke_token(db: Database, serial: str) -> None:
+    """A lost or broken token: refused at once, for good."""
+    async with db.sessions.begin() as session:
+        token = await _token(session, serial)
+        if token.status == "revoked":
+            raise AdminError(f"token {serial} is already revoked")
+        await session.execute(
+            update(Token)
+            .where(Token.id == token.id)
+            .values(status="revoked", revoked_at=db.now())
+            .execution_options(synchronize_session=False)
+        )
+    log.info("token_revoked", serial=serial)
+
+
+async def resync_token(
+    db: Database, serial: str, first_code: str, second_code: str, window: int = otp.RESYNC_WINDOW
+) -> int:
+    """Resynchronise a token from two consecutive codes read off it now; return its drift (steps
+    the token is ahead of the server, negative when behind). Both codes are used up."""
+    now = db.now()
+    async with db.sessions.begin() as session:
+        token = await _token(session, serial)
+        if token.status == "revoked":
+            raise AdminError(f"token {serial} is revoked")
+        profile = TokenProfile(token.kind, digits=token.digits, period=token.period)
+        seed = db.seeds.decrypt(token.seed_encrypted)
+        step = otp.resync(seed, first_code, second_code, profile, now, window)
+        if step is None:
+            raise AdminError(
+                f"no two consecutive codes of token {serial} match within ±{window} steps"
+                " of now: read two codes in a row off the token and try again"
+            )
+        drift = step - int(now.timestamp()) // token.period
+        await session.execute(
+            update(Token)
+            .where(Token.id == token.id)
+            .values(drift=drift, last_used_step=step)
+            .execution_options(synchronize_session=False)
+        )
+    log.info("token_resynchronised", serial=serial, drift=drift)
+    return drift
+
+
+# --- FortiToken Mobile enrolment --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MobileEnrolment:
+    """A new FortiToken Mobile token, pending until its first correct code at a login."""
+
+    account: str
+    serial: str
+    digits: int
+    period: int
+    seed: str = field(repr=False)  # base32; shown once, as the URI and its QR code
+    uri: str = field(repr=False)
+
+
+async def enrol_mobile_token(
+    db: Database, account_number: str, digits: int = 6, period: int = 30
+) -> MobileEnrolment:
+    """A new TOTP secret for the account's phone, stored as a pending token.
+
+    The account's current token keeps working until the first login with a code of the new
+    one; that login activates it and revokes the others. An earlier enrolment that was never
+    activated is revoked now (its QR code may have been seen by someone else).
+    """
+    try:
+        profile = TokenProfile("mobile", digits=digits, period=period)
+    except ValueError as e:
+        raise AdminError(str(e)) from None
+    seed = new_seed()
+    now = db.now()
+    async with db.sessions.begin() as session:
+        account = await _account(session, account_number)
+        serial = await unused_number(
+            session, Token.serial, lambda: "FTKM" + secrets.token_hex(5).upper()
+        )
+        await session.execute(
+            update(Token)
+            .where(Token.account_id == account.id, Token.status == "pending")
+            .values(status="revoked", revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.add(
+            Token(
+                serial=serial,
+                kind="mobile",
+                digits=digits,
+                period=period,
+                seed_encrypted=db.seeds.encrypt(seed),
+                account_id=account.id,
+                status="pending",
+                created_at=now,
+            )
+        )
+    log.info("mobile_token_enrolled", account=account_number, serial=serial)
+    uri = provisioning_uri(seed, profile, account_number)
+    return MobileEnrolment(account_number, serial, digits, period, seed, uri)
+
+
+# --- accounts: migration, unlock, password reset ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _AccountRow:
+    where: str
+    number: str
+    password: str = field(repr=False)  # an Argon2 hash, or the initial password in clear
+    token_serial: str | None
+    type: AccountType
+    services: list[str]
+
+
+async def import_accounts(db: Database, data: bytes) -> list[str]:
+    """Load migrated ROCARS accounts from a CSV; return the numbers imported.
+
+    Header `number,password_hash_or_initial_password,token_serial,type,services`:
+    - number: the 8-digit IVRS account number (new to this system);
+    - password_hash_or_initial_password: an Argon2id/Argon2i hash (`$argon2id$...`, quoted or
+      not: its commas are understood), stored as it is, or an initial password of 6 to 12
+      digits, hashed here;
+    - token_serial: an imported, unassigned token (import-tokens first), or empty;
+    - type: trucker, agent (or "agent company") or shipper;
+    - services: the services held, separated by ';' (road_bundling), or empty.
+    Every account is marked for first-call activation (mobile number and terms).
+    """
+    rows, problems = _account_rows(data)
+    async with db.sessions() as session:
+        problems += await _account_conflicts(session, rows)
+    if problems:
+        raise AdminError(_nothing_imported(problems))
+    hashes = await _password_hashes(db, [row.password for row in rows])
+    try:
+        async with db.sessions.begin() as session:
+            accounts = [
+                Account(
+                    number=row.number,
+                    type=row.type,
+                    password_hash=password_hash,
+                    services=row.services,
+                    needs_activation=True,
+                )
+                for row, password_hash in zip(rows, hashes, strict=True)
+            ]
+            session.add_all(accounts)
+            await session.flush()
+            for row, account in zip(rows, accounts, strict=True):
+                if row.token_serial is None:
+                    continue
+                claimed = await session.execute(
+                    update(Token)
+                    .where(
+                        Token.serial == row.token_serial,
+                        Token.account_id.is_(None),
+                        Token.status != "revoked",
+                    )
+                    .values(account_id=account.id)
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    raise AdminError(
+                        _nothing_imported([f"{row.where}: token {row.token_serial} was taken"])
+                    )
+    except IntegrityError:
+        raise AdminError("an account of the file was added meanwhile; nothing imported") from None
+    log.info("accounts_imported", count=len(rows))
+    return [row.number for row in rows]
+
+
+def _account_rows(data: bytes) -> tuple[list[_AccountRow], list[str]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return [], ["the file is not UTF-8 text"]
+    reader = csv.reader(io.StringIO(text))
+    rows: list[_AccountRow] = []
+    problems: list[str] = []
+    header = None
+    try:
+        for cells in reader:
+            where = f"line {reader.line_num}"
+            cells = [c.strip() for c in cells]
+            if not any(cells):
+                continue
+            if header is None:
+                header = tuple(c.lower() for c in cells)
+                if header != ACCOUNTS_HEADER:
+                    return [], [f"{where}: the header must be {','.join(ACCOUNTS_HEADER)}"]
+                continue
+            try:
+                rows.append(_account_row(where, cells))
+            except ValueError as e:
+                problems.append(f"{where}: {e}")
+    except csv.Error as e:
+        problems.append(f"line {reader.line_num}: not CSV ({e})")
+    if header is None:
+        problems.append(f"the file is empty: it needs the header {','.join(ACCOUNTS_HEADER)}")
+    elif not rows and not problems:
+        problems.append("the file has a header but no accounts")
+    for name, values in (
+        ("account", [(r.where, r.number) for r in rows]),
+        ("token", [(r.where, r.token_serial) for r in rows if r.token_serial]),
+    ):
+        seen: dict[str, str] = {}
+        for where, value in values:
+            if value in seen:
+                problems.append(f"{where}: {name} {value} repeats {seen[value]}")
+            seen.setdefault(cast(str, value), where)
+    return rows, problems
+
+
+def _account_row(where: str, cells: list[str]) -> _AccountRow:
+    extra = len(cells) - len(ACCOUNTS_HEADER)
+    if extra > 0 and cells[1].startswith("$argon2"):
+        # An unquoted Argon2 hash ("$argon2id$v=19$m=65536,t=3,p=4$...") spans three cells;
+        # no other column holds a comma, so the split is undone unambiguously.
+        cells = [cells[0], ",".join(cells[1 : 2 + extra]), *cells[2 + extra :]]
+    if len(cells) != len(ACCOUNTS_HEADER):
+        raise ValueError(f"{len(cells)} fields, expected {len(ACCOUNTS_HEADER)}")
+    number, password, serial, type_, services = cells
+    if not formats.is_account_number(number):
+        raise ValueError(f"number: an account number has {formats.ACCOUNT_DIGITS} digits")
+    if password.startswith("$"):
+        if not is_argon2_hash(password):
+            raise ValueError("password: not an Argon2id/Argon2i hash this system can verify")
+    elif not formats.is_password(password):
+        low, high = formats.PASSWORD_DIGITS
+        raise ValueError(f"password: an initial password has {low} to {high} digits")
+    account_type = ACCOUNT_TYPES.get(type_.lower())
+    if account_type is None:
+        raise ValueError("type: trucker, agent or shipper")
+    held = [s for s in services.replace(",", ";").replace(" ", ";").lower().split(";") if s]
+    if unknown := [s for s in held if s not in SERVICES]:
+        raise ValueError(
+            f"services: unknown {', '.join(unknown)} (known: {', '.join(sorted(SERVICES))})"
+        )
+    return _AccountRow(
+        where, number, password, serial or None, account_type, list(dict.fromkeys(held))
+    )
+
+
+async def _account_conflicts(session: AsyncSession, rows: list[_AccountRow]) -> list[str]:
+    existing = await _existing(session, Account.number, [r.number for r in rows])
+    problems = [
+        f"{r.where}: account {r.number} already exists" for r in rows if r.number in existing
+    ]
+    serials = [r.token_serial for r in rows if r.token_serial]
+    tokens: dict[str, Token] = {}
+    for i in range(0, len(serials), CHUNK):
+        found = await session.scalars(select(Token).where(Token.serial.in_(serials[i : i + CHUNK])))
+        tokens |= {t.serial: t for t in found}
+    for r in rows:
+        if r.token_serial is None:
+            continue
+        token = tokens.get(r.token_serial)
+        if token is None:
+            problems.append(f"{r.where}: no token {r.token_serial} (import the seed file first)")
+        elif token.status == "revoked":
+            problems.append(f"{r.where}: token {r.token_serial} is revoked")
+        elif token.account_id is not None:
+            problems.append(f"{r.where}: token {r.token_serial} is assigned to another account")
+    return problems
+
+
+async def _password_hashes(db: Database, passwords: list[str]) -> list[str]:
+    """Imported hashes as they are; initial passwords hashed, two at a time (Argon2 is meant to
+    be slow, and runs in threads)."""
+    limit = asyncio.Semaphore(2)
+
+    async def one(password: str) -> str:
+        if password.startswith("$"):
+            return password
+        async with limit:
+            return await db.passwords.hash(password)
+
+    return list(await asyncio.gather(*(one(p) for p in passwords)))
+
+
+async def unlock(db: Database, number: str) -> None:
+    """Lift a lockout (failures or an administrator's lock); a disabled account stays so."""
+    async with db.sessions.begin() as session:
+        account = await _account(session, number)
+        await session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(
+                failed_logins=0,
+                locked_until=None,
+                status=case((Account.status == "locked", "active"), else_=Account.status),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    log.info("account_unlocked", account=number)
+
+
+async def reset_password(db: Database, number: str, password: str) -> None:
+    """An administrator sets a new password (6 to 12 digits); the failure count starts afresh."""
+    if not formats.is_password(password):
+        low, high = formats.PASSWORD_DIGITS
+        raise AdminError(f"a password has {low} to {high} digits (it is keyed on a phone)")
+    password_hash = await db.passwords.hash(password)
+    async with db.sessions.begin() as session:
+        account = await _account(session, number)
+        await session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(password_hash=password_hash, failed_logins=0)
+            .execution_options(synchronize_session=False)
+        )
+    log.info("password_reset", account=number)
+
+
+async def release_caller(db: Database, caller_id: str) -> bool:
+    """Forget a caller number's failed logins (and lift its throttle); False if none were kept."""
+    async with db.sessions.begin() as session:
+        result = await session.execute(
+            delete(CallerThrottle).where(CallerThrottle.caller == caller_key(caller_id))
+        )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def add_vehicle(db: Database, mark: str) -> None:
@@ -180,6 +618,29 @@ async def _account(session: AsyncSession, number: str) -> Account:
     if account is None:
         raise AdminError(f"no account {number}")
     return account
+
+
+async def _token(session: AsyncSession, serial: str) -> Token:
+    token = await session.scalar(select(Token).where(Token.serial == serial))
+    if token is None:
+        raise AdminError(f"no token {serial}")
+    return token
+
+
+async def _existing(session: AsyncSession, column: object, values: list[str]) -> set[str]:
+    """Which of `values` are already in `column` (a unique string column)."""
+    found: set[str] = set()
+    for i in range(0, len(values), CHUNK):
+        chunk = values[i : i + CHUNK]
+        found |= set(await session.scalars(select(column).where(column.in_(chunk))))  # type: ignore[attr-defined,call-overload]
+    return found
+
+
+def _nothing_imported(problems: list[str]) -> str:
+    shown = problems[:MAX_REPORTED]
+    if len(problems) > MAX_REPORTED:
+        shown.append(f"... and {len(problems) - MAX_REPORTED} more")
+    return "nothing imported:\n  " + "\n  ".join(shown)
 
 
 def _checked_seed(seed_base32: str) -> str:

@@ -1,17 +1,26 @@
 """The database and what every unit of work needs with it: sessions, the clock, the password
 hasher, the seed cipher, the SMS codes and the SMS sender. Opened once per process (the web
-app's cleanup_ctx, or a CLI run)."""
+app's cleanup_ctx, or a CLI run), which first brings the schema to the newest Alembic revision
+(backend/migrations/). SQLite is the embedded default; PostgreSQL (asyncpg) is for production."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+import structlog
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,7 +35,13 @@ from backend.security import Passwords, SeedCipher, SmsCodes
 from backend.settings import BackendSettings
 from backend.sms import SmsSender, sender_for
 
+log = structlog.get_logger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_WAL_ATTEMPTS = 5
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+# pg_advisory_xact_lock key: processes starting together migrate one after the other.
+MIGRATION_LOCK = 0x1FC5_2265
 
 
 @dataclass(frozen=True)
@@ -47,12 +62,11 @@ class Database:
 async def open_database(
     settings: BackendSettings, sms_sender: SmsSender | None = None
 ) -> AsyncIterator[Database]:
-    """Connect, create missing tables (migrations come later), and dispose of the pool on exit.
+    """Connect, upgrade the schema to the newest migration, and dispose of the pool on exit.
     SMS go through `sms_sender`, by default the one `settings.sms_sender` names."""
-    engine = _engine(settings.database_url)
+    engine = make_engine(settings.database_url)
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
+        await upgrade_schema(engine)
         yield Database(
             settings=settings,
             engine=engine,
@@ -78,7 +92,79 @@ async def unused_number(
             return number
 
 
-def _engine(url: str) -> AsyncEngine:
+async def upgrade_schema(engine: AsyncEngine) -> None:
+    """Bring the database to the head revision, in one transaction; a no-op when it is there."""
+    async with engine.connect() as connection:
+        await connection.run_sync(_upgrade)
+
+
+def alembic_config() -> Config:
+    """backend/alembic.ini; its env.py takes the database from IVRS_DATABASE_URL, or the
+    connection given in `config.attributes["connection"]`."""
+    return Config(ALEMBIC_INI)
+
+
+@cache
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _upgrade(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite's migrations copy a table and drop the original (batch mode): foreign keys
+        # are checked once, at the end, instead. They cannot be switched within a transaction.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
+    try:
+        with connection.begin():
+            _migrate(connection)
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+
+
+def _migrate(connection: Connection) -> None:
+    """Within one transaction that first takes the database's migration lock, so that
+    processes starting together migrate one after the other and the later ones find the head."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # The driver would otherwise run each DDL statement in a transaction of its own.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is not None and current == head_revision():
+        return  # the usual start: nothing to read or run
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    if current is None and _adopt(connection):
+        command.stamp(config, "head")
+        return
+    command.upgrade(config, "head")
+    if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").first()):
+        raise RuntimeError(f"the migration left rows without their parent: {tuple(broken)}")
+
+
+def _adopt(connection: Connection) -> bool:
+    """A database made by `create_all` before there were migrations: stamped as the head
+    revision when its schema is exactly the models' (so the head's), refused otherwise."""
+    existing = set(inspect(connection).get_table_names()) & set(Base.metadata.tables)
+    if not existing:
+        return False  # an empty database: the migrations create everything
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    if diff := compare_metadata(context, Base.metadata):
+        raise RuntimeError(
+            "The database has tables but no Alembic revision, and they differ from the models "
+            f"({len(diff)} differences, e.g. {diff[0]!r}): migrate or recreate it by hand."
+        )
+    log.warning("database_adopted", revision=head_revision())
+    return True
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """The app's engine for `url` (SQLite: WAL, busy timeout, foreign keys)."""
     # hide_parameters: SQL errors and logs never carry row values (hashes, seeds, inputs).
     engine = create_async_engine(url, hide_parameters=True)
     if engine.dialect.name == "sqlite":
@@ -93,7 +179,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets readers work during a write; the busy timeout makes concurrent writers queue
     instead of failing with 'database is locked'; SQLite checks foreign keys only when asked."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    for attempt in range(SQLITE_WAL_ATTEMPTS):
+        # Connections switching a new file to WAL together can deadlock; SQLite then fails
+        # one at once, without waiting. Tried again, it waits for the other one's switch.
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == SQLITE_WAL_ATTEMPTS - 1:
+                raise
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -2,8 +2,18 @@
 
 A stranger learns only "failed". `locked` and `token_expired` are told only after the right
 password, and `no_service` only after the right password and code (CALL_FLOW.md, 2). Five
-failures in a row lock the account for 15 minutes. A token's time step is used up only by a
-successful login; failures count toward the lockout.
+failures in a row lock the account for 15 minutes (settings: `lockout_*`). A token's time step
+is used up only by a successful login; failures count toward the lockout.
+
+Against one caller trying many accounts (each staying under its lockout), failed logins are
+also counted per caller number: past `caller_throttle_failures` within the window, that
+number's logins fail for `caller_throttle_period` without any check (no password or code is
+even compared, so nothing can be learnt meanwhile). Callers without a number share one count,
+with its own, higher limit (`caller_throttle_anonymous_failures`).
+
+A replacement token (FortiToken Mobile enrolment) is `pending`: the account's old token keeps
+working until the first login with a correct code of the new one, which activates it and
+revokes every other token of the account, in the login's transaction.
 
 Races are settled by single UPDATE statements rather than read-then-write: the failure counter
 is incremented in SQL, and a step is claimed only if it is later than the last one used, so two
@@ -17,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -25,16 +36,18 @@ import otp
 from backend.calls import record_event
 from backend.database import Database
 from backend.errors import BackendError
-from backend.models import Account, Token
+from backend.models import Account, CallerThrottle, Token, UtcDateTime
+from backend.settings import BackendSettings
 from backend.timezones import hong_kong_date
 
 log = structlog.get_logger(__name__)
 
-MAX_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
 SERVICE = "road_bundling"
 # Reasons are kept in the call log for supervisors; callers hear only the public code.
 COUNTED = frozenset({"wrong_password", "wrong_code", "replayed_code", "no_token"})
+# What counts against a caller number: every guess that failed, whatever the account.
+CALLER_COUNTED = COUNTED | {"account_unknown", "locked"}
+ANONYMOUS = "anonymous"
 PUBLIC = {
     "locked": ("locked", "This account cannot log in now."),
     "token_expired": ("token_expired", "The security token has expired."),
@@ -46,8 +59,10 @@ FAILED = ("login_failed", "The account number, password or security code is not 
 @dataclass(frozen=True)
 class _Match:
     token_id: int
+    serial: str
     step: int
     drift: int  # the token's total drift, in steps
+    pending: bool  # a new token's first correct code: the login activates it
 
 
 async def login(
@@ -60,6 +75,19 @@ async def login(
 ) -> Account:
     """The account when all three are right; otherwise BackendError (login_failed, ...)."""
     now = db.now()
+    caller = caller_key(caller_id)
+    if await _caller_blocked(db, caller, now):
+        async with db.sessions.begin() as session:
+            detail = {"account": number, "reason": "caller_throttled"}
+            await record_event(session, call_id, now, "login_failed", detail)
+        log.info(
+            "login_failed",
+            account=number,
+            reason="caller_throttled",
+            call_id=call_id,
+            caller_id=caller_id,
+        )
+        raise BackendError(*FAILED)
     async with db.sessions() as session:
         account = await session.scalar(
             select(Account).where(Account.number == number).options(selectinload(Account.tokens))
@@ -72,10 +100,14 @@ async def login(
     async with db.sessions.begin() as session:
         if match is not None and not await _claim_step(session, match):
             reason = "replayed_code"  # another login used this step since we read the token
-        if account is not None and reason is None:
+        if account is not None and reason is None and match is not None:
             await _reset_failures(session, account, new_hash)
+            if match.pending:
+                await _activate(session, account, match, now)
         elif account is not None and reason in COUNTED and not _locked(account, now):
-            await _count_failure(session, account, now)
+            await _count_failure(session, account, now, db.settings)
+        if reason in CALLER_COUNTED:
+            await _count_caller_failure(session, caller, now, db.settings)
         detail = {"account": number} | ({"reason": reason} if reason else {})
         await record_event(session, call_id, now, "login_failed" if reason else "login_ok", detail)
 
@@ -101,10 +133,11 @@ async def _verify(
         return "wrong_password", None
     if _locked(account, now):
         return "locked", None
-    if not account.tokens:
+    tokens = [t for t in account.tokens if t.status != "revoked"]
+    if not tokens:
         return "no_token", None
     today = hong_kong_date(now)
-    usable = [t for t in account.tokens if t.expires_on is None or t.expires_on >= today]
+    usable = [t for t in tokens if t.expires_on is None or t.expires_on >= today]
     if not usable:
         return "token_expired", None
     match, replayed = _match(db, usable, token_code, now)
@@ -126,7 +159,9 @@ def _match(
         seed = db.seeds.decrypt(token.seed_encrypted)
         result = otp.verify(seed, code, profile, drifted_now, token.last_used_step)
         if result.ok and result.step is not None:
-            return _Match(token.id, result.step, token.drift + result.drift), False
+            drift = token.drift + result.drift
+            pending = token.status == "pending"
+            return _Match(token.id, token.serial, result.step, drift, pending), False
         replayed = replayed or result.replayed
     return None, replayed
 
@@ -166,7 +201,35 @@ async def _reset_failures(session: AsyncSession, account: Account, new_hash: str
     )
 
 
-async def _count_failure(session: AsyncSession, account: Account, now: datetime) -> None:
+async def _activate(session: AsyncSession, account: Account, match: _Match, now: datetime) -> None:
+    """The new token proved itself: it becomes the account's token, every other one is revoked."""
+    await session.execute(
+        update(Token)
+        .where(Token.id == match.token_id)
+        .values(status="active")
+        .execution_options(synchronize_session=False)
+    )
+    revoked = await session.execute(
+        update(Token)
+        .where(
+            Token.account_id == account.id,
+            Token.id != match.token_id,
+            Token.status != "revoked",
+        )
+        .values(status="revoked", revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    log.info(
+        "token_activated",
+        account=account.number,
+        serial=match.serial,
+        revoked=revoked.rowcount,  # type: ignore[attr-defined]
+    )
+
+
+async def _count_failure(
+    session: AsyncSession, account: Account, now: datetime, settings: BackendSettings
+) -> None:
     failures = await session.scalar(
         update(Account)
         .where(Account.id == account.id)
@@ -174,12 +237,85 @@ async def _count_failure(session: AsyncSession, account: Account, now: datetime)
         .returning(Account.failed_logins)
         .execution_options(synchronize_session=False)
     )
-    if failures is not None and failures >= MAX_FAILURES:
+    if failures is not None and failures >= settings.lockout_failures:
         # The count starts afresh after the lockout, so one later slip does not re-lock.
+        until = now + settings.lockout_period
         await session.execute(
             update(Account)
             .where(Account.id == account.id)
-            .values(failed_logins=0, locked_until=now + LOCKOUT)
+            .values(failed_logins=0, locked_until=until)
             .execution_options(synchronize_session=False)
         )
-        log.warning("account_locked", account=account.number, until=(now + LOCKOUT).isoformat())
+        log.warning("account_locked", account=account.number, until=until.isoformat())
+
+
+# --- per caller number ------------------------------------------------------------------------
+
+
+def caller_key(caller_id: str | None) -> str:
+    """The caller number a throttle counts under: its digits, a Hong Kong number without the
+    country code (so +852 9123 4567 and 91234567 are one caller); "anonymous" without one."""
+    digits = "".join(c for c in caller_id or "" if c.isdigit())[:32]
+    for prefix in ("00852", "852"):
+        if digits.startswith(prefix) and len(digits) == len(prefix) + 8:
+            digits = digits[len(prefix) :]
+    return digits or ANONYMOUS
+
+
+def _caller_limit(settings: BackendSettings, caller: str) -> int:
+    """Failures allowed in a window (0: not throttled)."""
+    if caller == ANONYMOUS:
+        return settings.caller_throttle_anonymous_failures
+    return settings.caller_throttle_failures
+
+
+async def _caller_blocked(db: Database, caller: str, now: datetime) -> bool:
+    if _caller_limit(db.settings, caller) == 0:
+        return False
+    async with db.sessions() as session:
+        until = await session.scalar(
+            select(CallerThrottle.blocked_until).where(CallerThrottle.caller == caller)
+        )
+    return until is not None and until > now
+
+
+async def _count_caller_failure(
+    session: AsyncSession, caller: str, now: datetime, settings: BackendSettings
+) -> None:
+    """One more failure for `caller`, in a fixed window; at the limit the caller is blocked.
+
+    Race-free like the rest: the row is created by an insert that ignores a concurrent twin,
+    and counted by one UPDATE whose SET clauses all read the row as it was.
+    """
+    limit = _caller_limit(settings, caller)
+    if limit == 0:
+        return
+    dialect = (await session.connection()).dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(CallerThrottle)
+        .values(caller=caller, failures=0, window_started_at=now)
+        .on_conflict_do_nothing(index_elements=[CallerThrottle.caller])
+    )
+    stale = CallerThrottle.window_started_at <= now - settings.caller_throttle_window
+    failures = await session.scalar(
+        update(CallerThrottle)
+        .where(CallerThrottle.caller == caller)
+        .values(
+            failures=case((stale, 1), else_=CallerThrottle.failures + 1),
+            window_started_at=case(
+                (stale, literal(now, UtcDateTime())), else_=CallerThrottle.window_started_at
+            ),
+        )
+        .returning(CallerThrottle.failures)
+        .execution_options(synchronize_session=False)
+    )
+    if failures is not None and failures >= limit:
+        until = now + settings.caller_throttle_period
+        await session.execute(
+            update(CallerThrottle)
+            .where(CallerThrottle.caller == caller)
+            .values(failures=0, window_started_at=now, blocked_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        log.warning("caller_throttled", caller_id=caller, until=until.isoformat())

@@ -31,6 +31,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 AccountType = Literal["trucker", "agent", "shipper"]
 AccountStatus = Literal["active", "locked", "disabled"]
 TokenKind = Literal["hardware", "mobile"]
+# pending: enrolled, waiting for its first correct code; revoked: replaced or lost, never valid.
+TokenStatus = Literal["active", "pending", "revoked"]
 CargoKind = Literal["packages", "bulk"]
 BundleStatus = Literal["active", "cancelled"]
 SmsKind = Literal["sms_code", "bundle_confirmation"]
@@ -95,8 +97,26 @@ class Token(Base):
     last_used_step: Mapped[int | None]  # replay refusal: later logins need a later step
     expires_on: Mapped[date | None]
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # A replacement (FortiToken Mobile enrolment) is pending until its first correct code at a
+    # login; that login activates it and revokes the account's other tokens.
+    status: Mapped[TokenStatus] = mapped_column(default="active", server_default="active")
+    created_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
     account: Mapped[Account | None] = relationship(back_populates="tokens", lazy="raise")
+
+
+class CallerThrottle(Base):
+    """Failed logins per caller number, against one caller trying many accounts: after too many
+    in a window the number is refused for a while without any check (backend/login.py)."""
+
+    __tablename__ = "caller_throttles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller: Mapped[str] = mapped_column(String(64), unique=True)  # digits, or "anonymous"
+    failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    window_started_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
 
 
 class Vehicle(Base):

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import secrets
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 from cryptography.fernet import Fernet
@@ -49,6 +49,33 @@ class Passwords:
     def needs_rehash(self, password_hash: str) -> bool:
         """True after the Argon2 profile changed: the next good login stores a new hash."""
         return self._hasher.check_needs_rehash(password_hash)
+
+
+# Migrated hashes are kept as they are only in the password-hashing variants of Argon2;
+# argon2d resists GPUs but leaks through side channels, so it is not accepted for passwords.
+MIGRATABLE_ARGON2 = (Type.ID, Type.I)
+# A hash whose check would take far more work than ours is refused at import, not tried at
+# every login (a planted costly hash would be a denial of service).
+MAX_ARGON2_MEMORY_KIB = 1024 * 1024
+MAX_ARGON2_TIME_COST = 16
+MAX_ARGON2_PARALLELISM = 16
+
+
+def is_argon2_hash(text: str) -> bool:
+    """True for a well-formed Argon2id or Argon2i hash (PHC string), as an account import may
+    bring it; its parameters may differ from ours (the next good login re-hashes it)."""
+    if not text.startswith("$argon2"):
+        return False
+    try:
+        parameters = extract_parameters(text)
+    except (InvalidHashError, ValueError):
+        return False
+    return (
+        parameters.type in MIGRATABLE_ARGON2
+        and parameters.memory_cost <= MAX_ARGON2_MEMORY_KIB
+        and parameters.time_cost <= MAX_ARGON2_TIME_COST
+        and parameters.parallelism <= MAX_ARGON2_PARALLELISM
+    )
 
 
 class SeedCipher:

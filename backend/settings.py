@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -44,6 +44,17 @@ class BackendSettings:
     # Who delivers SMS when the app is not given a sender: "log" (records delivery only) or
     # "memory" (kept in the process, for demos and tests).
     sms_sender: str = "log"
+    # Per-account lockout: this many failed logins in a row lock the account for this long.
+    lockout_failures: int = 5
+    lockout_period: timedelta = timedelta(minutes=15)
+    # Per-caller-number throttle, against one caller trying many accounts: this many failed
+    # logins from one caller id within the window refuse its logins, unchecked, for the period.
+    # 0 failures turns it off. Callers without a number share one count, with a higher limit
+    # (many honest callers withhold their number; withholding must not escape the throttle).
+    caller_throttle_failures: int = 10
+    caller_throttle_anonymous_failures: int = 30
+    caller_throttle_window: timedelta = timedelta(minutes=15)
+    caller_throttle_period: timedelta = timedelta(minutes=30)
     # Injectable so tests and the demo can move time (token codes, lockouts, expiry).
     clock: Callable[[], datetime] = utc_now
 
@@ -66,6 +77,14 @@ class BackendSettings:
             suspended_from=_moment(env, "IVRS_SUSPENDED_FROM"),
             suspended_until=_moment(env, "IVRS_SUSPENDED_UNTIL"),
             sms_sender=env.get("IVRS_SMS_SENDER") or "log",
+            lockout_failures=_count(env, "IVRS_LOCKOUT_FAILURES", 5),
+            lockout_period=_seconds(env, "IVRS_LOCKOUT_SECONDS", 15 * 60),
+            caller_throttle_failures=_count(env, "IVRS_CALLER_THROTTLE_FAILURES", 10),
+            caller_throttle_anonymous_failures=_count(
+                env, "IVRS_CALLER_THROTTLE_ANONYMOUS_FAILURES", 30
+            ),
+            caller_throttle_window=_seconds(env, "IVRS_CALLER_THROTTLE_WINDOW_SECONDS", 15 * 60),
+            caller_throttle_period=_seconds(env, "IVRS_CALLER_THROTTLE_PERIOD_SECONDS", 30 * 60),
         )
 
     def __post_init__(self) -> None:
@@ -79,6 +98,12 @@ class BackendSettings:
                 raise ValueError("IVRS_SUSPENDED_FROM must come before IVRS_SUSPENDED_UNTIL")
         if self.sms_sender not in SMS_SENDERS:
             raise ValueError(f"IVRS_SMS_SENDER must be one of {SMS_SENDERS}")
+        if self.lockout_failures < 1 or self.lockout_period <= timedelta(0):
+            raise ValueError("the lockout needs at least 1 failure and a positive period")
+        if min(self.caller_throttle_failures, self.caller_throttle_anonymous_failures) < 0 or min(
+            self.caller_throttle_window, self.caller_throttle_period
+        ) <= timedelta(0):
+            raise ValueError("the caller throttle needs a positive window and period")
 
     def suspended(self, now: datetime) -> bool:
         """True while `now` is within the configured suspension [from, until)."""
@@ -105,6 +130,19 @@ def _moment(env: Mapping[str, str], name: str) -> datetime | None:
     if moment.tzinfo is None:
         raise ValueError(f"{name}: give the UTC offset, e.g. 2026-12-01T00:00:00+08:00")
     return moment
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{name}: a whole number, not {value!r}")
+    return int(value)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int) -> timedelta:
+    return timedelta(seconds=_count(env, name, default))
 
 
 def _secret_key(env: Mapping[str, str]) -> bytes:

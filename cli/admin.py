@@ -1,10 +1,18 @@
-"""`ivrs admin ...`: accounts, tokens, vehicles and cargo, straight on IVRS_DATABASE_URL."""
+"""`ivrs admin ...`: accounts, tokens, vehicles and cargo, straight on IVRS_DATABASE_URL.
+
+Secrets typed here stay out of logs: a password for `reset-password` is asked for (no echo)
+when `--password` is not given; `resync-token` codes are used up by the resync itself.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 
 def add_admin_commands(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +33,55 @@ def add_admin_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--period", type=int, default=None, help="seconds (hardware 60, mobile 30)")
     p.add_argument("--expiry", type=date.fromisoformat, help="YYYY-MM-DD (hardware tokens)")
     p.add_argument("--seed", help="base32 seed (default: a new random one)")
+
+    p = sub.add_parser(
+        "import-tokens",
+        help="import a token seed file (CSV serial,key,type,digits,period,expiry, or PSKC)",
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--kind", default="hardware", choices=("hardware", "mobile"))
+    p.add_argument(
+        "--pskc-key-file", type=Path, help="file holding the PSKC pre-shared key, in hex"
+    )
+
+    p = sub.add_parser(
+        "import-accounts",
+        help="import ROCARS accounts (CSV number,password_hash_or_initial_password,"
+        "token_serial,type,services); all need first-call activation",
+    )
+    p.add_argument("file", type=Path)
+
+    p = sub.add_parser("assign-token", help="assign an imported token to an account")
+    p.add_argument("serial")
+    p.add_argument("account")
+
+    p = sub.add_parser("revoke-token", help="revoke a lost or broken token at once")
+    p.add_argument("serial")
+
+    p = sub.add_parser(
+        "enrol-mobile-token",
+        help="new FortiToken Mobile secret: otpauth URI and QR code; active from its first login",
+    )
+    p.add_argument("account")
+    p.add_argument("--digits", type=int, default=6, choices=(6, 8))
+    p.add_argument("--period", type=int, default=30, choices=(30, 60))
+    p.add_argument("--png", type=Path, help="also write the QR code to this new PNG file")
+
+    p = sub.add_parser("resync-token", help="resynchronise a token from two consecutive codes")
+    p.add_argument("serial")
+    p.add_argument("code1")
+    p.add_argument("code2")
+    p.add_argument("--window", type=int, default=10, help="steps searched each side of now")
+
+    p = sub.add_parser("unlock", help="lift an account's lockout")
+    p.add_argument("account")
+
+    p = sub.add_parser("reset-password", help="set a new password for an account")
+    p.add_argument("account")
+    p.add_argument("--password", help="6-12 digits (asked for, without echo, when omitted)")
+
+    p = sub.add_parser("release-caller", help="lift a caller number's login throttle")
+    p.add_argument("caller_id")
 
     p = sub.add_parser("add-vehicle", help="register a vehicle mark")
     p.add_argument("mark")
@@ -49,9 +106,50 @@ async def run_admin(args: argparse.Namespace) -> int:
     from backend.database import open_database
     from backend.settings import BackendSettings
 
+    try:
+        inputs = _read_inputs(args)
+    except (OSError, ValueError) as e:
+        print(f"ivrs admin: {e}", file=sys.stderr)
+        return 2
     async with open_database(BackendSettings.from_env()) as db:
         try:
             match args.admin_command:
+                case "import-tokens":
+                    serials = await admin.import_tokens(
+                        db, inputs["data"], kind=args.kind, psk=inputs.get("psk")
+                    )
+                    print(f"{len(serials)} token(s) imported, unassigned: {', '.join(serials)}")
+                    print(f"The seeds are stored encrypted; delete {args.file} now.")
+                case "import-accounts":
+                    numbers = await admin.import_accounts(db, inputs["data"])
+                    print(
+                        f"{len(numbers)} accounts imported, each to be activated on its first call"
+                    )
+                    print(f"{args.file} may hold initial passwords: delete it now.")
+                case "assign-token":
+                    await admin.assign_token(db, args.serial, args.account)
+                    print(f"token {args.serial} assigned to {args.account}")
+                case "revoke-token":
+                    await admin.revoke_token(db, args.serial)
+                    print(f"token {args.serial} revoked")
+                case "enrol-mobile-token":
+                    await _enrol(db, args)
+                case "resync-token":
+                    drift = await admin.resync_token(
+                        db, args.serial, args.code1, args.code2, window=args.window
+                    )
+                    print(f"token {args.serial} resynchronised: {drift:+d} steps from the server")
+                case "unlock":
+                    await admin.unlock(db, args.account)
+                    print(f"account {args.account} unlocked")
+                case "reset-password":
+                    await admin.reset_password(db, args.account, inputs["password"])
+                    print(f"password of {args.account} reset")
+                case "release-caller":
+                    released = await admin.release_caller(db, args.caller_id)
+                    print(
+                        f"caller {args.caller_id} " + ("released" if released else "not throttled")
+                    )
                 case "create-account":
                     await admin.create_account(
                         db,
@@ -100,3 +198,58 @@ async def run_admin(args: argparse.Namespace) -> int:
             print(f"ivrs admin: {e}", file=sys.stderr)
             return 2
     return 0
+
+
+def _read_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """Files and secrets a command needs, read before the database is opened."""
+    inputs: dict[str, Any] = {}
+    if args.admin_command in ("import-tokens", "import-accounts"):
+        inputs["data"] = args.file.read_bytes()
+    if args.admin_command == "import-tokens" and args.pskc_key_file:
+        try:
+            inputs["psk"] = bytes.fromhex(args.pskc_key_file.read_text().strip())
+        except ValueError:
+            raise ValueError(f"{args.pskc_key_file}: the pre-shared key must be hex") from None
+    if args.admin_command == "reset-password":
+        inputs["password"] = args.password or _ask_password()
+    if args.admin_command == "enrol-mobile-token" and args.png and args.png.exists():
+        raise ValueError(f"{args.png} exists: the QR code holds a secret, give a new file name")
+    return inputs
+
+
+def _ask_password() -> str:
+    try:
+        password = getpass.getpass("New password (6-12 digits): ")
+        again = getpass.getpass("Again: ")
+    except EOFError:
+        raise ValueError("no password given (--password, or type it when asked)") from None
+    if again != password:
+        raise ValueError("the two passwords differ")
+    return password
+
+
+async def _enrol(db: Any, args: argparse.Namespace) -> None:
+    from backend import admin
+    from otp.enrolment import qr_png, qr_terminal
+
+    enrolment = await admin.enrol_mobile_token(
+        db, args.account, digits=args.digits, period=args.period
+    )
+    print(f"FortiToken Mobile token {enrolment.serial} for account {args.account}")
+    print(f"({enrolment.digits} digits every {enrolment.period} s), pending until its first login.")
+    print("Scan this QR code with FortiToken Mobile, or enter the URI; both are shown once:")
+    print(qr_terminal(enrolment.uri))
+    print(enrolment.uri)
+    if args.png:
+        _write_private(args.png, qr_png(enrolment.uri))
+        print(
+            f"QR code written to {args.png} (mode 0600): it holds the secret, delete it after use"
+        )
+    print("The current token keeps working until the first login with a code of the new one.")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A new file only its owner can read, from the first byte (it holds a token secret)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)

@@ -32,6 +32,9 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # aiosqlite logs every SQL parameter at DEBUG (hashes, phone numbers), whatever SQLAlchemy's
+    # hide_parameters says: keep it quiet.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     logging.basicConfig(
         level=getattr(logging, level_name, logging.INFO), stream=sys.stderr, force=True
     )

@@ -3,13 +3,18 @@
 Hardware tokens (FortiToken-200) show 6 digits every 60 s; FortiToken Mobile shows 6 or 8 digits
 every 30 or 60 s, as provisioned. `verify` accepts a code one time step early or late and reports
 which step matched, so the backend can remember the token's drift and refuse a replayed code
-(pyotp itself does not track used steps). Times must be timezone-aware: pyotp reads naive
-datetimes as local time, which would shift every code by the host's UTC offset.
+(pyotp itself does not track used steps). `resync` finds a token's step from two consecutive
+codes, over a wider window. Times must be timezone-aware: pyotp reads naive datetimes as local
+time, which would shift every code by the host's UTC offset.
+
+Seed files (`otp.seedfile`: CSV and PSKC) and FortiToken Mobile enrolment (`otp.enrolment`:
+otpauth URI and QR code) live in their own modules.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -22,8 +27,10 @@ __all__ = [
     "MOBILE",
     "TokenProfile",
     "VerifyResult",
+    "RESYNC_WINDOW",
     "current_code",
     "new_seed",
+    "resync",
     "verify",
 ]
 
@@ -97,6 +104,42 @@ def verify(
     return VerifyResult(
         ok=not replayed, step=step, drift=step - totp.timecode(now), replayed=replayed
     )
+
+
+RESYNC_WINDOW = 10  # steps each side of now: 10 min of a hardware token's clock, 5 of a phone's
+
+
+def resync(
+    seed_base32: str,
+    first_code: str,
+    second_code: str,
+    profile: TokenProfile,
+    now: datetime,
+    window: int = RESYNC_WINDOW,
+) -> int | None:
+    """The time step the token shows `second_code` at, when `first_code` and `second_code` are
+    the codes of two consecutive steps and the second step is within ±`window` steps of `now`;
+    None when no such pair exists, or when more than one does (that would be a guess).
+
+    The token's drift is then that step minus the current step. The wide window is acceptable
+    only here: two codes in a row are needed, a chance of about one in 10^12 for 6 digits.
+    """
+    totp = _totp(seed_base32, profile)
+    now = _aware(now)
+    codes = (first_code, second_code)
+    if any(len(c) != profile.digits or not c.isdigit() for c in codes) or window < 1:
+        return None
+    current = totp.timecode(now)
+    steps = range(current - window, current + window + 1)  # where the second code may be
+    shown = {step: totp.generate_otp(step) for step in range(steps.start - 1, steps.stop)}
+    found = [
+        step
+        for step in steps
+        # Constant-time comparisons, like every check of a secret code here.
+        if hmac.compare_digest(shown[step - 1], first_code)
+        and hmac.compare_digest(shown[step], second_code)
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def _totp(seed_base32: str, profile: TokenProfile) -> pyotp.TOTP:

@@ -1,5 +1,5 @@
-"""Shared fixtures: the real backend (HTTP on loopback, SQLite in a temp dir), the real FastAGI
-server on a free port, and truckers with accounts, tokens and lodged cargo."""
+"""Shared fixtures: the real backend (HTTP on loopback, SQLite in a temp dir or PostgreSQL), the
+real FastAGI server on a free port, and truckers with accounts, tokens and lodged cargo."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
 from ivr.simulator import CallRecord, place_call
 
+# The database fixtures: `database_url` is SQLite, or PostgreSQL on a throwaway server.
+pytest_plugins = ["tests.postgres"]
+
 
 class TestClock:
     """The backend's clock in tests: real time to start with, moved on by the tests (a new
@@ -53,10 +56,11 @@ def sms() -> MemorySender:
 
 
 @pytest.fixture
-def backend_settings(tmp_path: Path, clock: TestClock) -> BackendSettings:
+def backend_settings(tmp_path: Path, clock: TestClock, database_url: str) -> BackendSettings:
+    """SQLite, or PostgreSQL in modules that override `database` (tests/postgres.py)."""
     return BackendSettings(
         clock=clock.now,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'ivrs.db'}",
+        database_url=database_url,
         api_token="test-" + secrets.token_hex(8),
         argon2_profile="test",
         secret_key=Fernet.generate_key(),

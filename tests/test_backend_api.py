@@ -30,6 +30,7 @@ from backend.app import start_backend
 from backend.database import Database
 from backend.models import Bundle, BundleItem, Token
 from backend.settings import BackendSettings
+from tests.postgres import DATABASES
 
 SPEC_FILE = Path(__file__).parents[1] / "backend" / "openapi.yaml"
 SPEC = OpenAPI.from_file_path(str(SPEC_FILE))
@@ -140,11 +141,17 @@ class Service:
         return otp.current_code(seed, profile, self.clock() + timedelta(**shift))
 
 
+@pytest.fixture(params=DATABASES)
+def database(request: pytest.FixtureRequest) -> str:
+    """Every backend API test runs on SQLite and on PostgreSQL (tests/postgres.py)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[Service]:
+async def service(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
     clock = Clock(START)
     env = {
-        "IVRS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'ivrs.db'}",
+        "IVRS_DATABASE_URL": database_url,
         "IVRS_API_TOKEN": API_TOKEN,
         "IVRS_ARGON2_PROFILE": "test",
         "IVRS_SECRET_KEY": Fernet.generate_key().decode(),

@@ -35,6 +35,7 @@ from backend.models import (
 )
 from backend.settings import BackendSettings
 from backend.sms import LogSender, MemorySender
+from tests.postgres import DATABASES
 from tests.test_backend_api import (
     ACCOUNT,
     API_TOKEN,
@@ -124,10 +125,12 @@ class Flow(Service):
 
 
 @asynccontextmanager
-async def serving(tmp_path: Path, **settings: Any) -> AsyncIterator[Flow]:
+async def serving(
+    tmp_path: Path, database_url: str | None = None, **settings: Any
+) -> AsyncIterator[Flow]:
     clock = Clock(START)
     base = BackendSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'ivrs.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'ivrs.db'}",
         api_token=API_TOKEN,
         argon2_profile="test",
         secret_key=Fernet.generate_key(),
@@ -142,9 +145,15 @@ async def serving(tmp_path: Path, **settings: Any) -> AsyncIterator[Flow]:
         await running.stop()
 
 
+@pytest.fixture(params=DATABASES)
+def database(request: pytest.FixtureRequest) -> str:
+    """Every backend API test runs on SQLite and on PostgreSQL (tests/postgres.py)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def flow(tmp_path: Path) -> AsyncIterator[Flow]:
-    async with serving(tmp_path) as running:
+async def flow(tmp_path: Path, database_url: str) -> AsyncIterator[Flow]:
+    async with serving(tmp_path, database_url) as running:
         yield running
 
 
@@ -933,9 +942,10 @@ async def test_no_suspension_configured(flow: Flow) -> None:
     assert (reply.status, reply.body) == (200, {"suspended": False, "from": None, "until": None})
 
 
-async def test_suspended_within_the_window_only(tmp_path: Path) -> None:
+async def test_suspended_within_the_window_only(tmp_path: Path, database_url: str) -> None:
     start, end = START + timedelta(hours=1), START + timedelta(hours=3)
-    async with serving(tmp_path, suspended_from=start, suspended_until=end) as flow:
+    suspension = {"suspended_from": start, "suspended_until": end}
+    async with serving(tmp_path, database_url, **suspension) as flow:
         window = {"from": start.isoformat(), "until": end.isoformat()}
         seen = []
         for at in (START, start, end - timedelta(seconds=1), end):

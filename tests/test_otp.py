@@ -92,3 +92,46 @@ def test_new_seed_has_160_bits() -> None:
 def test_unsupported_profile_is_rejected(digits: int, period: int) -> None:
     with pytest.raises(ValueError):
         otp.TokenProfile("mobile", digits=digits, period=period)
+
+
+# --- resynchronisation from two consecutive codes --------------------------------------------
+
+
+@pytest.mark.parametrize("drift", [-10, -3, 0, 2, 9])
+def test_resync_finds_the_step_of_two_consecutive_codes(drift: int) -> None:
+    seed = otp.new_seed()
+    token_now = NOW + timedelta(seconds=drift * 60)  # the token's clock, `drift` steps off
+    first = otp.current_code(seed, otp.HARDWARE, token_now - timedelta(seconds=60))
+    second = otp.current_code(seed, otp.HARDWARE, token_now)
+    step = otp.resync(seed, first, second, otp.HARDWARE, NOW)
+    assert step == int(NOW.timestamp()) // 60 + drift
+
+
+def test_resync_refuses_codes_that_are_not_consecutive() -> None:
+    seed = otp.new_seed()
+    first = otp.current_code(seed, otp.HARDWARE, NOW)
+    third = otp.current_code(seed, otp.HARDWARE, NOW + timedelta(seconds=120))
+    assert otp.resync(seed, first, third, otp.HARDWARE, NOW) is None
+    assert otp.resync(seed, third, first, otp.HARDWARE, NOW) is None
+
+
+def test_resync_refuses_codes_beyond_the_window() -> None:
+    seed = otp.new_seed()
+    far = NOW + timedelta(seconds=12 * 60)
+    first = otp.current_code(seed, otp.HARDWARE, far - timedelta(seconds=60))
+    second = otp.current_code(seed, otp.HARDWARE, far)
+    assert otp.resync(seed, first, second, otp.HARDWARE, NOW, window=10) is None
+    assert otp.resync(seed, first, second, otp.HARDWARE, NOW, window=12) is not None
+
+
+@pytest.mark.parametrize("codes", [("", "123456"), ("12345", "123456"), ("abcdef", "123456")])
+def test_resync_refuses_codes_of_the_wrong_shape(codes: tuple[str, str]) -> None:
+    assert otp.resync(otp.new_seed(), *codes, otp.HARDWARE, NOW) is None
+
+
+def test_resync_works_for_8_digit_mobile_tokens() -> None:
+    seed = otp.new_seed()
+    profile = otp.TokenProfile("mobile", digits=8, period=30)
+    first = otp.current_code(seed, profile, NOW + timedelta(seconds=90))
+    second = otp.current_code(seed, profile, NOW + timedelta(seconds=120))
+    assert otp.resync(seed, first, second, profile, NOW) == int(NOW.timestamp()) // 30 + 4

@@ -1,0 +1,405 @@
+"""Token seed files as vendors ship them: the OATH CSV and PSKC (RFC 6030).
+
+The CSV (DESIGN.md, "seed file") has the header `serial,key,type,digits,period,expiry`:
+
+    serial,key,type,digits,period,expiry
+    FTK200000001,3132333435363738393031323334353637383930,totp,6,60,2029-04-30
+    FTK200000002,base32:GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,totp,6,60,
+
+- `key`: the seed in hex, or `base32:` and the seed in base32; 128 to 512 bits (RFC 4226 asks
+  for at least 128).
+- `type`: `totp` or `hotp`; `digits`: 6 or 8; `period`: 30 or 60 seconds (empty for hotp);
+  `expiry`: `YYYY-MM-DD` (the last day the token may be used) or empty.
+
+PSKC files are read with their plain or pre-shared-key encrypted (AES-CBC, HMAC-SHA1/256 MAC)
+secrets; password-based (PBKDF2) and asymmetric encryption are refused.
+
+A file is read whole or not at all: every problem is reported with its line (CSV) or key
+package (PSKC), and never with the key itself, so an error message can go to a terminal or a
+ticket without spreading a seed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import hashlib
+import hmac
+import io
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from otp import TokenProfile
+
+__all__ = [
+    "CSV_HEADER",
+    "SeedFileError",
+    "SeedRecord",
+    "read_pskc",
+    "read_seed_csv",
+    "read_seed_file",
+]
+
+CSV_HEADER = ("serial", "key", "type", "digits", "period", "expiry")
+MIN_KEY_BYTES, MAX_KEY_BYTES = 16, 64
+MAX_ERRORS = 20  # reported at once; the rest are summed up
+SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+OtpType = Literal["totp", "hotp"]
+
+
+@dataclass(frozen=True)
+class SeedRecord:
+    """One token of a seed file. The seed never shows in a repr (logs, tracebacks)."""
+
+    where: str  # "line 3" or "KeyPackage 2": for messages about this token
+    serial: str
+    seed_base32: str = field(repr=False)
+    type: OtpType
+    digits: int
+    period: int | None  # None for hotp
+    expires_on: date | None
+    counter: int | None = None  # hotp only, when the file gives it
+
+
+class SeedFileError(ValueError):
+    """The file cannot be imported; `problems` lists each one, with its line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        shown = problems[:MAX_ERRORS]
+        if len(problems) > MAX_ERRORS:
+            shown.append(f"... and {len(problems) - MAX_ERRORS} more")
+        super().__init__("\n".join(shown))
+        self.problems = problems
+
+
+def read_seed_file(data: bytes, psk: bytes | None = None) -> list[SeedRecord]:
+    """A CSV or PSKC seed file (told apart by its content); `psk` decrypts PSKC secrets."""
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return read_pskc(data, psk)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SeedFileError(["the file is neither UTF-8 CSV nor PSKC XML"]) from None
+    return read_seed_csv(text)
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def read_seed_csv(text: str) -> list[SeedRecord]:
+    """Every row of a seed CSV, or SeedFileError listing every bad row by its line number."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    problems: list[str] = []
+    records: list[SeedRecord] = []
+    header: list[str] | None = None
+    try:
+        for row in reader:
+            where = f"line {reader.line_num}"
+            if not any(cell.strip() for cell in row):
+                continue  # blank lines are allowed anywhere
+            cells = [cell.strip() for cell in row]
+            if header is None:
+                header = [c.lower() for c in cells]
+                if tuple(header) != CSV_HEADER:
+                    raise SeedFileError([f"{where}: the header must be {','.join(CSV_HEADER)}"])
+                continue
+            try:
+                records.append(_csv_record(where, cells))
+            except ValueError as e:
+                problems.append(f"{where}: {e}")
+    except csv.Error as e:
+        problems.append(f"line {reader.line_num}: not CSV ({e})")
+    if header is None:
+        problems.append(f"the file is empty: it needs the header {','.join(CSV_HEADER)}")
+    elif not records and not problems:
+        problems.append("the file has a header but no tokens")
+    problems.extend(_duplicates(records))
+    if problems:
+        raise SeedFileError(problems)
+    return records
+
+
+def _csv_record(where: str, cells: list[str]) -> SeedRecord:
+    if len(cells) != len(CSV_HEADER):
+        raise ValueError(f"{len(cells)} fields, expected {len(CSV_HEADER)}")
+    serial, key, type_, digits, period, expiry = cells
+    otp_type = _otp_type(type_)
+    return _record(
+        where,
+        serial,
+        _key(key),
+        otp_type,
+        _integer(digits, "digits"),
+        None if otp_type == "hotp" else _integer(period, "period"),  # hotp counts, no clock
+        _expiry(expiry),
+    )
+
+
+def _key(text: str) -> bytes:
+    """The seed bytes of `key`: hex, or base32 after `base32:`. Messages never quote it."""
+    if text[:7].lower() == "base32:":
+        b32 = re.sub(r"[\s-]", "", text[7:]).upper().rstrip("=")
+        if not b32 or not re.fullmatch(r"[A-Z2-7]+", b32):
+            raise ValueError("key: not base32 (A-Z, 2-7) after base32:")
+        try:
+            raw = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+        except binascii.Error:
+            raise ValueError("key: not valid base32 (wrong length)") from None
+    else:
+        if not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", text):
+            raise ValueError("key: not hex (an even number of 0-9, a-f), nor base32:KEY")
+        raw = bytes.fromhex(text)
+    return _key_length(raw)
+
+
+def _key_length(raw: bytes) -> bytes:
+    if not MIN_KEY_BYTES <= len(raw) <= MAX_KEY_BYTES:
+        raise ValueError(
+            f"key: {len(raw) * 8} bits; a seed has {MIN_KEY_BYTES * 8} to {MAX_KEY_BYTES * 8}"
+        )
+    return raw
+
+
+def _otp_type(text: str) -> OtpType:
+    value = text.lower()
+    if value == "totp":
+        return "totp"
+    if value == "hotp":
+        return "hotp"
+    raise ValueError("type: totp or hotp")
+
+
+def _integer(text: str, name: str) -> int:
+    if not text.isdigit() or len(text) > 6:
+        raise ValueError(f"{name}: not a number")
+    return int(text)
+
+
+def _expiry(text: str) -> date | None:
+    if not text:
+        return None
+    if not ISO_DATE.fullmatch(text):
+        raise ValueError("expiry: YYYY-MM-DD or empty")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError("expiry: not a date") from None
+
+
+def _record(
+    where: str,
+    serial: str,
+    raw_key: bytes,
+    otp_type: OtpType,
+    digits: int,
+    period: int | None,
+    expires_on: date | None,
+    counter: int | None = None,
+) -> SeedRecord:
+    if not SERIAL.fullmatch(serial):
+        raise ValueError("serial: 1 to 32 letters, digits, '.', '_' or '-'")
+    if otp_type == "totp":
+        if period is None:
+            raise ValueError("period: required for totp")
+        TokenProfile("hardware", digits=digits, period=period)  # raises on other profiles
+    elif digits not in (6, 8):
+        raise ValueError(f"token codes have 6 or 8 digits, not {digits}")
+    seed = base64.b32encode(raw_key).decode().rstrip("=")
+    return SeedRecord(where, serial, seed, otp_type, digits, period, expires_on, counter)
+
+
+def _duplicates(records: list[SeedRecord]) -> list[str]:
+    first: dict[str, str] = {}
+    problems = []
+    for record in records:
+        key = record.serial.upper()
+        if key in first:
+            problems.append(f"{record.where}: serial {record.serial} repeats {first[key]}")
+        else:
+            first[key] = record.where
+    return problems
+
+
+# --- PSKC (RFC 6030) --------------------------------------------------------------------------
+
+PSKC = "urn:ietf:params:xml:ns:keyprov:pskc"
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+NS = {"p": PSKC, "xenc": XENC, "ds": DS}
+AES_CBC = {f"{XENC}aes128-cbc": 16, f"{XENC}aes192-cbc": 24, f"{XENC}aes256-cbc": 32}
+HMACS = {
+    f"{DS}hmac-sha1": hashlib.sha1,
+    "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256": hashlib.sha256,
+}
+ALGORITHMS: dict[str, OtpType] = {
+    f"{PSKC}{sep}{name}": name  # type: ignore[misc]
+    for sep in (":", "#")
+    for name in ("totp", "hotp")
+}
+
+
+def read_pskc(data: bytes, psk: bytes | None = None) -> list[SeedRecord]:
+    """Every key of a PSKC container, or SeedFileError listing every bad key package.
+
+    `psk`: the pre-shared key (16, 24 or 32 bytes) when secrets are encrypted. Documents with a
+    DTD are refused (no entity tricks: a seed file never needs one).
+    """
+    if b"<!DOCTYPE" in data.upper() or b"<!ENTITY" in data.upper():
+        raise SeedFileError(["PSKC: a document type declaration is not allowed"])
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as e:
+        raise SeedFileError([f"PSKC: not well-formed XML ({e})"]) from None
+    if root.tag != f"{{{PSKC}}}KeyContainer":
+        raise SeedFileError(["PSKC: the root element must be a KeyContainer (RFC 6030)"])
+    if root.get("Version") != "1.0":
+        raise SeedFileError(["PSKC: only version 1.0 (RFC 6030) is read"])
+    try:
+        mac = _mac_key(root, psk)
+    except ValueError as e:
+        raise SeedFileError([f"PSKC: {e}"]) from None
+    records: list[SeedRecord] = []
+    problems: list[str] = []
+    packages = root.findall("p:KeyPackage", NS)
+    for n, package in enumerate(packages, start=1):
+        where = f"KeyPackage {n}"
+        try:
+            records.append(_pskc_record(where, package, psk, mac))
+        except ValueError as e:
+            problems.append(f"{where}: {e}")
+    if not packages:
+        problems.append("PSKC: the container holds no KeyPackage")
+    problems.extend(_duplicates(records))
+    if problems:
+        raise SeedFileError(problems)
+    return records
+
+
+@dataclass(frozen=True)
+class _Mac:
+    key: bytes = field(repr=False)
+    digest: Callable[[], Any]  # a hashlib constructor
+
+
+def _mac_key(root: ET.Element, psk: bytes | None) -> _Mac | None:
+    method = root.find("p:MACMethod", NS)
+    if method is None:
+        return None
+    digest = HMACS.get(method.get("Algorithm", ""))
+    if digest is None:
+        raise ValueError("MACMethod: only hmac-sha1 and hmac-sha256 are supported")
+    encrypted = method.find("p:MACKey", NS)
+    if encrypted is None:
+        raise ValueError("MACMethod without a MACKey")
+    return _Mac(_decrypt(encrypted, psk, None), digest)
+
+
+def _pskc_record(
+    where: str, package: ET.Element, psk: bytes | None, mac: _Mac | None
+) -> SeedRecord:
+    keys = package.findall("p:Key", NS)
+    if len(keys) != 1:
+        raise ValueError(f"{len(keys)} Key elements, expected 1")
+    key = keys[0]
+    otp_type = ALGORITHMS.get(key.get("Algorithm", ""))
+    if otp_type is None:
+        raise ValueError("Key Algorithm: only the PSKC totp and hotp algorithms are read")
+    serial = _text(package, "p:DeviceInfo/p:SerialNo") or key.get("Id", "")
+    response = key.find("p:AlgorithmParameters/p:ResponseFormat", NS)
+    if response is None or response.get("Encoding", "DECIMAL") != "DECIMAL":
+        raise ValueError("ResponseFormat: a decimal Length is required")
+    digits = _integer(response.get("Length", ""), "ResponseFormat Length")
+    secret = key.find("p:Data/p:Secret", NS)
+    if secret is None:
+        raise ValueError("no Data/Secret")
+    raw = _key_length(_value(secret, psk, mac))
+    period = None
+    counter = None
+    if otp_type == "totp":
+        period = _integer(_data_value(key, "TimeInterval") or "30", "TimeInterval")
+        if int(_data_value(key, "Time") or "0") != 0:
+            raise ValueError("Time (T0) other than 0 is not supported")
+    else:
+        counter = _integer(_data_value(key, "Counter") or "0", "Counter")
+    expiry = _text(key, "p:Policy/p:ExpiryDate") or _text(package, "p:DeviceInfo/p:ExpiryDate")
+    return _record(where, serial, raw, otp_type, digits, period, _xml_date(expiry), counter=counter)
+
+
+def _text(element: ET.Element, path: str) -> str:
+    found = element.find(path, NS)
+    return (found.text or "").strip() if found is not None else ""
+
+
+def _data_value(key: ET.Element, name: str) -> str:
+    return _text(key, f"p:Data/p:{name}/p:PlainValue")
+
+
+def _xml_date(text: str) -> date | None:
+    """An xs:dateTime's date (the token may be used through that day), or None."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        raise ValueError("ExpiryDate: not an xs:dateTime") from None
+
+
+def _value(secret: ET.Element, psk: bytes | None, mac: _Mac | None) -> bytes:
+    plain = secret.find("p:PlainValue", NS)
+    if plain is not None:
+        return _b64(plain.text, "Secret PlainValue")
+    encrypted = secret.find("p:EncryptedValue", NS)
+    if encrypted is None:
+        raise ValueError("Secret has neither PlainValue nor EncryptedValue")
+    if mac is None:
+        raise ValueError("an encrypted Secret needs the container's MACMethod (RFC 6030, 6.1.1)")
+    value_mac = secret.find("p:ValueMAC", NS)
+    if value_mac is None:
+        raise ValueError("an encrypted Secret needs its ValueMAC")
+    return _decrypt(encrypted, psk, (mac, _b64(value_mac.text, "ValueMAC")))
+
+
+def _decrypt(encrypted: ET.Element, psk: bytes | None, check: tuple[_Mac, bytes] | None) -> bytes:
+    """AES-CBC with the pre-shared key; the IV leads the CipherValue. The MAC (over IV and
+    ciphertext) is checked before anything is decrypted."""
+    method = encrypted.find("xenc:EncryptionMethod", NS)
+    algorithm = method.get("Algorithm", "") if method is not None else ""
+    if algorithm not in AES_CBC:
+        raise ValueError("only AES-CBC encryption with a pre-shared key is supported")
+    if psk is None:
+        raise ValueError("the secrets are encrypted: give the pre-shared key")
+    if len(psk) != AES_CBC[algorithm]:
+        raise ValueError(f"the pre-shared key must have {AES_CBC[algorithm]} bytes")
+    cipher_value = encrypted.find("xenc:CipherData/xenc:CipherValue", NS)
+    blob = _b64(cipher_value.text if cipher_value is not None else None, "CipherValue")
+    if len(blob) < 32 or len(blob) % 16:
+        raise ValueError("CipherValue: not AES-CBC (IV and whole blocks)")
+    if check is not None:
+        mac, expected = check
+        actual = hmac.new(mac.key, blob, mac.digest).digest()
+        if not hmac.compare_digest(actual, expected):
+            raise ValueError("ValueMAC does not match (wrong pre-shared key, or altered file)")
+    decryptor = Cipher(algorithms.AES(psk), modes.CBC(blob[:16])).decryptor()
+    padded = decryptor.update(blob[16:]) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise ValueError("cannot decrypt (wrong pre-shared key?)") from None
+
+
+def _b64(text: str | None, name: str) -> bytes:
+    try:
+        return base64.b64decode(re.sub(r"\s", "", text or ""), validate=True)
+    except binascii.Error:
+        raise ValueError(f"{name}: not base64") from None

@@ -1,0 +1,149 @@
+"""The Alembic migrations (backend/migrations) against the models, on SQLite and PostgreSQL:
+an empty database upgraded to the head revision has exactly the models' schema (so a change to
+backend/models.py without its migration fails here), downgrades undo it, concurrent starts
+migrate once, and a database made by `create_all` before migrations is adopted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+
+from backend.database import alembic_config, head_revision, make_engine, upgrade_schema
+from backend.models import Base
+from tests.postgres import DATABASES, EMPTY, PostgresServer
+
+
+@pytest.fixture(params=DATABASES)
+async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database: not even the template's tables."""
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        async with server.database(template=EMPTY) as url:
+            yield url
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+
+
+def schema_diff(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+def revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+def run_command(connection: Connection, name: str, *args: Any) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    getattr(command, name)(config, *args)
+
+
+async def test_the_head_revision_has_the_models_schema(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        await upgrade_schema(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(revision) == head_revision()
+            assert await connection.run_sync(schema_diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_downgrading_to_base_removes_everything_and_upgrading_rebuilds_it(
+    empty_url: str,
+) -> None:
+    engine = make_engine(empty_url)
+    try:
+        await upgrade_schema(engine)
+        async with engine.begin() as connection:
+            await connection.run_sync(run_command, "downgrade", "base")
+        async with engine.connect() as connection:
+            assert await connection.run_sync(tables) <= {"alembic_version"}
+            assert await connection.run_sync(revision) is None
+        await upgrade_schema(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(schema_diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_backends_starting_together_migrate_once(empty_url: str) -> None:
+    engines = [make_engine(empty_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(upgrade_schema(engine) for engine in engines))
+        async with engines[0].connect() as connection:
+            assert await connection.run_sync(revision) == head_revision()
+            assert await connection.run_sync(schema_diff) == []
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_a_database_made_before_migrations_is_adopted(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        await upgrade_schema(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(revision) == head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_database_unlike_the_models_without_a_revision_is_refused(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'odd.db'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+            await connection.exec_driver_sql("DROP INDEX uq_bundle_items_active_ccrn")
+        with pytest.raises(RuntimeError, match="no Alembic revision"):
+            await upgrade_schema(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(revision) is None
+    finally:
+        await engine.dispose()
+
+
+def test_the_alembic_command_line_uses_ivrs_database_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("IVRS_DATABASE_URL", url)
+    command.upgrade(alembic_config(), "head")  # env.py's own engine, as `alembic upgrade` does
+
+    async def check() -> None:
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as connection:
+                assert await connection.run_sync(revision) == head_revision()
+                assert await connection.run_sync(schema_diff) == []
+        finally:
+            await engine.dispose()
+
+    asyncio.run(check())
+
+
+def test_the_sql_for_postgresql_can_be_printed_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    config = alembic_config()
+    config.set_main_option("sqlalchemy.url", "postgresql+asyncpg://ivrs@db.invalid/ivrs")
+    command.upgrade(config, "head", sql=True)
+    sql = capsys.readouterr().out
+    assert "CREATE TABLE accounts" in sql
+    assert (
+        "CREATE UNIQUE INDEX uq_bundle_items_active_ccrn ON bundle_items (ccrn) WHERE active" in sql
+    )
+    assert "TIMESTAMP WITH TIME ZONE" in sql

@@ -1,0 +1,108 @@
+"""Races on PostgreSQL, the production database, end to end: 100 simulated calls over TCP to the
+real FastAGI server, each a trucker of its own, racing to bundle one CCRN; and one submission
+sent twice with one Idempotency-Key, over HTTP. The database decides (the partial unique index
+on active bundle items, the unique idempotency key), and the callers hear who won."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pyotp
+import pytest
+
+from backend.app import RunningBackend
+from ivr.server import RunningAgi, start_agi_server
+from ivr.settings import IvrSettings
+from tests import conftest
+from tests.conftest import MakeTrucker, Trucker, stored_bundles
+
+CALLERS = 100
+# This one process is the hundred callers, the FastAGI server and the backend, and the
+# simulated callers key without pauses: the first requests of all calls reach the backend
+# within milliseconds of one another, and the last in the queue waits seconds on this machine.
+# The races are the point here, not latency (that is bench/'s): give the backend time.
+BACKEND_TIMEOUT = 60.0
+
+
+@pytest.fixture
+def database() -> str:
+    return "postgresql"
+
+
+@pytest.fixture
+async def ivr(backend: RunningBackend) -> AsyncIterator[RunningAgi]:
+    """conftest's FastAGI server, with BACKEND_TIMEOUT instead of 2 s."""
+    settings = replace(
+        IvrSettings(),
+        backend_url=backend.url,
+        api_token=backend.settings.api_token,
+        backend_timeout=BACKEND_TIMEOUT,
+        agi_port=0,
+    )
+    running = await start_agi_server(settings, port=0)
+    yield running
+    await running.stop(grace=5)
+
+
+def token_code(trucker: Trucker, clock: conftest.TestClock) -> Any:
+    """The trucker's current code, the clock left alone: a hundred callers log in at once, and
+    Trucker.code would move the shared clock a step for each (their tokens differ: no replay)."""
+    token = pyotp.TOTP(trucker.seed, digits=6, interval=60)
+    return lambda: token.at(clock.now())
+
+
+async def test_hundred_callers_racing_for_one_ccrn_make_one_bundle(
+    make_trucker: MakeTrucker, phone: Any, db: Any, clock: conftest.TestClock
+) -> None:
+    first = await make_trucker(cargo=1)
+    ccrn = first.ccrns[0]  # lodged once: every caller keys this one
+    truckers = [first, *await asyncio.gather(*(make_trucker(cargo=0) for _ in range(CALLERS - 1)))]
+
+    records = await asyncio.gather(
+        *(phone(t.bundle_keys(ccrn), totp=token_code(t, clock)) for t in truckers)
+    )
+
+    heard = Counter(
+        "submitted"
+        if "bundle.submitted" in r.prompt_ids
+        else "taken"
+        if "bundle.ccrn_taken" in r.prompt_ids
+        else "other: " + " ".join(r.prompt_ids[-3:])
+        for r in records
+    )
+    assert heard == {"submitted": 1, "taken": CALLERS - 1}
+    assert all(r.prompt_ids[-1] in ("call.goodbye", "call.too_many_errors") for r in records)
+    bundles = await stored_bundles(db)
+    assert len(bundles) == 1
+    winner = next(r for r in records if "bundle.submitted" in r.prompt_ids)
+    assert bundles[0].reference in [h.value for h in winner.heard if h.kind == "digits"]
+
+
+async def test_one_submission_sent_twice_with_one_key_makes_one_bundle(
+    make_trucker: MakeTrucker, backend: RunningBackend, db: Any
+) -> None:
+    trucker = await make_trucker(cargo=1)
+    submission = {"account": trucker.account, "vehicle_mark": "AB1234", "numbers": trucker.ccrns}
+    headers = {
+        "Authorization": f"Bearer {backend.settings.api_token}",
+        "Idempotency-Key": "1700000000.1:bundle-1",
+    }
+
+    async def send(http: aiohttp.ClientSession) -> tuple[int, Any]:
+        async with http.post(f"{backend.url}/v1/bundles", json=submission, headers=headers) as r:
+            return r.status, await r.json()
+
+    async with aiohttp.ClientSession() as http:
+        together = await asyncio.gather(send(http), send(http))
+        later = await send(http)
+
+    assert sorted(status for status, _ in together) == [200, 201]
+    assert later[0] == 200
+    assert together[0][1] == together[1][1] == later[1]  # the same bundle, every time
+    bundles = await stored_bundles(db)
+    assert [b.reference for b in bundles] == [later[1]["reference"]]
