@@ -97,12 +97,18 @@ class CountingBackendClient(BackendClient):
 
 
 @pytest.fixture
-async def ivr(backend: RunningBackend) -> AsyncIterator[RunningAgi]:
+def backend_timeout() -> float:
+    """How long the IVR waits for the backend; a module may override it."""
+    return 2.0
+
+
+@pytest.fixture
+async def ivr(backend: RunningBackend, backend_timeout: float) -> AsyncIterator[RunningAgi]:
     settings = replace(
         IvrSettings(),
         backend_url=backend.url,
         api_token=backend.settings.api_token,
-        backend_timeout=2.0,
+        backend_timeout=backend_timeout,
         agi_port=0,
     )
     client = CountingBackendClient(

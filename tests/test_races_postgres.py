@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -16,8 +14,6 @@ import pyotp
 import pytest
 
 from backend.app import RunningBackend
-from ivr.server import RunningAgi, start_agi_server
-from ivr.settings import IvrSettings
 from tests import conftest
 from tests.conftest import MakeTrucker, Trucker, stored_bundles
 
@@ -35,18 +31,8 @@ def database() -> str:
 
 
 @pytest.fixture
-async def ivr(backend: RunningBackend) -> AsyncIterator[RunningAgi]:
-    """conftest's FastAGI server, with BACKEND_TIMEOUT instead of 2 s."""
-    settings = replace(
-        IvrSettings(),
-        backend_url=backend.url,
-        api_token=backend.settings.api_token,
-        backend_timeout=BACKEND_TIMEOUT,
-        agi_port=0,
-    )
-    running = await start_agi_server(settings, port=0)
-    yield running
-    await running.stop(grace=5)
+def backend_timeout() -> float:
+    return BACKEND_TIMEOUT
 
 
 def token_code(trucker: Trucker, clock: conftest.TestClock) -> Any:
