@@ -47,7 +47,7 @@ from backend.security import is_argon2_hash
 from backend.timezones import hong_kong_date
 from otp import TokenProfile, new_seed
 from otp.enrolment import provisioning_uri
-from otp.seedfile import SeedFileError, read_seed_file
+from otp.seedfile import SeedFileError, SeedRecord, read_seed_file
 
 log = structlog.get_logger(__name__)
 
@@ -150,29 +150,32 @@ async def add_token(
 
 
 async def import_tokens(
-    db: Database, data: bytes, kind: TokenKind = "hardware", psk: bytes | None = None
+    db: Database,
+    data: bytes,
+    kind: TokenKind = "hardware",
+    psk: bytes | None = None,
+    password: str | None = None,
 ) -> list[str]:
     """Import a seed file (CSV or PSKC, `otp.seedfile`); return the serials imported.
 
     The tokens are unassigned: an account import, `assign_token` or `add_token` links them.
     Seeds are stored encrypted (SeedCipher); the file itself holds them in clear, so it should
-    be deleted once imported. `psk`: the pre-shared key of an encrypted PSKC file.
+    be deleted once imported. `psk` or `password`: the pre-shared key, or the password its key
+    is derived from (PBKDF2), of an encrypted PSKC file.
+
+    Event (HOTP) tokens are stored with the period otp.HOTP_PERIOD, and the counter the file
+    gives as the next one to use: last_used_step holds the counter before it.
     """
     try:
-        records = read_seed_file(data, psk)
+        records = await asyncio.to_thread(read_seed_file, data, psk, password)  # PBKDF2 is slow
     except SeedFileError as e:
         raise AdminError(_nothing_imported(e.problems)) from None
-    problems = [
-        f"{r.where}: token {r.serial} is hotp; only time-based (totp) tokens can log in for now"
-        for r in records
-        if r.type == "hotp"
-    ]
+    problems = []
     for r in records:
-        if r.type == "totp" and r.period is not None:
-            try:
-                TokenProfile(kind, digits=r.digits, period=r.period)
-            except ValueError as e:
-                problems.append(f"{r.where}: {e}")
+        try:
+            TokenProfile(kind, digits=r.digits, period=_period(r))
+        except ValueError as e:
+            problems.append(f"{r.where}: {e}")
     now = db.now()
     try:
         async with db.sessions.begin() as session:
@@ -189,8 +192,9 @@ async def import_tokens(
                     serial=r.serial,
                     kind=kind,
                     digits=r.digits,
-                    period=cast(int, r.period),
+                    period=_period(r),
                     seed_encrypted=db.seeds.encrypt(r.seed_base32),
+                    last_used_step=r.counter - 1 if r.counter else None,
                     expires_on=r.expires_on,
                     account_id=None,
                     created_at=now,
@@ -201,6 +205,10 @@ async def import_tokens(
         raise AdminError("a token of the file was added meanwhile; nothing imported") from None
     log.info("tokens_imported", count=len(records), kind=kind)
     return [r.serial for r in records]
+
+
+def _period(record: SeedRecord) -> int:
+    return otp.HOTP_PERIOD if record.type == "hotp" else cast(int, record.period)
 
 
 async def assign_token(db: Database, serial: str, account_number: str) -> None:
@@ -241,10 +249,12 @@ async def revoke_token(db: Database, serial: str) -> None:
 
 
 async def resync_token(
-    db: Database, serial: str, first_code: str, second_code: str, window: int = otp.RESYNC_WINDOW
+    db: Database, serial: str, first_code: str, second_code: str, window: int | None = None
 ) -> int:
     """Resynchronise a token from two consecutive codes read off it now; return its drift (steps
-    the token is ahead of the server, negative when behind). Both codes are used up."""
+    the token is ahead of the server, negative when behind; an event (HOTP) token: presses of
+    its button that never reached a login). Both codes are used up. `window`: steps searched
+    each side of now (otp.RESYNC_WINDOW), or counters ahead (otp.HOTP_RESYNC_WINDOW)."""
     now = db.now()
     async with db.sessions.begin() as session:
         token = await _token(session, serial)
@@ -252,17 +262,27 @@ async def resync_token(
             raise AdminError(f"token {serial} is revoked")
         profile = TokenProfile(token.kind, digits=token.digits, period=token.period)
         seed = db.seeds.decrypt(token.seed_encrypted)
-        step = otp.resync(seed, first_code, second_code, profile, now, window)
+        last_used = token.last_used_step
+        step = otp.resync(seed, first_code, second_code, profile, now, window, last_used)
         if step is None:
-            raise AdminError(
-                f"no two consecutive codes of token {serial} match within ±{window} steps"
-                " of now: read two codes in a row off the token and try again"
+            where = (
+                f"the next {window or otp.HOTP_RESYNC_WINDOW} presses"
+                if profile.type == "hotp"
+                else f"±{window or otp.RESYNC_WINDOW} steps of now"
             )
-        drift = step - int(now.timestamp()) // token.period
+            raise AdminError(
+                f"no two consecutive codes of token {serial} match within {where}:"
+                " read two codes in a row off the token and try again"
+            )
+        if profile.type == "hotp":
+            # The counter is the token's own: there is no clock to drift from.
+            drift, stored_drift = step - 1 - (0 if last_used is None else last_used + 1), 0
+        else:
+            drift = stored_drift = step - int(now.timestamp()) // token.period
         await session.execute(
             update(Token)
             .where(Token.id == token.id)
-            .values(drift=drift, last_used_step=step)
+            .values(drift=stored_drift, last_used_step=step)
             .execution_options(synchronize_session=False)
         )
     log.info("token_resynchronised", serial=serial, drift=drift)
@@ -520,6 +540,22 @@ async def unlock(db: Database, number: str) -> None:
             .execution_options(synchronize_session=False)
         )
     log.info("account_unlocked", account=number)
+
+
+async def lock(db: Database, number: str) -> None:
+    """An administrator's lock: every login refused until `unlock` (a disabled account stays
+    disabled)."""
+    async with db.sessions.begin() as session:
+        account = await _account(session, number)
+        if account.status != "active":
+            raise AdminError(f"account {number} is already {account.status}")
+        await session.execute(
+            update(Account)
+            .where(Account.id == account.id)
+            .values(status="locked")
+            .execution_options(synchronize_session=False)
+        )
+    log.info("account_locked_by_admin", account=number)
 
 
 async def reset_password(db: Database, number: str, password: str) -> None:

@@ -9,12 +9,22 @@ password or an SMS code must never come back in an echo).
 from __future__ import annotations
 
 import hmac
-from typing import Any, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 
 from backend import bundling, calls, login, registration
 from backend.database import Database
@@ -31,8 +41,11 @@ SMS_SENDER: web.AppKey[SmsSender] = web.AppKey("sms_sender")
 
 routes = web.RouteTableDef()
 
-CALL_ID = r"{call_id:\d{1,18}}"
+CALL_ID = r"{call_id:[0-9]{1,18}}"
 MAX_IDEMPOTENCY_KEY = 128
+# Ids and counts are INTEGER columns: 32 bits on PostgreSQL. A larger number is refused as
+# input (or is an unknown id in a path) before it reaches the database, which would fail.
+MAX_INTEGER = 2**31 - 1
 
 
 # --- request bodies -------------------------------------------------------------------------
@@ -46,6 +59,26 @@ class _Body(BaseModel):
     model_config = ConfigDict(strict=True)
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts 2.0 as an integer, so the API takes it as 2 (2.5 and "2" are still
+    refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _utc_representable(moment: datetime) -> datetime:
+    """Times are stored in UTC: 0001-01-01T00:00+14:00 has no UTC time a datetime can hold."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range in UTC") from None
+    return moment
+
+
+Integer = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_INTEGER)]
+CallId = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_INTEGER)]
+Moment = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
+
+
 class CallOpening(_Body):
     uniqueid: str = Field(min_length=1, max_length=64)
     hotline: str = Field(min_length=1, max_length=32)
@@ -55,11 +88,11 @@ class CallOpening(_Body):
 
 
 class CallEventIn(_Body):
-    at: AwareDatetime
+    at: Moment
     kind: Literal["prompt", "input", "backend", "stage", "error"]
     name: str = Field(min_length=1, max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict)
-    duration_ms: int | None = Field(default=None, ge=0)
+    duration_ms: Integer | None = None
 
 
 class CallEvents(_Body):
@@ -82,7 +115,7 @@ class LoginAttempt(_Body):
     # SecretStr: a repr or a log line shows '**********', never the digits.
     password: SecretStr = Field(max_length=64)
     token_code: SecretStr = Field(max_length=16)
-    call_id: int | None = None
+    call_id: CallId | None = None
     caller_id: str | None = Field(default=None, max_length=64)
 
 
@@ -90,36 +123,36 @@ class BundleSubmission(_Body):
     account: str = Field(max_length=32)
     vehicle_mark: str = Field(max_length=16)
     numbers: list[str] = Field(min_length=1, max_length=bundling.MAX_CCRNS)
-    call_id: int | None = None
+    call_id: CallId | None = None
 
 
 class MobileRegistration(_Body):
     # Any text: what is not an 8-digit Hong Kong mobile number is refused as mobile_invalid.
     mobile: str = Field(max_length=32)
-    call_id: int | None = None
+    call_id: CallId | None = None
 
 
 class MobileVerification(_Body):
     code: SecretStr = Field(max_length=16)
-    call_id: int | None = None
+    call_id: CallId | None = None
 
 
 class TermsAcceptanceIn(_Body):
     version: str = Field(min_length=1, max_length=32)
-    call_id: int | None = None
+    call_id: CallId | None = None
 
 
 class UnbundleRequest(_Body):
     account: str = Field(max_length=32)
     vehicle_mark: str = Field(max_length=16)
     ccrn: str | None = Field(max_length=16)  # required, null: every CCRN on the vehicle
-    call_id: int | None = None
+    call_id: CallId | None = None
 
 
 async def _body(request: web.Request, model: type[BodyT]) -> BodyT:
     raw = await request.read()
     try:
-        return model.model_validate_json(raw)
+        body = model.model_validate_json(raw)
     except ValidationError as e:
         errors = e.errors(include_input=False, include_url=False)
         if any(err["type"] == "json_invalid" for err in errors):
@@ -131,6 +164,28 @@ async def _body(request: web.Request, model: type[BodyT]) -> BodyT:
             for err in errors[:3]
         )
         raise BackendError("invalid_request", message) from None
+    if _has_nul(body):
+        raise BackendError("invalid_request", NUL_REFUSED)
+    return body
+
+
+NUL_REFUSED = "Text must not contain NUL characters."
+
+
+def _has_nul(value: Any) -> bool:
+    """PostgreSQL text cannot hold a NUL character: input with one is refused (on SQLite too),
+    rather than failing in the database."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 # --- middlewares ----------------------------------------------------------------------------
@@ -155,6 +210,16 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         log.exception("request_failed", method=request.method, path=request.path)
         error = BackendError("internal", "Internal error.")
         return web.json_response(error.body(), status=500)
+
+
+@web.middleware
+async def refuse_nul_characters(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A NUL in the path or the query (`%00`) is refused like one in a body (see _has_nul)."""
+    if request.path.startswith("/v1/") and (
+        "\x00" in request.path or _has_nul(dict(request.query))
+    ):
+        raise BackendError("invalid_request", NUL_REFUSED)
+    return await handler(request)
 
 
 @web.middleware
@@ -352,7 +417,10 @@ def _idempotency_key(request: web.Request) -> str:
 
 
 def _call_id(request: web.Request) -> int:
-    return int(request.match_info["call_id"])
+    call_id = int(request.match_info["call_id"])
+    if call_id > MAX_INTEGER:
+        raise BackendError("call_unknown", f"no call {call_id}")
+    return call_id
 
 
 def _call_json(call: Call) -> dict[str, Any]:

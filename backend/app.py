@@ -13,9 +13,11 @@ from backend.api import (
     SETTINGS,
     SMS_SENDER,
     errors_as_json,
+    refuse_nul_characters,
     require_api_token,
     routes,
 )
+from backend.console import mount_console
 from backend.database import open_database
 from backend.settings import BackendSettings
 from backend.sms import SmsSender, sender_for
@@ -25,11 +27,12 @@ def create_app(
     settings: BackendSettings, *, sms_sender: SmsSender | None = None
 ) -> web.Application:
     """The app; SMS go through `sms_sender`, else the sender `settings.sms_sender` names."""
-    app = web.Application(middlewares=[errors_as_json, require_api_token])
+    app = web.Application(middlewares=[errors_as_json, require_api_token, refuse_nul_characters])
     app[SETTINGS] = settings
     app[SMS_SENDER] = sms_sender or sender_for(settings.sms_sender)
     app.cleanup_ctx.append(_database)
     app.add_routes(routes)
+    mount_console(app, settings)  # after the database: its background work stops first
     return app
 
 

@@ -72,8 +72,14 @@ async def open_call(
 
 
 async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> int:
+    """Store the events not stored yet; how many were new. The IVR re-sends what it spooled
+    during an outage, and a batch may have arrived before its answer was lost: an event is known
+    by its time, kind and name (the IVR gives each event of a call a time of its own)."""
+    events = list(events)
     async with db.sessions.begin() as session:
-        await _call(session, call_id)
+        # The call's row locked (PostgreSQL): two deliveries of one batch never both store it.
+        await _call(session, call_id, for_update=True)
+        stored = await _stored_events(session, call_id, events)
         rows = [
             CallEvent(
                 call_id=call_id,
@@ -84,9 +90,39 @@ async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> 
                 duration_ms=e.duration_ms,
             )
             for e in events
+            if (e.at, e.kind, e.name) not in stored
         ]
         session.add_all(rows)
+        await _follow_stage(session, call_id, rows)
     return len(rows)
+
+
+async def _follow_stage(session: AsyncSession, call_id: int, rows: list[CallEvent]) -> None:
+    """A call in progress shows its newest stage (the console's live calls): the IVR sends
+    the events as the call goes; the end of the call then sets the last stage for good."""
+    stages = [row for row in rows if row.kind == "stage"]
+    if not stages:
+        return
+    newest = max(reversed(stages), key=lambda row: row.at)  # a tie: the later one sent
+    await session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.ended_at.is_(None))
+        .values(last_stage=newest.name)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _stored_events(
+    session: AsyncSession, call_id: int, events: list[NewEvent]
+) -> set[tuple[datetime, str, str]]:
+    if not events:
+        return set()
+    rows = await session.execute(
+        select(CallEvent.at, CallEvent.kind, CallEvent.name).where(
+            CallEvent.call_id == call_id, CallEvent.at >= min(e.at for e in events)
+        )
+    )
+    return {(at, kind, name) for at, kind, name in rows}
 
 
 async def end_call(
@@ -206,9 +242,11 @@ async def _call_by_uniqueid(db: Database, uniqueid: str) -> Call | None:
         return await session.scalar(select(Call).where(Call.uniqueid == uniqueid))
 
 
-async def _call(session: AsyncSession, call_id: int, with_events: bool = False) -> Call:
+async def _call(
+    session: AsyncSession, call_id: int, with_events: bool = False, for_update: bool = False
+) -> Call:
     options = [selectinload(Call.events)] if with_events else []
-    call = await session.get(Call, call_id, options=options)
+    call = await session.get(Call, call_id, options=options, with_for_update=for_update)
     if call is None:
         raise BackendError("call_unknown", f"no call {call_id}")
     return call

@@ -5,9 +5,11 @@ app's cleanup_ctx, or a CLI run), which first brings the schema to the newest Al
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -39,16 +41,60 @@ log = structlog.get_logger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_WAL_ATTEMPTS = 5
+# How a SQLite transaction begins, as a connection execution option (the "begin" listener reads
+# it): "BEGIN" (the default: reads), "BEGIN IMMEDIATE" (units of work that write), or None (the
+# caller begins itself: the migrations, which switch a pragma first, outside any transaction).
+SQLITE_BEGIN = "ivrs_sqlite_begin"
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 # pg_advisory_xact_lock key: processes starting together migrate one after the other.
 MIGRATION_LOCK = 0x1FC5_2265
+
+
+class Sessions(async_sessionmaker[AsyncSession]):
+    """`sessions()` for reading; `sessions.begin()` for a unit of work that writes, committed
+    at the end of the block.
+
+    On SQLite a unit of work begins with BEGIN IMMEDIATE: it takes the write lock at once, and
+    waits for it (busy timeout) while another writer holds it. A plain (deferred) BEGIN would
+    read first and ask for the lock only at its first write, when SQLite must refuse it at once
+    ("database is locked") if another writer committed since its read. The writers of this
+    process also queue on an asyncio lock, first come first served: SQLite's busy handler
+    polls, with sleeps growing to 100 ms, and under load left some writers waiting for seconds
+    while later ones got in. PostgreSQL locks rows, not the database: its writers never queue.
+    """
+
+    def __init__(self, engine: AsyncEngine, **options: Any) -> None:
+        super().__init__(engine, **options)
+        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        if self._writer is None:
+            async with self() as session, session.begin():
+                yield session
+            return
+        if _writing.get():
+            # It would wait for itself: fail at once rather than hang.
+            raise RuntimeError("a unit of work that writes was begun inside another one")
+        async with self._writer:
+            token = _writing.set(True)
+            try:
+                async with self() as session, session.begin():
+                    await session.connection(execution_options={SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+                    yield session
+            finally:
+                _writing.reset(token)
+
+
+# True within a SQLite unit of work that writes (Sessions.begin), in its task.
+_writing: ContextVar[bool] = ContextVar("writing", default=False)
 
 
 @dataclass(frozen=True)
 class Database:
     settings: BackendSettings
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: Sessions
     passwords: Passwords
     seeds: SeedCipher
     sms_codes: SmsCodes
@@ -71,7 +117,7 @@ async def open_database(
             settings=settings,
             engine=engine,
             # expire_on_commit=False: objects stay readable after commit, for building replies.
-            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            sessions=Sessions(engine, expire_on_commit=False),
             passwords=Passwords(settings.argon2_profile),
             seeds=SeedCipher(settings.secret_key),
             sms_codes=SmsCodes(settings.secret_key),
@@ -95,6 +141,7 @@ async def unused_number(
 async def upgrade_schema(engine: AsyncEngine) -> None:
     """Bring the database to the head revision, in one transaction; a no-op when it is there."""
     async with engine.connect() as connection:
+        await connection.execution_options(**{SQLITE_BEGIN: None})  # _migrate begins itself
         await connection.run_sync(_upgrade)
 
 
@@ -172,12 +219,24 @@ def make_engine(url: str) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """SQLAlchemy's recipe for SQLite transactions: the driver's own BEGIN handling is off
+    (_sqlite_pragmas), and each transaction begins here, as its connection's SQLITE_BEGIN
+    option says (BEGIN IMMEDIATE for writers, see Sessions)."""
+    begin = connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN")
+    if begin is not None:
+        connection.exec_driver_sql(begin)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets readers work during a write; the busy timeout makes concurrent writers queue
-    instead of failing with 'database is locked'; SQLite checks foreign keys only when asked."""
+    instead of failing with 'database is locked'; SQLite checks foreign keys only when asked.
+    The driver emits no BEGIN of its own (it would only at the first write): _sqlite_begin does."""
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     for attempt in range(SQLITE_WAL_ATTEMPTS):

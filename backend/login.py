@@ -13,7 +13,11 @@ with its own, higher limit (`caller_throttle_anonymous_failures`).
 
 A replacement token (FortiToken Mobile enrolment) is `pending`: the account's old token keeps
 working until the first login with a correct code of the new one, which activates it and
-revokes every other token of the account, in the login's transaction.
+revokes every other token of the account, in the login's transaction. A pending token older
+than `enrolment_expiry` (24 h) is refused, and the next login of its account revokes it.
+
+Event (HOTP) tokens log in like the others: their "step" is the counter (otp.verify looks
+ahead of the last one used), claimed the same way.
 
 Races are settled by single UPDATE statements rather than read-then-write: the failure counter
 is incremented in SQL, and a step is claimed only if it is later than the last one used, so two
@@ -32,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+import formats
 import otp
 from backend.calls import record_event
 from backend.database import Database
@@ -92,12 +97,15 @@ async def login(
         account = await session.scalar(
             select(Account).where(Account.number == number).options(selectinload(Account.tokens))
         )
-    reason, match = await _verify(db, account, password, token_code, now)
+    expired = _expired_enrolments(account, now, db.settings.enrolment_expiry)
+    reason, match = await _verify(db, account, password, token_code, now, expired)
     new_hash = None
     if account and match and db.passwords.needs_rehash(account.password_hash):
         new_hash = await db.passwords.hash(password)  # the Argon2 profile changed since
 
     async with db.sessions.begin() as session:
+        if expired:
+            await _revoke(session, expired, now)
         if match is not None and not await _claim_step(session, match):
             reason = "replayed_code"  # another login used this step since we read the token
         if account is not None and reason is None and match is not None:
@@ -122,9 +130,15 @@ async def login(
 
 
 async def _verify(
-    db: Database, account: Account | None, password: str, token_code: str, now: datetime
+    db: Database,
+    account: Account | None,
+    password: str,
+    token_code: str,
+    now: datetime,
+    expired: Sequence[Token] = (),
 ) -> tuple[str | None, _Match | None]:
-    """Why the login fails (None: it succeeds), and the token step it would use up."""
+    """Why the login fails (None: it succeeds), and the token step it would use up. `expired`
+    tokens (enrolments never activated in time) are not tried."""
     # Verify even for an unknown account (a decoy hash), so it is not faster to refuse.
     password_ok = await db.passwords.verify(account.password_hash if account else None, password)
     if account is None:
@@ -133,7 +147,7 @@ async def _verify(
         return "wrong_password", None
     if _locked(account, now):
         return "locked", None
-    tokens = [t for t in account.tokens if t.status != "revoked"]
+    tokens = [t for t in account.tokens if t.status != "revoked" and t not in expired]
     if not tokens:
         return "no_token", None
     today = hong_kong_date(now)
@@ -164,6 +178,29 @@ def _match(
             return _Match(token.id, token.serial, result.step, drift, pending), False
         replayed = replayed or result.replayed
     return None, replayed
+
+
+def _expired_enrolments(account: Account | None, now: datetime, expiry: timedelta) -> list[Token]:
+    """The account's pending tokens (FortiToken Mobile enrolments) not activated in time."""
+    if account is None:
+        return []
+    return [
+        token
+        for token in account.tokens
+        if token.status == "pending"
+        and (token.created_at is None or token.created_at + expiry <= now)
+    ]
+
+
+async def _revoke(session: AsyncSession, tokens: Sequence[Token], now: datetime) -> None:
+    await session.execute(
+        update(Token)
+        .where(Token.id.in_([t.id for t in tokens]), Token.status == "pending")
+        .values(status="revoked", revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    for token in tokens:
+        log.warning("enrolment_expired", serial=token.serial, created_at=str(token.created_at))
 
 
 def _locked(account: Account | None, now: datetime) -> bool:
@@ -255,7 +292,7 @@ async def _count_failure(
 def caller_key(caller_id: str | None) -> str:
     """The caller number a throttle counts under: its digits, a Hong Kong number without the
     country code (so +852 9123 4567 and 91234567 are one caller); "anonymous" without one."""
-    digits = "".join(c for c in caller_id or "" if c.isdigit())[:32]
+    digits = "".join(c for c in caller_id or "" if formats.is_digits(c))[:32]
     for prefix in ("00852", "852"):
         if digits.startswith(prefix) and len(digits) == len(prefix) + 8:
             digits = digits[len(prefix) :]

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
+    MetaData,
     Numeric,
     String,
     Text,
@@ -36,6 +37,9 @@ TokenStatus = Literal["active", "pending", "revoked"]
 CargoKind = Literal["packages", "bulk"]
 BundleStatus = Literal["active", "cancelled"]
 SmsKind = Literal["sms_code", "bundle_confirmation"]
+# Console roles: supervisor (calls, recordings), admin (also accounts and tokens), auditor (also
+# the audit log). backend/console/auth.py says what each may do.
+SupervisorRole = Literal["supervisor", "admin", "auditor"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -61,7 +65,19 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Every constraint and index gets a predictable name, the same on SQLite and PostgreSQL, so a
+# migration can drop or alter one by name (SQLAlchemy's recommended convention).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
 class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
     # Literal[...] columns become VARCHAR enums (no native PostgreSQL ENUM type to migrate).
     type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[str]: JSON}
 
@@ -171,12 +187,12 @@ class Bundle(Base):
     reference: Mapped[str] = mapped_column(String(10), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     vehicle_mark: Mapped[str] = mapped_column(String(8), index=True)
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)  # the console's daily summary
     earliest_crossing: Mapped[datetime]
     status: Mapped[BundleStatus] = mapped_column(default="active")
     # Unique: a retried submission finds the bundle its first attempt made (NULLs never clash).
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
-    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
 
     account: Mapped[Account] = relationship(lazy="raise")
     items: Mapped[list[BundleItem]] = relationship(order_by="BundleItem.id", lazy="raise")
@@ -203,6 +219,15 @@ class BundleItem(Base):
 
 class Call(Base):
     __tablename__ = "calls"
+    __table_args__ = (
+        # The console's list: newest first, paged by (started_at, id), optionally filtered by
+        # one of these columns; each index serves its filter and the order at once (a language
+        # is a third of the calls: the started_at index with a filter serves it as well).
+        Index("ix_calls_started_at_id", "started_at", "id"),
+        Index("ix_calls_caller_id_started_at", "caller_id", "started_at", "id"),
+        Index("ix_calls_hotline_started_at", "hotline", "started_at", "id"),
+        Index("ix_calls_outcome_started_at", "outcome", "started_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uniqueid: Mapped[str] = mapped_column(String(64), unique=True)  # Asterisk's UNIQUEID
@@ -294,3 +319,70 @@ class SmsOutbox(Base):
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]  # None: not delivered (yet, or the sender failed)
+
+
+class Recording(Base):
+    """A call's recording found in IVRS_RECORDINGS_DIR (`<uniqueid>.wav`, written by Asterisk's
+    MixMonitor): a row lets the console filter calls by "has recording" without touching the
+    disk."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), unique=True)
+    file_name: Mapped[str] = mapped_column(String(128))
+    size_bytes: Mapped[int]
+    found_at: Mapped[datetime]
+
+
+class Supervisor(Base):
+    """A person who signs in to the console (`ivrs admin create-supervisor`)."""
+
+    __tablename__ = "supervisors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[SupervisorRole]
+    password_hash: Mapped[str] = mapped_column(String(255))  # Argon2
+    # The phone that "listen in" rings (a dialplan extension), if the supervisor has one.
+    extension: Mapped[str | None] = mapped_column(String(32))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept, so a copy
+    of the database signs no one in."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    supervisor_id: Mapped[int] = mapped_column(ForeignKey("supervisors.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))  # every form of the session carries it
+    created_at: Mapped[datetime]  # the absolute expiry counts from here
+    last_seen_at: Mapped[datetime]  # the idle expiry counts from here
+
+    supervisor: Mapped[Supervisor] = relationship(lazy="raise")
+
+
+class AuditEntry(Base):
+    """Who did what to which call, account or token, and when: console sign-ins, playbacks,
+    downloads, listen-in, account changes, and the `ivrs admin` commands (backend/audit.py)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at_id", "at", "id"),
+        Index("ix_audit_log_actor_at", "actor", "at"),
+        Index("ix_audit_log_target_at", "target", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(96))  # "supervisor:NAME", "cli:USER"
+    action: Mapped[str] = mapped_column(String(64))  # e.g. recording_played, account_unlocked
+    target: Mapped[str | None] = mapped_column(String(128))  # e.g. "call:42", "account:12345678"
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)  # never a secret
+    source: Mapped[str | None] = mapped_column(String(64))  # the browser's address
+    # A playback's or download's ticket: unique, so its many Range requests write one entry.
+    ticket: Mapped[str | None] = mapped_column(String(64), unique=True)

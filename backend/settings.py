@@ -55,6 +55,22 @@ class BackendSettings:
     caller_throttle_anonymous_failures: int = 30
     caller_throttle_window: timedelta = timedelta(minutes=15)
     caller_throttle_period: timedelta = timedelta(minutes=30)
+    # A FortiToken Mobile enrolment never activated by a login within this time is refused and
+    # revoked (its QR code may have been seen by others meanwhile).
+    enrolment_expiry: timedelta = timedelta(hours=24)
+    # The supervisors' console (backend/console/): its session cookie is Secure (HTTPS only)
+    # unless plain HTTP is allowed, for a demo on loopback; sessions end after this long idle,
+    # and after the lifetime whatever happens.
+    console_plain_http: bool = False
+    console_idle_timeout: timedelta = timedelta(minutes=30)
+    console_session_lifetime: timedelta = timedelta(hours=12)
+    # Asterisk's AMI, for the console's "listen in" (Originate ChanSpy to a supervisor's
+    # extension, dialled in `listen_context`); unset host: no listening in.
+    ami_host: str | None = None
+    ami_port: int = 5038
+    ami_username: str = ""
+    ami_secret: str = field(default="", repr=False)
+    listen_context: str = "ivrs-supervisors"
     # Injectable so tests and the demo can move time (token codes, lockouts, expiry).
     clock: Callable[[], datetime] = utc_now
 
@@ -85,6 +101,15 @@ class BackendSettings:
             ),
             caller_throttle_window=_seconds(env, "IVRS_CALLER_THROTTLE_WINDOW_SECONDS", 15 * 60),
             caller_throttle_period=_seconds(env, "IVRS_CALLER_THROTTLE_PERIOD_SECONDS", 30 * 60),
+            enrolment_expiry=_seconds(env, "IVRS_ENROLMENT_EXPIRY_SECONDS", 24 * 3600),
+            console_plain_http=env.get("IVRS_CONSOLE_PLAIN_HTTP", "") in ("1", "true", "yes"),
+            console_idle_timeout=_seconds(env, "IVRS_CONSOLE_IDLE_SECONDS", 30 * 60),
+            console_session_lifetime=_seconds(env, "IVRS_CONSOLE_SESSION_SECONDS", 12 * 3600),
+            ami_host=env.get("IVRS_AMI_HOST") or None,
+            ami_port=_count(env, "IVRS_AMI_PORT", 5038),
+            ami_username=env.get("IVRS_AMI_USERNAME", ""),
+            ami_secret=env.get("IVRS_AMI_SECRET", ""),
+            listen_context=env.get("IVRS_LISTEN_CONTEXT") or "ivrs-supervisors",
         )
 
     def __post_init__(self) -> None:
@@ -104,6 +129,8 @@ class BackendSettings:
             self.caller_throttle_window, self.caller_throttle_period
         ) <= timedelta(0):
             raise ValueError("the caller throttle needs a positive window and period")
+        if self.enrolment_expiry <= timedelta(0):
+            raise ValueError("IVRS_ENROLMENT_EXPIRY_SECONDS must be positive")
 
     def suspended(self, now: datetime) -> bool:
         """True while `now` is within the configured suspension [from, until)."""

@@ -5,11 +5,16 @@ Errors come in two kinds the call flow treats differently:
   that the flow maps to a prompt;
 - `BackendUnavailable`: no answer, a timeout or a server error; the caller hears
   `error.service_unavailable`.
-Only safe requests are retried (GETs, and bundles, which carry an idempotency key).
+Only safe requests are retried (GETs, and bundles, which carry an idempotency key). Every
+request has a timeout, and a circuit breaker (breaker.py) makes them fail at once while the
+backend is known to be down.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,11 +22,25 @@ from typing import Any
 import aiohttp
 import structlog
 
+from backend_client.breaker import CircuitBreaker
+
 log = structlog.get_logger("backend_client")
 
 
 class BackendUnavailable(Exception):
     """The backend could not be reached, timed out, or failed (5xx)."""
+
+
+class CircuitOpen(BackendUnavailable):
+    """Not even tried: the backend failed too often lately (breaker.py)."""
+
+
+# The longest wait for a TCP connection to the backend (as Asterisk waits for a FastAGI server):
+# a host that drops packets must not hold a caller for the whole request timeout.
+CONNECT_TIMEOUT_S = 2.0
+# Every call starts by asking whether the service is suspended; a suspension is planned hours
+# ahead, so one answer serves all the calls of a few seconds.
+STATUS_TTL_S = 5.0
 
 
 class BackendError(Exception):
@@ -87,7 +106,12 @@ class BackendClient:
     api_token: str
     timeout: float = 5.0
     retries: int = 1
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    # How long the answers took (seconds), the latest ones: for the shutdown summary and bench/.
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000), repr=False)
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    _status: tuple[float, ServiceStatus] | None = field(default=None, repr=False)
+    _status_asked: asyncio.Task[ServiceStatus] | None = field(default=None, repr=False)
 
     async def __aenter__(self) -> BackendClient:
         return self
@@ -103,7 +127,9 @@ class BackendClient:
             self._session = aiohttp.ClientSession(
                 base_url=self.base_url.rstrip("/") + "/",
                 headers={"Authorization": f"Bearer {self.api_token}"},
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeout, sock_connect=min(self.timeout, CONNECT_TIMEOUT_S)
+                ),
             )
         return self._session
 
@@ -122,34 +148,76 @@ class BackendClient:
         safe: bool = False,
     ) -> Any:
         attempts = 1 + (self.retries if safe else 0)
-        for attempt in range(attempts):
+        for attempt in range(1, attempts + 1):
             try:
-                async with self.session.request(
-                    method, path.lstrip("/"), json=json, params=params, headers=headers
-                ) as resp:
-                    body = await resp.json(content_type=None)
-                    if resp.status >= 500:
-                        raise BackendUnavailable(f"backend answered {resp.status}")
-                    if resp.status >= 400:
-                        error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-                        raise BackendError(
-                            resp.status,
-                            error.get("code", "unknown"),
-                            error.get("message", ""),
-                            error.get("detail"),
-                        )
-                    return body
+                status, body = await self._attempt(method, path, json, params, headers)
+                if status >= 500:
+                    raise BackendUnavailable(f"backend answered {status}")
+            except CircuitOpen:
+                raise  # no retry: the breaker decides when to try again
             except (TimeoutError, aiohttp.ClientError, BackendUnavailable, ValueError) as e:
                 log.warning(
                     "backend_request_failed",
                     method=method,
                     path=path.split("?")[0],
-                    attempt=attempt + 1,
+                    attempt=attempt,
                     error=type(e).__name__,
                 )
-                if attempt + 1 == attempts:
+                if attempt == attempts:
                     raise BackendUnavailable(type(e).__name__) from e
+                continue
+            if status >= 400:
+                error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+                raise BackendError(
+                    status,
+                    error.get("code", "unknown"),
+                    error.get("message", ""),
+                    error.get("detail"),
+                )
+            return body
         raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[int, Any]:
+        """One request, its outcome told to the breaker: the status and the decoded body."""
+        if not self.breaker.allow():
+            raise CircuitOpen(f"backend down, next try in {self.breaker.retry_in():.1f} s")
+        started = time.perf_counter()
+        try:
+            async with self.session.request(
+                method, path.lstrip("/"), json=json, params=params, headers=headers
+            ) as resp:
+                body = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientConnectionError):
+            self.breaker.failed()
+            raise
+        except BaseException:
+            self.breaker.abandoned()  # cancelled, or an answer we could not read
+            raise
+        self.latencies.append(time.perf_counter() - started)
+        self.breaker.succeeded()
+        return resp.status, body
+
+    def latency_summary(self) -> dict[str, float]:
+        """Answers counted, and their p50 / p99 latency in ms."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return {"backend_answers": 0}
+
+        def ms(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+        return {
+            "backend_answers": len(ordered),
+            "backend_p50_ms": ms(0.5),
+            "backend_p99_ms": ms(0.99),
+        }
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -221,13 +289,26 @@ class BackendClient:
         )
 
     async def service_status(self) -> ServiceStatus:
+        """Whether the service is suspended: asked at most once every STATUS_TTL_S, however
+        many calls start meanwhile."""
+        if self._status is not None and time.monotonic() - self._status[0] < STATUS_TTL_S:
+            return self._status[1]
+        if self._status_asked is None or self._status_asked.done():
+            self._status_asked = asyncio.create_task(self._ask_status())
+            self._status_asked.add_done_callback(lambda t: t.cancelled() or t.exception())
+        # Shielded: a call that ends meanwhile does not cancel the answer the others wait for.
+        return await asyncio.shield(self._status_asked)
+
+    async def _ask_status(self) -> ServiceStatus:
         body = await self._request("GET", "/v1/service-status", safe=True)
         start, end = body.get("from"), body.get("until")
-        return ServiceStatus(
+        status = ServiceStatus(
             bool(body["suspended"]),
             datetime.fromisoformat(start) if start else None,
             datetime.fromisoformat(end) if end else None,
         )
+        self._status = (time.monotonic(), status)
+        return status
 
     # --- first call: mobile and terms -------------------------------------------------------
 

@@ -43,6 +43,11 @@ def add_admin_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pskc-key-file", type=Path, help="file holding the PSKC pre-shared key, in hex"
     )
+    p.add_argument(
+        "--pskc-password-file",
+        type=Path,
+        help="file whose first line is the password of a PBKDF2-protected PSKC file",
+    )
 
     p = sub.add_parser(
         "import-accounts",
@@ -71,7 +76,11 @@ def add_admin_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("serial")
     p.add_argument("code1")
     p.add_argument("code2")
-    p.add_argument("--window", type=int, default=10, help="steps searched each side of now")
+    p.add_argument(
+        "--window",
+        type=int,
+        help="steps searched each side of now (default 10), or presses ahead (event tokens, 1000)",
+    )
 
     p = sub.add_parser("unlock", help="lift an account's lockout")
     p.add_argument("account")
@@ -79,6 +88,27 @@ def add_admin_commands(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("reset-password", help="set a new password for an account")
     p.add_argument("account")
     p.add_argument("--password", help="6-12 digits (asked for, without echo, when omitted)")
+
+    p = sub.add_parser("lock", help="lock an account: every login refused until unlock")
+    p.add_argument("account")
+
+    p = sub.add_parser(
+        "create-supervisor", help="create a user of the supervisors' console (/console)"
+    )
+    p.add_argument("name", help="the sign-in name: letters, digits, '.', '_', '-'")
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=("supervisor", "admin", "auditor"),
+        help="supervisor: calls and recordings; admin: also accounts and tokens; "
+        "auditor: also the audit log",
+    )
+    p.add_argument("--extension", help="the phone extension that 'listen in' rings")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password (12 characters or more) from standard input's first line",
+    )
 
     p = sub.add_parser("release-caller", help="lift a caller number's login throttle")
     p.add_argument("caller_id")
@@ -103,6 +133,7 @@ def add_admin_commands(parser: argparse.ArgumentParser) -> None:
 
 async def run_admin(args: argparse.Namespace) -> int:
     from backend import admin
+    from backend.console.auth import create_supervisor
     from backend.database import open_database
     from backend.settings import BackendSettings
 
@@ -114,23 +145,53 @@ async def run_admin(args: argparse.Namespace) -> int:
     async with open_database(BackendSettings.from_env()) as db:
         try:
             match args.admin_command:
+                case "create-supervisor":
+                    await create_supervisor(
+                        db, args.name, args.role, inputs["password"], extension=args.extension
+                    )
+                    await _audit(
+                        db, "supervisor_created", f"supervisor:{args.name}", role=args.role
+                    )
+                    print(f"supervisor {args.name} created ({args.role})")
+                case "lock":
+                    await admin.lock(db, args.account)
+                    await _audit(db, "account_locked", f"account:{args.account}")
+                    print(f"account {args.account} locked")
                 case "import-tokens":
                     serials = await admin.import_tokens(
-                        db, inputs["data"], kind=args.kind, psk=inputs.get("psk")
+                        db,
+                        inputs["data"],
+                        kind=args.kind,
+                        psk=inputs.get("psk"),
+                        password=inputs.get("pskc_password"),
+                    )
+                    await _audit(
+                        db,
+                        "tokens_imported",
+                        None,
+                        count=len(serials),
+                        kind=args.kind,
+                        file=args.file.name,
+                        serials=serials[:50],
                     )
                     print(f"{len(serials)} token(s) imported, unassigned: {', '.join(serials)}")
                     print(f"The seeds are stored encrypted; delete {args.file} now.")
                 case "import-accounts":
                     numbers = await admin.import_accounts(db, inputs["data"])
+                    await _audit(
+                        db, "accounts_imported", None, count=len(numbers), file=args.file.name
+                    )
                     print(
                         f"{len(numbers)} accounts imported, each to be activated on its first call"
                     )
                     print(f"{args.file} may hold initial passwords: delete it now.")
                 case "assign-token":
                     await admin.assign_token(db, args.serial, args.account)
+                    await _audit(db, "token_assigned", f"token:{args.serial}", account=args.account)
                     print(f"token {args.serial} assigned to {args.account}")
                 case "revoke-token":
                     await admin.revoke_token(db, args.serial)
+                    await _audit(db, "token_revoked", f"token:{args.serial}")
                     print(f"token {args.serial} revoked")
                 case "enrol-mobile-token":
                     await _enrol(db, args)
@@ -138,15 +199,20 @@ async def run_admin(args: argparse.Namespace) -> int:
                     drift = await admin.resync_token(
                         db, args.serial, args.code1, args.code2, window=args.window
                     )
+                    await _audit(db, "token_resynchronised", f"token:{args.serial}", drift=drift)
                     print(f"token {args.serial} resynchronised: {drift:+d} steps from the server")
                 case "unlock":
                     await admin.unlock(db, args.account)
+                    await _audit(db, "account_unlocked", f"account:{args.account}")
                     print(f"account {args.account} unlocked")
                 case "reset-password":
                     await admin.reset_password(db, args.account, inputs["password"])
+                    await _audit(db, "password_reset", f"account:{args.account}")
                     print(f"password of {args.account} reset")
                 case "release-caller":
                     released = await admin.release_caller(db, args.caller_id)
+                    if released:
+                        await _audit(db, "caller_released", f"caller:{args.caller_id}")
                     print(
                         f"caller {args.caller_id} " + ("released" if released else "not throttled")
                     )
@@ -159,6 +225,7 @@ async def run_admin(args: argparse.Namespace) -> int:
                         services=() if args.no_road_bundling else ("road_bundling",),
                         needs_activation=args.needs_activation,
                     )
+                    await _audit(db, "account_created", f"account:{args.number}", type=args.type)
                     print(f"account {args.number} created")
                 case "add-token":
                     period = args.period or (60 if args.kind == "hardware" else 30)
@@ -171,6 +238,13 @@ async def run_admin(args: argparse.Namespace) -> int:
                         period=period,
                         expires_on=args.expiry,
                         seed_base32=args.seed,
+                    )
+                    await _audit(
+                        db,
+                        "token_added",
+                        f"account:{args.account}",
+                        kind=args.kind,
+                        serial=args.serial,
                     )
                     # Shown once, as an enrolment would: the database keeps it encrypted only.
                     print(f"token assigned to {args.account}; seed (base32, shown once): {seed}")
@@ -210,22 +284,49 @@ def _read_inputs(args: argparse.Namespace) -> dict[str, Any]:
             inputs["psk"] = bytes.fromhex(args.pskc_key_file.read_text().strip())
         except ValueError:
             raise ValueError(f"{args.pskc_key_file}: the pre-shared key must be hex") from None
+    if args.admin_command == "import-tokens" and args.pskc_password_file:
+        lines = args.pskc_password_file.read_text().splitlines()
+        if not lines or not lines[0]:
+            raise ValueError(f"{args.pskc_password_file}: the first line must be the password")
+        inputs["pskc_password"] = lines[0]
     if args.admin_command == "reset-password":
         inputs["password"] = args.password or _ask_password()
+    if args.admin_command == "create-supervisor":
+        inputs["password"] = _supervisor_password(args.password_stdin)
     if args.admin_command == "enrol-mobile-token" and args.png and args.png.exists():
         raise ValueError(f"{args.png} exists: the QR code holds a secret, give a new file name")
     return inputs
 
 
-def _ask_password() -> str:
+def _ask_password(
+    prompt: str = "New password (6-12 digits): ", otherwise: str = "--password"
+) -> str:
+    """A password typed twice without echo."""
     try:
-        password = getpass.getpass("New password (6-12 digits): ")
+        password = getpass.getpass(prompt)
         again = getpass.getpass("Again: ")
     except EOFError:
-        raise ValueError("no password given (--password, or type it when asked)") from None
+        raise ValueError(f"no password given ({otherwise}, or type it when asked)") from None
     if again != password:
         raise ValueError("the two passwords differ")
     return password
+
+
+def _supervisor_password(from_stdin: bool) -> str:
+    """The first line of standard input, or typed twice without echo."""
+    if not from_stdin:
+        return _ask_password("Console password (12 characters or more): ", "--password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ValueError("no password on standard input")
+    return password
+
+
+async def _audit(db: Any, action: str, target: str | None, **detail: Any) -> None:
+    """The change in the audit log, by the operating-system user who ran the command."""
+    from backend import audit
+
+    await audit.write(db, audit.cli_actor(), action, target, detail)
 
 
 async def _enrol(db: Any, args: argparse.Namespace) -> None:
@@ -234,6 +335,14 @@ async def _enrol(db: Any, args: argparse.Namespace) -> None:
 
     enrolment = await admin.enrol_mobile_token(
         db, args.account, digits=args.digits, period=args.period
+    )
+    await _audit(
+        db,
+        "mobile_token_enrolled",
+        f"account:{args.account}",
+        serial=enrolment.serial,
+        digits=enrolment.digits,
+        period=enrolment.period,
     )
     print(f"FortiToken Mobile token {enrolment.serial} for account {args.account}")
     print(f"({enrolment.digits} digits every {enrolment.period} s), pending until its first login.")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
@@ -20,7 +21,9 @@ from zoneinfo import ZoneInfo
 
 from backend import admin
 from backend.app import start_backend
+from backend.console.auth import create_supervisor
 from backend.database import open_database
+from backend.models import SupervisorRole
 from backend.settings import BackendSettings
 from backend.sms import MemorySender
 from backend_client import BackendClient
@@ -35,6 +38,7 @@ DEMO_ACCOUNT = "12345678"
 DEMO_PASSWORD = "246810"
 DEMO_VEHICLE = "AB1234"
 DEMO_MOBILE = "91234567"
+DEMO_SUPERVISORS: dict[str, SupervisorRole] = {"demo-admin": "admin", "demo-auditor": "auditor"}
 HONG_KONG = ZoneInfo("Asia/Hong_Kong")
 SOUNDS = Path(os.environ.get("IVRS_SOUNDS_DIR", "var/sounds"))
 
@@ -85,6 +89,7 @@ async def demo(keep_running: bool = False) -> int:
     settings = replace(
         BackendSettings.from_env(),
         database_url=f"sqlite+aiosqlite:///{db_file}",
+        console_plain_http=True,  # the console on http://127.0.0.1: cookies without Secure
     )
     sms = MemorySender()  # the demo's "phone network": the caller reads the code from it
     backend = await start_backend(
@@ -105,6 +110,9 @@ async def demo(keep_running: bool = False) -> int:
             )
             await admin.add_vehicle(db, DEMO_VEHICLE)
             ccrns = [await admin.lodge_cargo(db) for _ in range(2)]
+            console_password = secrets.token_urlsafe(12)  # a new one each demo
+            for name, role in DEMO_SUPERVISORS.items():
+                await create_supervisor(db, name, role, console_password)
 
         print("Road Cargo IVRS demo")
         print(f"  backend      {backend.url}  (database {db_file})")
@@ -112,6 +120,8 @@ async def demo(keep_running: bool = False) -> int:
         print(f"  account      {DEMO_ACCOUNT}, password {DEMO_PASSWORD}, hardware token,")
         print("               migrated: first call registers a mobile and accepts the terms")
         print(f"  cargo        {', '.join(ccrns)} (lodged)")
+        print(f"  console      {backend.url}/console  (sign in as {' or '.join(DEMO_SUPERVISORS)},")
+        print(f"               password {console_password}; admin: accounts, auditor: audit log)")
         keys = demo_keys(ccrns)
         print(f"  keys         {keys}")
         print("               ({totp}: the token's current code, then the code the SMS brought)")
@@ -147,7 +157,7 @@ async def demo(keep_running: bool = False) -> int:
         print(f"  call               {record.uniqueid}, {len(record.exchanges)} AGI commands")
         if has_sounds(SOUNDS):
             recording = render_call(record, SOUNDS, recording_path(record))
-            print(f"  recording          {recording} (as the caller heard it; secrets muted)")
+            print(f"  recording          {recording} (recording paused while secrets are keyed)")
         else:
             print("  recording          none: build the prompts first (ivrs prompts build)")
         print("\nSMS sent (codes masked):")
@@ -159,7 +169,8 @@ async def demo(keep_running: bool = False) -> int:
 
         if keep_running:
             print(
-                f"\nServers left running. Call again with:\n"
+                f"\nServers left running. The console: {backend.url}/console\n"
+                f"Call again with:\n"
                 f"  IVRS_AGI_PORT={agi.port} .venv/bin/ivrs call --totp-seed {seed}\n"
                 "Press Ctrl+C to stop them."
             )

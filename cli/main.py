@@ -121,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_commands(p)
     p.set_defaults(func=_admin)
+
+    p = sub.add_parser("asterisk", help="checks against a real Asterisk (ivrs asterisk test-call)")
+    from cli.asterisk import add_asterisk_commands
+
+    add_asterisk_commands(p)
+
+    from cli.bench import add_bench_command
+
+    add_bench_command(sub)
     return parser
 
 

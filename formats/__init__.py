@@ -20,6 +20,11 @@ MOBILE_DIGITS = 8
 MARK_NUMBER_DIGITS = (1, 4)
 
 
+def is_digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 (str.isdigit alone also takes '²' and fullwidth '１')."""
+    return text.isascii() and text.isdigit()
+
+
 def luhn_check_digit(payload: str) -> str:
     """The mod-10 (Luhn) check digit for a string of digits."""
     total = 0
@@ -34,7 +39,7 @@ def luhn_check_digit(payload: str) -> str:
 
 
 def luhn_valid(number: str) -> bool:
-    return len(number) >= 2 and number.isdigit() and luhn_check_digit(number[:-1]) == number[-1]
+    return len(number) >= 2 and is_digits(number) and luhn_check_digit(number[:-1]) == number[-1]
 
 
 def is_ccrn(number: str) -> bool:
@@ -79,17 +84,17 @@ def new_bundle_reference() -> str:
 
 
 def is_account_number(number: str) -> bool:
-    return len(number) == ACCOUNT_DIGITS and number.isdigit()
+    return len(number) == ACCOUNT_DIGITS and is_digits(number)
 
 
 def is_password(digits: str) -> bool:
     low, high = PASSWORD_DIGITS
-    return low <= len(digits) <= high and digits.isdigit()
+    return low <= len(digits) <= high and is_digits(digits)
 
 
 def is_token_code(digits: str) -> bool:
     low, high = TOKEN_CODE_DIGITS
-    return low <= len(digits) <= high and digits.isdigit()
+    return low <= len(digits) <= high and is_digits(digits)
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,7 @@ KEYPAD_LETTERS = {
 def keypad_letter(key: str, position: str) -> str | None:
     """The letter keyed as `key` then `position` (1-based), or None if there is none."""
     letters = KEYPAD_LETTERS.get(key, "")
-    if not position.isdigit() or not 1 <= int(position) <= len(letters):
+    if not is_digits(position) or not 1 <= int(position) <= len(letters):
         return None
     return letters[int(position) - 1]
 
@@ -154,7 +159,7 @@ def is_hong_kong_mobile(digits: str) -> bool:
     prefix list: 8xxx xxxx holds pagers, 2xxx and 3xxx landlines."""
     import phonenumbers
 
-    if len(digits) != MOBILE_DIGITS or not digits.isdigit():
+    if len(digits) != MOBILE_DIGITS or not is_digits(digits):
         return False
     number = phonenumbers.parse(digits, "HK")
     return phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in (

@@ -7,16 +7,22 @@ masking of secrets. Stages hold only decisions.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import structlog
 
-from backend_client import BackendClient, BackendUnavailable
+from backend_client import BackendClient
+from backend_client.call_log import CallLog, CallLogOutbox, CallOpening
+from ivr.ami import Ami
 from ivr.channel import ALL_KEYS, Channel
+from ivr.recording import secret_entry
 from ivr.settings import IvrSettings
 from prompts.catalog import Catalog, Slot, Sound
 
@@ -24,6 +30,15 @@ T = TypeVar("T")
 
 # Datetime formats per language (CALL_FLOW.md "Numbers spoken"): a.m./p.m. first in Chinese.
 DATETIME_FORMAT = {"zh_HK": "pIM", "zh_CN": "pIM", "en": "IMp"}
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+@lru_cache(maxsize=4096)
+def _parts(catalog: Catalog, prompt_id: str, language: str) -> tuple[tuple[Sound | Slot, ...], int]:
+    """A prompt's parts and the index of its last variable (-1: none), worked out once:
+    every call plays the same few hundred."""
+    parts = tuple(catalog.parts(prompt_id, language))
+    return parts, max((i for i, p in enumerate(parts) if isinstance(p, Slot)), default=-1)
 
 
 class GoBack(Exception):
@@ -38,17 +53,28 @@ class CallEnded(Exception):
         self.outcome = outcome
 
 
+class ServerClosing(Exception):
+    """The FastAGI server is shutting down and this call ran past the grace period: the flow
+    says goodbye and ends it (raised once, by the call's next AGI command)."""
+
+
 @dataclass
 class EventLog:
     """Call events, kept in memory and sent to the backend in batches off the caller's path
-    (a backend round trip between a barge-in and the next reading command loses keys)."""
+    (a backend round trip between a barge-in and the next reading command loses keys).
+
+    Each event of a call gets a time of its own (a microsecond later than the last, if the
+    clock has not moved): the backend knows an event delivered twice by it."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
+    _last_at: datetime = field(default=datetime.min.replace(tzinfo=UTC), repr=False)
 
     def add(self, kind: str, name: str, duration_ms: int | None = None, **detail: Any) -> None:
+        at = max(datetime.now(UTC), self._last_at + ONE_MICROSECOND)
+        self._last_at = at
         self.events.append(
             {
-                "at": datetime.now(UTC).isoformat(),
+                "at": at.isoformat(),
                 "kind": kind,
                 "name": name,
                 "detail": detail,
@@ -71,6 +97,7 @@ class Call:
     uniqueid: str
     hotline: str
     caller_id: str | None
+    call_log: CallLog  # open, events, end: to the backend in order, spooled when it is down
     language: str = "zh_HK"
     call_id: int | None = None
     account: str | None = None
@@ -81,14 +108,23 @@ class Call:
     # Set by the dialplan (IVRS_HELPDESK) when it can transfer a caller who is stuck.
     helpdesk: str | None = None
     _steps: int = 0
+    # The server's AMI connection, to mute the recording (None: muted over AGI instead).
+    ami: Ami | None = None
 
     @classmethod
     def from_channel(
-        cls, channel: Channel, backend: BackendClient, catalog: Catalog, settings: IvrSettings
+        cls,
+        channel: Channel,
+        backend: BackendClient,
+        catalog: Catalog,
+        settings: IvrSettings,
+        outbox: CallLogOutbox,
     ) -> Call:
         h = channel.headers
         uniqueid = h.get("agi_uniqueid", "")
         caller_id = h.get("agi_callerid")
+        caller_id = None if caller_id in (None, "", "unknown") else caller_id
+        hotline = h.get("agi_arg_1") or h.get("agi_dnid", "unknown")
         return cls(
             channel=channel,
             backend=backend,
@@ -96,29 +132,37 @@ class Call:
             settings=settings,
             log=structlog.get_logger("ivr").bind(call=uniqueid),
             uniqueid=uniqueid,
-            hotline=h.get("agi_arg_1") or h.get("agi_dnid", "unknown"),
-            caller_id=None if caller_id in (None, "", "unknown") else caller_id,
+            hotline=hotline,
+            caller_id=caller_id,
+            call_log=outbox.for_call(
+                CallOpening(uniqueid, hotline, caller_id, h.get("agi_channel"), None)
+            ),
         )
+
+    def secret_entry(self) -> AbstractAsyncContextManager[None]:
+        """`async with call.secret_entry():` the recording is muted while a secret is keyed."""
+        return secret_entry(self.channel, self.ami, self.log)
 
     def enter(self, stage: str) -> None:
         self.stage = stage
         self.log = self.log.bind(stage=stage)
         self.events.add("stage", stage)
+        self.send_events()  # the console shows each live call's stage
+
+    def open_log(self, language: str) -> asyncio.Future[int]:
+        """Open the call log in the backend, off the caller's path; the future gives its id
+        (or raises BackendUnavailable, and the log goes to the spool)."""
+        self.call_log.opening = replace(self.call_log.opening, language=language)
+        return self.call_log.open()
+
+    def send_events(self) -> None:
+        """Send the events so far, in order, without waiting."""
+        self.call_log.add(self.events.take())
 
     def step_key(self) -> str:
         """An idempotency key unique to this point of this call: a retry reuses it."""
         self._steps += 1
         return f"{self.uniqueid}:{self.stage}:{self._steps}"
-
-    async def flush_events(self) -> None:
-        events = self.events.take()
-        if not events or self.call_id is None:
-            return
-        try:
-            await self.backend.add_events(self.call_id, events)
-        except BackendUnavailable:
-            # Keep them for the next try (the end of the call at the latest).
-            self.events.events[:0] = events
 
     # --- output -----------------------------------------------------------------------------
 
@@ -130,8 +174,7 @@ class Call:
         1. For vehicle B, press 2. For another vehicle, press 9."."""
         started = time.monotonic()
         key = None
-        parts = self.catalog.parts(prompt_id, self.language)
-        last_slot = max((i for i, p in enumerate(parts) if isinstance(p, Slot)), default=-1)
+        parts, last_slot = _parts(self.catalog, prompt_id, self.language)
         rounds = max((len(v) for v in values.values() if isinstance(v, list)), default=1)
         for round_no in range(rounds):
             for i, part in enumerate(parts):
@@ -277,13 +320,9 @@ class Call:
 
 
 async def close_quietly(call: Call, outcome: str) -> None:
-    """Close the call log; never raises (the caller may be gone and the backend down)."""
-    if call.call_id is None:
-        return
+    """Close the call log: sent, or spooled when the backend is down. Never raises (the call
+    is over whatever happens here)."""
     try:
-        await call.flush_events()
-        await call.backend.end_call(call.call_id, outcome, call.stage, call.account)
-    except Exception as e:  # noqa: BLE001 - the call is over whatever happens here
-        call.log.warning(
-            "call_log_not_closed", error=type(e).__name__, events=len(call.events.events)
-        )
+        await call.call_log.end(call.events.take(), outcome, call.stage, call.account)
+    except Exception as e:  # noqa: BLE001
+        call.log.error("call_log_not_closed", error=type(e).__name__)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -71,12 +70,13 @@ _REPLY_200 = re.compile(
 def parse_reply(line: str) -> Reply:
     """Parse a `200 result=` line. panoramisk's `parse_agi_result` classifies the line; it
     drops `(timeout)` from an empty result and `endpos` from `-1`, so those come from the
-    line itself (transcripts README, "panoramisk 1.4's FastAGI")."""
-    parsed = parse_agi_result(line)
-    if parsed.get("status_code", 200) != 200:
-        raise ValueError(f"not a 200 reply: {line!r}")
-    m = _REPLY_200.fullmatch(line)
+    line itself (transcripts README, "panoramisk 1.4's FastAGI"). A line that starts with
+    `200 result=` is a 200 for panoramisk too: it is read at once (the hot path, every reply)."""
+    m = _REPLY_200.fullmatch(line) if line.startswith("200 result=") else None
     if m is None:
+        parsed = parse_agi_result(line)
+        if parsed.get("status_code", 200) != 200:
+            raise ValueError(f"not a 200 reply: {line!r}")
         raise ValueError(f"unreadable reply: {line!r}")
     endpos = m.group("endpos")
     return Reply(m.group("result"), m.group("data"), int(endpos) if endpos else None)
@@ -261,29 +261,27 @@ async def read_header(reader: asyncio.StreamReader, timeout: float = 10.0) -> di
     """Read the `agi_*` lines up to the empty line. panoramisk's own loop never checks for EOF
     and spins forever on a connection closed early (transcripts README)."""
     headers: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise HeaderError("header timed out")
-        try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\n"), remaining)
-        except asyncio.IncompleteReadError as e:
-            raise HeaderError("connection closed during the header") from e
-        except asyncio.LimitOverrunError as e:
-            raise HeaderError("header line too long") from e
-        except TimeoutError as e:
-            raise HeaderError("header timed out") from e
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line:
-            return headers
-        key, sep, value = line.partition(":")
-        if not sep or not key.startswith("agi_"):
-            raise HeaderError("not an agi_ header line")
-        if len(headers) >= 200:
-            raise HeaderError("header too long")
-        # `agi_accountcode: ` carries an empty value after ": " (transcript 01).
-        headers[key] = value[1:] if value.startswith(" ") else value
+    try:
+        # One deadline for the whole header (a wait_for per line costs a task per line).
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await reader.readuntil(b"\n")
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if not line:
+                    return headers
+                key, sep, value = line.partition(":")
+                if not sep or not key.startswith("agi_"):
+                    raise HeaderError("not an agi_ header line")
+                if len(headers) >= 200:
+                    raise HeaderError("header too long")
+                # `agi_accountcode: ` carries an empty value after ": " (transcript 01).
+                headers[key] = value[1:] if value.startswith(" ") else value
+    except asyncio.IncompleteReadError as e:
+        raise HeaderError("connection closed during the header") from e
+    except asyncio.LimitOverrunError as e:
+        raise HeaderError("header line too long") from e
+    except TimeoutError as e:
+        raise HeaderError("header timed out") from e
 
 
 def script_name(headers: Mapping[str, str]) -> str:

@@ -18,7 +18,7 @@ from formats import (
     is_vehicle_mark,
     keypad_letter,
 )
-from ivr.call import Call, CallEnded, GoBack, close_quietly
+from ivr.call import Call, CallEnded, GoBack, ServerClosing, close_quietly
 from ivr.channel import CallerHungUp
 
 LANGUAGES = {"1": "zh_HK", "2": "zh_CN", "3": "en"}
@@ -53,15 +53,7 @@ def prompt_for(error: BackendError) -> str:
 
 async def run_call(call: Call) -> str:
     """The whole call, from answer to goodbye; returns the outcome stored in the call log."""
-    opening = asyncio.create_task(
-        call.backend.open_call(
-            call.uniqueid,
-            call.hotline,
-            call.caller_id,
-            call.channel.headers.get("agi_channel"),
-            DEFAULT_LANGUAGE,
-        )
-    )  # opened while the language menu plays: the caller never waits for it
+    opening = call.open_log(DEFAULT_LANGUAGE)  # while the language menu plays: no wait
     status = asyncio.create_task(call.backend.service_status())
     outcome = "completed"
     try:
@@ -82,6 +74,13 @@ async def run_call(call: Call) -> str:
         await call.say("call.goodbye")
     except CallerHungUp:
         outcome = "caller_hung_up"
+    except ServerClosing:  # the FastAGI server is shutting down (ivr/server.py)
+        outcome = "server_shutdown"
+        with contextlib.suppress(CallerHungUp):
+            await call.say("call.goodbye")
+    except asyncio.CancelledError:  # cut off: shutting down, and the call never got to goodbye
+        outcome = "server_shutdown"
+        raise
     except CallEnded as ended:
         outcome = ended.outcome
     except (BackendUnavailable, BackendError) as e:  # an unmapped error is a fault too
@@ -92,9 +91,6 @@ async def run_call(call: Call) -> str:
             await call.say("call.goodbye")
     finally:
         status.cancel()
-        if call.call_id is None:
-            with contextlib.suppress(Exception):
-                call.call_id = await asyncio.wait_for(opening, call.settings.backend_timeout)
         call.events.add("stage", "end", outcome=outcome)
         await close_quietly(call, outcome)
         call.log.info("call_ended", outcome=outcome, last_stage=call.stage)
@@ -121,8 +117,9 @@ async def login(call: Call) -> AccountInfo:
     while True:
         try:
             account = await call.ask("login.account", length=(8, 8), valid=is_account_number)
-            password = await call.ask("login.password", length=PASSWORD_DIGITS, secret=True)
-            code = await call.ask("login.token", length=TOKEN_CODE_DIGITS, secret=True)
+            async with call.secret_entry():  # the recording is muted from here to the code
+                password = await call.ask("login.password", length=PASSWORD_DIGITS, secret=True)
+                code = await call.ask("login.token", length=TOKEN_CODE_DIGITS, secret=True)
         except GoBack:
             continue  # `*` starts the login again
         try:
@@ -194,7 +191,8 @@ async def enter_sms_code(call: Call, mobile: str) -> bool:
     """True when the mobile is registered; False to enter a different number."""
     wrong = 0
     while True:
-        code = await call.ask("register.sms_code", length=(6, 6), secret=True)
+        async with call.secret_entry():
+            code = await call.ask("register.sms_code", length=(6, 6), secret=True)
         try:
             await call.backend.verify_mobile(call.account or "", code, call.call_id)
             call.events.add("backend", "verify_mobile", result="ok")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,21 @@ class IvrSettings:
     # GET DATA needs a prompt; the rest of an entry is read while this (short) file plays.
     entry_silence: str = "silence/1"
     max_failures: int = 3
+    # Circuit breaker (backend_client/breaker.py): after this many connection failures or
+    # timeouts in a row, requests fail at once for `breaker_reset_s`, then one probe goes through.
+    breaker_failures: int = 5
+    breaker_reset_s: float = 10.0
+    # Call logs the backend could not take wait here (backend_client/spool.py); one directory
+    # per FastAGI process.
+    spool_dir: str = "var/spool"
+    # Graceful shutdown (SIGTERM): live calls may finish for this long, then hear goodbye.
+    shutdown_grace_s: float = 60.0
+    # AMI, to mute the recording while secrets are keyed (ivr/ami.py); no host: AGI fallback.
+    ami_host: str | None = None
+    ami_port: int = 5038
+    ami_username: str = "ivrs"
+    ami_secret: str = field(default="", repr=False)
+    ami_timeout: float = 2.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> IvrSettings:
@@ -30,4 +45,12 @@ class IvrSettings:
             backend_url=env.get("IVRS_BACKEND_URL", cls.backend_url),
             api_token=env.get("IVRS_API_TOKEN", cls.api_token),
             backend_timeout=float(env.get("IVRS_BACKEND_TIMEOUT", cls.backend_timeout)),
+            breaker_failures=int(env.get("IVRS_BREAKER_FAILURES", cls.breaker_failures)),
+            breaker_reset_s=float(env.get("IVRS_BREAKER_RESET_S", cls.breaker_reset_s)),
+            spool_dir=env.get("IVRS_SPOOL_DIR", cls.spool_dir),
+            shutdown_grace_s=float(env.get("IVRS_SHUTDOWN_GRACE_S", cls.shutdown_grace_s)),
+            ami_host=env.get("IVRS_AMI_HOST") or None,
+            ami_port=int(env.get("IVRS_AMI_PORT", cls.ami_port)),
+            ami_username=env.get("IVRS_AMI_USERNAME", cls.ami_username),
+            ami_secret=env.get("IVRS_AMI_SECRET", cls.ami_secret),
         )

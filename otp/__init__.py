@@ -1,4 +1,4 @@
-"""Security-token codes (TOTP, RFC 6238) as a tiny API on `pyotp`.
+"""Security-token codes (TOTP, RFC 6238, and HOTP, RFC 4226) as a tiny API on `pyotp`.
 
 Hardware tokens (FortiToken-200) show 6 digits every 60 s; FortiToken Mobile shows 6 or 8 digits
 every 30 or 60 s, as provisioned. `verify` accepts a code one time step early or late and reports
@@ -6,6 +6,11 @@ which step matched, so the backend can remember the token's drift and refuse a r
 (pyotp itself does not track used steps). `resync` finds a token's step from two consecutive
 codes, over a wider window. Times must be timezone-aware: pyotp reads naive datetimes as local
 time, which would shift every code by the host's UTC offset.
+
+Event tokens (HOTP) show the next code at each press of the button: their profile's period is
+HOTP_PERIOD (0, no clock), and their "step" is the counter. `verify` looks ahead of the last
+counter used (presses that never reached a login), so a counter once used, or any before it,
+is refused (replay); `resync` finds the counter from two consecutive codes further ahead.
 
 Seed files (`otp.seedfile`: CSV and PSKC) and FortiToken Mobile enrolment (`otp.enrolment`:
 otpauth URI and QR code) live in their own modules.
@@ -28,6 +33,10 @@ __all__ = [
     "TokenProfile",
     "VerifyResult",
     "RESYNC_WINDOW",
+    "HOTP_LOOK_AHEAD",
+    "HOTP_PERIOD",
+    "HOTP_RESYNC_WINDOW",
+    "counter_code",
     "current_code",
     "new_seed",
     "resync",
@@ -35,6 +44,14 @@ __all__ = [
 ]
 
 TokenKind = Literal["hardware", "mobile"]
+OtpType = Literal["totp", "hotp"]
+
+HOTP_PERIOD = 0  # the period of an event (HOTP) token: its codes follow a counter, not the clock
+# Counters ahead of the last one used that a login accepts (RFC 4226, 7.4: presses of the button
+# that never reached a login). Each one is another chance for a guess: 10 in a million.
+HOTP_LOOK_AHEAD = 10
+# How far ahead a resynchronisation looks; two consecutive codes make a chance match negligible.
+HOTP_RESYNC_WINDOW = 1000
 
 
 @dataclass(frozen=True)
@@ -43,7 +60,7 @@ class TokenProfile:
 
     kind: TokenKind
     digits: int = 6
-    period: int = 30
+    period: int = 30  # seconds; HOTP_PERIOD for an event (HOTP) token
     algorithm: Literal["sha1"] = "sha1"
 
     def __post_init__(self) -> None:
@@ -51,10 +68,16 @@ class TokenProfile:
             raise ValueError(f"unknown token kind: {self.kind!r}")
         if self.digits not in (6, 8):
             raise ValueError(f"token codes have 6 or 8 digits, not {self.digits}")
-        if self.period not in (30, 60):
+        if self.period == HOTP_PERIOD and self.kind == "mobile":
+            raise ValueError("FortiToken Mobile tokens are time-based (totp)")
+        if self.period not in (30, 60, HOTP_PERIOD):
             raise ValueError(f"token period is 30 or 60 s, not {self.period}")
         if self.algorithm != "sha1":
             raise ValueError(f"unsupported algorithm: {self.algorithm!r}")
+
+    @property
+    def type(self) -> OtpType:
+        return "hotp" if self.period == HOTP_PERIOD else "totp"
 
 
 HARDWARE = TokenProfile("hardware", digits=6, period=60)
@@ -64,9 +87,12 @@ MOBILE = TokenProfile("mobile", digits=6, period=30)
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
-    step: int | None  # the time step the code matched, None when it matched none
-    drift: int  # matched step minus the current step (0 when nothing matched)
+    step: int | None  # the time step (HOTP: counter) the code matched, None when none
+    drift: int  # matched step minus the current step (0 when nothing matched; HOTP: always 0)
     replayed: bool  # the code matched a step already used up by an earlier login
+
+
+REFUSED = VerifyResult(ok=False, step=None, drift=0, replayed=False)
 
 
 def new_seed() -> str:
@@ -79,27 +105,37 @@ def current_code(seed_base32: str, profile: TokenProfile, now: datetime) -> str:
     return _totp(seed_base32, profile).at(_aware(now))
 
 
+def counter_code(seed_base32: str, profile: TokenProfile, counter: int) -> str:
+    """The code an event (HOTP) token shows at `counter` (its presses since it was made)."""
+    return _hotp(seed_base32, profile).at(counter)
+
+
 def verify(
     seed_base32: str,
     code: str,
     profile: TokenProfile,
     now: datetime,
     last_used_step: int | None,
-    window: int = 1,
+    window: int | None = None,
 ) -> VerifyResult:
-    """Check `code` against the steps around `now` (±`window`), in constant time (pyotp).
+    """Check `code` against the steps around `now` (±`window`, 1 by default), in constant time
+    (pyotp). An event (HOTP) token's code is checked against the `window` counters after
+    `last_used_step` (HOTP_LOOK_AHEAD by default); `now` is not used.
 
     To honour a token's remembered drift, pass `now` shifted by drift × period; the returned
     drift is then relative to that shifted step.
     """
+    if not _is_code(code, profile):
+        return REFUSED
+    if profile.type == "hotp":
+        return _verify_hotp(seed_base32, code, profile, last_used_step, window or HOTP_LOOK_AHEAD)
     totp = _totp(seed_base32, profile)
     now = _aware(now)
-    if len(code) != profile.digits or not code.isdigit():
-        return VerifyResult(ok=False, step=None, drift=0, replayed=False)
+    window = 1 if window is None else window
     try:
         step = totp.verify_and_get_timecode(code, for_time=now, valid_window=window)
     except OTPVerificationError:
-        return VerifyResult(ok=False, step=None, drift=0, replayed=False)
+        return REFUSED
     replayed = last_used_step is not None and step <= last_used_step
     return VerifyResult(
         ok=not replayed, step=step, drift=step - totp.timecode(now), replayed=replayed
@@ -115,23 +151,32 @@ def resync(
     second_code: str,
     profile: TokenProfile,
     now: datetime,
-    window: int = RESYNC_WINDOW,
+    window: int | None = None,
+    last_used_step: int | None = None,
 ) -> int | None:
     """The time step the token shows `second_code` at, when `first_code` and `second_code` are
-    the codes of two consecutive steps and the second step is within ±`window` steps of `now`;
-    None when no such pair exists, or when more than one does (that would be a guess).
+    the codes of two consecutive steps and the second step is within ±`window` steps of `now`
+    (RESYNC_WINDOW by default); None when no such pair exists, or when more than one does
+    (that would be a guess). An event (HOTP) token: the counter of `second_code`, looked for
+    in the `window` counters after `last_used_step` (HOTP_RESYNC_WINDOW by default).
 
     The token's drift is then that step minus the current step. The wide window is acceptable
     only here: two codes in a row are needed, a chance of about one in 10^12 for 6 digits.
     """
-    totp = _totp(seed_base32, profile)
-    now = _aware(now)
     codes = (first_code, second_code)
-    if any(len(c) != profile.digits or not c.isdigit() for c in codes) or window < 1:
+    if not all(_is_code(c, profile) for c in codes) or (window is not None and window < 1):
         return None
-    current = totp.timecode(now)
-    steps = range(current - window, current + window + 1)  # where the second code may be
-    shown = {step: totp.generate_otp(step) for step in range(steps.start - 1, steps.stop)}
+    if profile.type == "hotp":
+        first = _next_counter(last_used_step) + 1  # where the second code may be
+        steps = range(first, first + (window or HOTP_RESYNC_WINDOW))
+        generate = _hotp(seed_base32, profile).generate_otp
+    else:
+        totp = _totp(seed_base32, profile)
+        current = totp.timecode(_aware(now))
+        window = window or RESYNC_WINDOW
+        steps = range(current - window, current + window + 1)  # where the second code may be
+        generate = totp.generate_otp
+    shown = {step: generate(step) for step in range(steps.start - 1, steps.stop)}
     found = [
         step
         for step in steps
@@ -140,6 +185,40 @@ def resync(
         and hmac.compare_digest(shown[step], second_code)
     ]
     return found[0] if len(found) == 1 else None
+
+
+def _verify_hotp(
+    seed_base32: str, code: str, profile: TokenProfile, last_used_step: int | None, window: int
+) -> VerifyResult:
+    """The first of the `window` counters after the last one used whose code is `code`; a code
+    of one of the `window` counters up to the last one used is a replay."""
+    hotp = _hotp(seed_base32, profile)
+    start = _next_counter(last_used_step)
+    ahead = _first_match(hotp, code, range(start, start + window))
+    if ahead is not None:
+        return VerifyResult(ok=True, step=ahead, drift=0, replayed=False)
+    replayed = _first_match(hotp, code, range(max(0, start - window), start)) is not None
+    return VerifyResult(ok=False, step=None, drift=0, replayed=replayed)
+
+
+def _first_match(hotp: pyotp.HOTP, code: str, counters: range) -> int | None:
+    # Every counter is compared, in constant time: how long it takes tells nothing.
+    matches = [c for c in counters if hmac.compare_digest(hotp.at(c), code)]
+    return matches[0] if matches else None
+
+
+def _next_counter(last_used_step: int | None) -> int:
+    return 0 if last_used_step is None else last_used_step + 1
+
+
+def _is_code(code: str, profile: TokenProfile) -> bool:
+    """The token's number of ASCII digits (str.isdigit alone also takes '²' and '１')."""
+    return len(code) == profile.digits and code.isascii() and code.isdigit()
+
+
+def _hotp(seed_base32: str, profile: TokenProfile) -> pyotp.HOTP:
+    digest = getattr(hashlib, profile.algorithm)
+    return pyotp.HOTP(seed_base32, digits=profile.digits, digest=digest)
 
 
 def _totp(seed_base32: str, profile: TokenProfile) -> pyotp.TOTP:

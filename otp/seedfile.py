@@ -11,8 +11,9 @@ The CSV (DESIGN.md, "seed file") has the header `serial,key,type,digits,period,e
 - `type`: `totp` or `hotp`; `digits`: 6 or 8; `period`: 30 or 60 seconds (empty for hotp);
   `expiry`: `YYYY-MM-DD` (the last day the token may be used) or empty.
 
-PSKC files are read with their plain or pre-shared-key encrypted (AES-CBC, HMAC-SHA1/256 MAC)
-secrets; password-based (PBKDF2) and asymmetric encryption are refused.
+PSKC files are read with their secrets plain, or encrypted (AES-CBC, with an HMAC-SHA1/256 MAC)
+under a pre-shared key (RFC 6030, 6.1) or under a key derived from a password with PBKDF2
+(6.2); asymmetric encryption is refused.
 
 A file is read whole or not at all: every problem is reported with its line (CSV) or key
 package (PSKC), and never with the key itself, so an error message can go to a terminal or a
@@ -82,10 +83,13 @@ class SeedFileError(ValueError):
         self.problems = problems
 
 
-def read_seed_file(data: bytes, psk: bytes | None = None) -> list[SeedRecord]:
-    """A CSV or PSKC seed file (told apart by its content); `psk` decrypts PSKC secrets."""
+def read_seed_file(
+    data: bytes, psk: bytes | None = None, password: str | None = None
+) -> list[SeedRecord]:
+    """A CSV or PSKC seed file (told apart by its content); `psk` (a pre-shared key) or
+    `password` (PBKDF2) decrypts PSKC secrets."""
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-        return read_pskc(data, psk)
+        return read_pskc(data, psk, password)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -179,8 +183,12 @@ def _otp_type(text: str) -> OtpType:
     raise ValueError("type: totp or hotp")
 
 
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _integer(text: str, name: str) -> int:
-    if not text.isdigit() or len(text) > 6:
+    if not _is_number(text) or len(text) > 6:
         raise ValueError(f"{name}: not a number")
     return int(text)
 
@@ -234,8 +242,18 @@ def _duplicates(records: list[SeedRecord]) -> list[str]:
 
 PSKC = "urn:ietf:params:xml:ns:keyprov:pskc"
 XENC = "http://www.w3.org/2001/04/xmlenc#"
+XENC11 = "http://www.w3.org/2009/xmlenc11#"
 DS = "http://www.w3.org/2000/09/xmldsig#"
-NS = {"p": PSKC, "xenc": XENC, "ds": DS}
+NS = {"p": PSKC, "xenc": XENC, "xenc11": XENC11, "ds": DS}
+PBKDF2 = "http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#pbkdf2"
+# PBKDF2's pseudo-random function: HMAC-SHA1 when the file names none (RFC 6030, figure 7).
+PBKDF2_PRFS = {
+    "": "sha1",
+    f"{DS}hmac-sha1": "sha1",
+    "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256": "sha256",
+}
+# A file asking for more would make the import a denial of service (RFC 6030's example: 1000).
+MAX_PBKDF2_ITERATIONS = 1_000_000
 AES_CBC = {f"{XENC}aes128-cbc": 16, f"{XENC}aes192-cbc": 24, f"{XENC}aes256-cbc": 32}
 HMACS = {
     f"{DS}hmac-sha1": hashlib.sha1,
@@ -248,11 +266,14 @@ ALGORITHMS: dict[str, OtpType] = {
 }
 
 
-def read_pskc(data: bytes, psk: bytes | None = None) -> list[SeedRecord]:
+def read_pskc(
+    data: bytes, psk: bytes | None = None, password: str | None = None
+) -> list[SeedRecord]:
     """Every key of a PSKC container, or SeedFileError listing every bad key package.
 
-    `psk`: the pre-shared key (16, 24 or 32 bytes) when secrets are encrypted. Documents with a
-    DTD are refused (no entity tricks: a seed file never needs one).
+    When secrets are encrypted: `psk`, the pre-shared key (16, 24 or 32 bytes), or `password`,
+    from which the container's PBKDF2 parameters derive the key. Documents with a DTD are
+    refused (no entity tricks: a seed file never needs one).
     """
     if b"<!DOCTYPE" in data.upper() or b"<!ENTITY" in data.upper():
         raise SeedFileError(["PSKC: a document type declaration is not allowed"])
@@ -265,7 +286,8 @@ def read_pskc(data: bytes, psk: bytes | None = None) -> list[SeedRecord]:
     if root.get("Version") != "1.0":
         raise SeedFileError(["PSKC: only version 1.0 (RFC 6030) is read"])
     try:
-        mac = _mac_key(root, psk)
+        key = _container_key(root, psk, password)
+        mac = _mac_key(root, key)
     except ValueError as e:
         raise SeedFileError([f"PSKC: {e}"]) from None
     records: list[SeedRecord] = []
@@ -274,7 +296,7 @@ def read_pskc(data: bytes, psk: bytes | None = None) -> list[SeedRecord]:
     for n, package in enumerate(packages, start=1):
         where = f"KeyPackage {n}"
         try:
-            records.append(_pskc_record(where, package, psk, mac))
+            records.append(_pskc_record(where, package, key, mac))
         except ValueError as e:
             problems.append(f"{where}: {e}")
     if not packages:
@@ -285,13 +307,48 @@ def read_pskc(data: bytes, psk: bytes | None = None) -> list[SeedRecord]:
     return records
 
 
+def _container_key(root: ET.Element, psk: bytes | None, password: str | None) -> bytes | None:
+    """The key that encrypts the container's secrets: the pre-shared key (6.1), or the key
+    derived from the password with the container's PBKDF2 parameters (6.2)."""
+    derived = root.find("p:EncryptionKey/xenc11:DerivedKey", NS)
+    if derived is None:
+        if password is not None and root.find(".//p:EncryptedValue", NS) is not None:
+            raise ValueError("the secrets are encrypted with a pre-shared key, not a password")
+        return psk
+    method = derived.find("xenc11:KeyDerivationMethod", NS)
+    if method is None or method.get("Algorithm") != PBKDF2:
+        raise ValueError("only PBKDF2 key derivation is supported (RFC 6030, 6.2)")
+    if password is None:
+        raise ValueError("the secrets are encrypted with a key derived from a password: give it")
+    # The parameters' own elements carry no namespace in RFC 6030's example: found by name.
+    params = {element.tag.rpartition("}")[2]: element for element in method.iter()}
+    salt = _b64(_element_text(params.get("Specified")), "PBKDF2 Salt")
+    count = _element_text(params.get("IterationCount"))
+    iterations = int(count) if _is_number(count) and len(count) <= 12 else 0
+    length = _integer(_element_text(params.get("KeyLength")) or "16", "PBKDF2 KeyLength")
+    prf = params.get("PRF")
+    digest = PBKDF2_PRFS.get(prf.get("Algorithm", "") if prf is not None else "")
+    if digest is None:
+        raise ValueError("PBKDF2 PRF: only HMAC-SHA1 and HMAC-SHA256 are supported")
+    if not salt or not 1 <= iterations <= MAX_PBKDF2_ITERATIONS or length not in (16, 24, 32):
+        raise ValueError(
+            f"PBKDF2: a salt, 1 to {MAX_PBKDF2_ITERATIONS} iterations and a 16, 24 or 32-byte"
+            " key are required"
+        )
+    return hashlib.pbkdf2_hmac(digest, password.encode(), salt, iterations, length)
+
+
+def _element_text(element: ET.Element | None) -> str:
+    return (element.text or "").strip() if element is not None else ""
+
+
 @dataclass(frozen=True)
 class _Mac:
     key: bytes = field(repr=False)
     digest: Callable[[], Any]  # a hashlib constructor
 
 
-def _mac_key(root: ET.Element, psk: bytes | None) -> _Mac | None:
+def _mac_key(root: ET.Element, key: bytes | None) -> _Mac | None:
     method = root.find("p:MACMethod", NS)
     if method is None:
         return None
@@ -301,11 +358,11 @@ def _mac_key(root: ET.Element, psk: bytes | None) -> _Mac | None:
     encrypted = method.find("p:MACKey", NS)
     if encrypted is None:
         raise ValueError("MACMethod without a MACKey")
-    return _Mac(_decrypt(encrypted, psk, None), digest)
+    return _Mac(_decrypt(encrypted, key, None), digest)
 
 
 def _pskc_record(
-    where: str, package: ET.Element, psk: bytes | None, mac: _Mac | None
+    where: str, package: ET.Element, container_key: bytes | None, mac: _Mac | None
 ) -> SeedRecord:
     keys = package.findall("p:Key", NS)
     if len(keys) != 1:
@@ -322,7 +379,7 @@ def _pskc_record(
     secret = key.find("p:Data/p:Secret", NS)
     if secret is None:
         raise ValueError("no Data/Secret")
-    raw = _key_length(_value(secret, psk, mac))
+    raw = _key_length(_value(secret, container_key, mac))
     period = None
     counter = None
     if otp_type == "totp":
@@ -354,7 +411,7 @@ def _xml_date(text: str) -> date | None:
         raise ValueError("ExpiryDate: not an xs:dateTime") from None
 
 
-def _value(secret: ET.Element, psk: bytes | None, mac: _Mac | None) -> bytes:
+def _value(secret: ET.Element, key: bytes | None, mac: _Mac | None) -> bytes:
     plain = secret.find("p:PlainValue", NS)
     if plain is not None:
         return _b64(plain.text, "Secret PlainValue")
@@ -366,20 +423,20 @@ def _value(secret: ET.Element, psk: bytes | None, mac: _Mac | None) -> bytes:
     value_mac = secret.find("p:ValueMAC", NS)
     if value_mac is None:
         raise ValueError("an encrypted Secret needs its ValueMAC")
-    return _decrypt(encrypted, psk, (mac, _b64(value_mac.text, "ValueMAC")))
+    return _decrypt(encrypted, key, (mac, _b64(value_mac.text, "ValueMAC")))
 
 
-def _decrypt(encrypted: ET.Element, psk: bytes | None, check: tuple[_Mac, bytes] | None) -> bytes:
-    """AES-CBC with the pre-shared key; the IV leads the CipherValue. The MAC (over IV and
-    ciphertext) is checked before anything is decrypted."""
+def _decrypt(encrypted: ET.Element, key: bytes | None, check: tuple[_Mac, bytes] | None) -> bytes:
+    """AES-CBC with the container's key (pre-shared or derived); the IV leads the CipherValue.
+    The MAC (over IV and ciphertext) is checked before anything is decrypted."""
     method = encrypted.find("xenc:EncryptionMethod", NS)
     algorithm = method.get("Algorithm", "") if method is not None else ""
     if algorithm not in AES_CBC:
-        raise ValueError("only AES-CBC encryption with a pre-shared key is supported")
-    if psk is None:
+        raise ValueError("only AES-CBC encryption (a pre-shared key or a password) is supported")
+    if key is None:
         raise ValueError("the secrets are encrypted: give the pre-shared key")
-    if len(psk) != AES_CBC[algorithm]:
-        raise ValueError(f"the pre-shared key must have {AES_CBC[algorithm]} bytes")
+    if len(key) != AES_CBC[algorithm]:
+        raise ValueError(f"the key must have {AES_CBC[algorithm]} bytes for {algorithm}")
     cipher_value = encrypted.find("xenc:CipherData/xenc:CipherValue", NS)
     blob = _b64(cipher_value.text if cipher_value is not None else None, "CipherValue")
     if len(blob) < 32 or len(blob) % 16:
@@ -388,14 +445,14 @@ def _decrypt(encrypted: ET.Element, psk: bytes | None, check: tuple[_Mac, bytes]
         mac, expected = check
         actual = hmac.new(mac.key, blob, mac.digest).digest()
         if not hmac.compare_digest(actual, expected):
-            raise ValueError("ValueMAC does not match (wrong pre-shared key, or altered file)")
-    decryptor = Cipher(algorithms.AES(psk), modes.CBC(blob[:16])).decryptor()
+            raise ValueError("ValueMAC does not match (wrong key or password, or altered file)")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(blob[:16])).decryptor()
     padded = decryptor.update(blob[16:]) + decryptor.finalize()
     unpadder = padding.PKCS7(128).unpadder()
     try:
         return unpadder.update(padded) + unpadder.finalize()
     except ValueError:
-        raise ValueError("cannot decrypt (wrong pre-shared key?)") from None
+        raise ValueError("cannot decrypt (wrong key or password?)") from None
 
 
 def _b64(text: str | None, name: str) -> bytes:

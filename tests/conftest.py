@@ -103,13 +103,16 @@ def backend_timeout() -> float:
 
 
 @pytest.fixture
-async def ivr(backend: RunningBackend, backend_timeout: float) -> AsyncIterator[RunningAgi]:
+async def ivr(
+    backend: RunningBackend, backend_timeout: float, tmp_path: Path
+) -> AsyncIterator[RunningAgi]:
     settings = replace(
         IvrSettings(),
         backend_url=backend.url,
         api_token=backend.settings.api_token,
         backend_timeout=backend_timeout,
         agi_port=0,
+        spool_dir=str(tmp_path / "spool"),  # never the repository's var/spool
     )
     client = CountingBackendClient(
         settings.backend_url, settings.api_token, settings.backend_timeout

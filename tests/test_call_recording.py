@@ -1,18 +1,20 @@
 """A simulated call rendered to audio (ivr/simulator/recording.py, `ivrs call --record`).
 
 English sounds are built offline once for the module; a tiny scripted FastAGI peer (plain
-asyncio, like tests/test_simulator.py) behaves as the IVR does at a menu and a password entry.
-Expected lengths are worked out here from the WAV files themselves, not from the renderer.
+asyncio, like tests/test_simulator.py) behaves as the IVR does at a menu and a password entry,
+stopping the recording around the password as ivr/recording.py does over AGI. Expected lengths
+are worked out here from the WAV files themselves, not from the renderer. The recording holds
+what MixMonitor wrote: nothing while it was stopped, silence while AMI muted it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import wave
 from array import array
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +22,23 @@ import pytest
 
 from cli.main import build_parser
 from cli.phone import call_from_cli
-from ivr.simulator import CallRecord, SimulatedAsterisk, place_call, render, render_call
+from ivr.ami import Ami
+from ivr.simulator import (
+    CallRecord,
+    SimulatedAsterisk,
+    place_call,
+    render,
+    render_call,
+    start_ami_server,
+)
 from prompts.build import build
 from prompts.manifest import durations_ms
+from tests.test_ami import ivr_server
 
 RATE = 8000
 PER_MS = RATE // 1000
 KEY_FRAMES = 160 * PER_MS  # a DTMF tone of 100 ms and a gap of 60 ms
 ANSWER_FRAMES = 500 * PER_MS  # the first ANSWER's wait
-SILENCE_1_FRAMES = 1000 * PER_MS  # GET DATA silence/1
 TIMEOUT_FRAMES = 1000 * PER_MS  # a 3 s timeout, shortened to 1 s
 BARGE_IN_FRAMES = 1220 * PER_MS  # where the simulator's barge-in stops a prompt
 DTMF_LOW, DTMF_HIGH = (697, 770, 852, 941), (1209, 1336, 1477, 1633)
@@ -105,18 +115,28 @@ class Peer:
         return reply
 
 
-async def ivr_like(peer: Peer) -> None:
+async def ivr_like(peer: Peer, *, stop_recording: bool = True) -> None:
     """A menu prompt (a key may barge in), digits read back, a password read as the IVR reads
-    it (prompt, WAIT FOR DIGIT, GET DATA silence/1), a silent menu, goodbye."""
+    it (prompt, WAIT FOR DIGIT, GET DATA silence/1) with the recording stopped around it, a
+    silent menu, goodbye."""
     await peer.command("ANSWER")
     if " result=0 " in await peer.command(f"STREAM FILE ivrs/login/account {ALL_KEYS}"):
         await peer.command("WAIT FOR DIGIT 5000")
     await peer.command('SAY DIGITS 1234 ""')
+    file = (await peer.command("GET VARIABLE MIXMONITOR_FILENAME")).split("(")[1].rstrip(")")
+    if stop_recording:
+        await peer.command('EXEC StopMixMonitor ""')
     if " result=0 " in await peer.command(f"STREAM FILE ivrs/login/password {ALL_KEYS}"):
         await peer.command("WAIT FOR DIGIT 5000")
     await peer.command("GET DATA silence/1 5000 12")
+    if stop_recording:
+        await peer.command(f'EXEC MixMonitor "{file},a"')
     await peer.command("WAIT FOR DIGIT 3000")
     await peer.command('STREAM FILE ivrs/call/goodbye ""')
+
+
+async def recording_left_on(peer: Peer) -> None:
+    await ivr_like(peer, stop_recording=False)
 
 
 async def serving(talk: Talk, place: Callable[[int], Awaitable[Any]]) -> tuple[Any, Peer]:
@@ -152,7 +172,8 @@ async def call(keys: str, sounds: Path | None, talk: Talk = ivr_like) -> tuple[C
     return record, peer
 
 
-def expected_frames(sounds: Path, *, barge_in: bool) -> int:
+def expected_frames(sounds: Path, *, barge_in: bool, password: bool = False) -> int:
+    """ivr_like's recording; `password`: with the recording left on around it."""
     account = BARGE_IN_FRAMES if barge_in else frames_of(sounds, "ivrs/login/account")
     digits = sum(frames_of(sounds, f"digits/{d}") for d in "1234")
     return (
@@ -160,13 +181,16 @@ def expected_frames(sounds: Path, *, barge_in: bool) -> int:
         + account
         + KEY_FRAMES  # 1
         + digits
-        + frames_of(sounds, "ivrs/login/password")
-        + KEY_FRAMES  # 2, secret
-        + SILENCE_1_FRAMES
-        + 6 * KEY_FRAMES  # 46810#, secret
+        + password_frames(sounds) * password
         + TIMEOUT_FRAMES
         + frames_of(sounds, "ivrs/call/goodbye")
     )
+
+
+def password_frames(sounds: Path) -> int:
+    """The password prompt, its first key and the other six keys: a caller typing on stops GET
+    DATA's silence/1 at once, so no pause is heard between keys."""
+    return frames_of(sounds, "ivrs/login/password") + KEY_FRAMES + 6 * KEY_FRAMES
 
 
 # -- the tests --------------------------------------------------------------------------------
@@ -177,8 +201,9 @@ async def test_a_call_renders_to_an_8khz_wav_as_long_as_its_parts(
 ) -> None:
     record, peer = await call("1 246810# .", sounds)
     goodbye_ms = durations_ms(sounds, "en")["ivrs/call/goodbye"]  # the simulator used it
-    assert peer.replies[-3:] == [
+    assert peer.replies[-4:] == [
         "200 result=46810",
+        "200 result=0",  # MixMonitor, appending again
         "200 result=0",
         f"200 result=0 endpos={8 * goodbye_ms}",
     ]
@@ -215,39 +240,104 @@ async def test_a_barge_in_cuts_the_prompt_and_the_key_tone_follows(
     assert dtmf_key(samples[start - 100 * PER_MS : start]) is None  # speech before it
 
 
-async def test_secret_keys_are_silence_in_the_recording(sounds: Path, tmp_path: Path) -> None:
-    record, _ = await call("1 246810# .", sounds)
+async def test_keys_typed_while_the_recording_is_stopped_are_not_in_it(
+    sounds: Path, tmp_path: Path
+) -> None:
+    record, peer = await call("1 246810# .", sounds)
+    assert peer.replies[4:6] == [
+        f"200 result=1 (/var/spool/asterisk/monitor/{record.uniqueid}.wav)",
+        "200 result=0",
+    ]  # GET VARIABLE, StopMixMonitor
     keys = [span for span in record.timeline if span.kind == "keys"]
-    assert [(span.keys, span.secret) for span in keys] == [
-        ("1", False),
-        ("2", True),
-        ("46810#", True),
+    assert [(span.keys, span.recorded_to) for span in keys] == [
+        ("1", record.recording),
+        ("2", None),
+        ("46810#", None),
     ]
-
-    rendering = render(record, sounds, tmp_path / "secret.wav")
+    rendering = render(record, sounds, tmp_path / "stopped.wav")
     samples = samples_of(rendering.path)
-    start = expected_frames(sounds, barge_in=False) - (
-        frames_of(sounds, "ivrs/call/goodbye") + TIMEOUT_FRAMES + 7 * KEY_FRAMES + SILENCE_1_FRAMES
-    )  # the password's first key, after its prompt
-    secret = samples[start : start + 7 * KEY_FRAMES + SILENCE_1_FRAMES]
-    assert len(secret) == 7 * KEY_FRAMES + SILENCE_1_FRAMES
-    assert max(map(abs, secret)) == 0
-    assert max(map(abs, samples[start - 100 * PER_MS : start])) > 100  # the prompt just before
-    labels = [(p.kind, p.label) for p in rendering.pieces if p.kind in ("key", "secret")]
-    assert labels == [("key", "1"), *[("secret", "secret")] * 7]  # the digits are not named
+    assert [(p.kind, p.label) for p in rendering.pieces if p.kind == "key"] == [("key", "1")]
+    # The file goes on from the digits read back straight to the timeout: the restart appended.
+    after_digits = len(samples) - frames_of(sounds, "ivrs/call/goodbye") - TIMEOUT_FRAMES
+    assert max(map(abs, samples[after_digits : after_digits + TIMEOUT_FRAMES])) == 0
+    assert max(map(abs, samples[after_digits - 100 * PER_MS : after_digits])) > 100
 
-    # Control: the same call with nothing marked secret carries the tones there.
-    record.timeline[:] = [replace(span, secret=False) for span in record.timeline]
-    samples = samples_of(render_call(record, sounds, tmp_path / "control.wav"))
+    # Control: the same call with the recording left on carries the password's tones.
+    control, _ = await call("1 246810# .", sounds, recording_left_on)
+    samples = samples_of(render_call(control, sounds, tmp_path / "control.wav"))
+    assert len(samples) == expected_frames(sounds, barge_in=False, password=True)
+    start = after_digits + frames_of(sounds, "ivrs/login/password")
     assert dtmf_key(samples[start : start + 100 * PER_MS]) == "2"
-    after = start + KEY_FRAMES + SILENCE_1_FRAMES + 5 * KEY_FRAMES
-    assert dtmf_key(samples[after : after + 100 * PER_MS]) == "#"
+    last = start + KEY_FRAMES + 5 * KEY_FRAMES
+    assert dtmf_key(samples[last : last + 100 * PER_MS]) == "#"
+
+
+async def test_a_muted_stretch_is_silence_as_long_as_what_it_replaced(
+    sounds: Path, tmp_path: Path
+) -> None:
+    """AMI MixMonitorMute (09): the file keeps the time, as silence; a direction muted alone
+    silences only its own side (read: the caller's keys; write: what plays to the caller)."""
+    ami_server = await start_ami_server(secret="s")
+    ami = Ami("127.0.0.1", ami_server.port, "ivrs", "s")
+    await ami.start()
+    assert await ami.wait_ready(5)
+
+    def muting(directions: str) -> Talk:
+        async def talk(peer: Peer) -> None:
+            await peer.command("ANSWER")
+            await peer.command(f"STREAM FILE ivrs/login/account {ALL_KEYS}")
+            name = (await peer.command("GET VARIABLE CHANNEL(name)")).split("(")[-1][:-1]
+            await ami.send(
+                {"Action": "MixMonitorMute", "Channel": name, "Direction": directions, "State": "1"}
+            )
+            await peer.command(f"STREAM FILE ivrs/login/password {ALL_KEYS}")
+            await peer.command("WAIT FOR DIGIT 5000")
+            await ami.mute_recording(name, False)
+            await peer.command('STREAM FILE ivrs/call/goodbye ""')
+
+        return talk
+
+    async def place(port: int) -> CallRecord:
+        return await place_call(
+            "127.0.0.1", port, keys="7", sounds_dir=sounds, channels=ami_server.channels
+        )
+
+    try:
+        renderings = {}
+        for directions in ("both", "read", "write"):
+            record, _ = await serving(muting(directions), place)
+            renderings[directions] = render(record, sounds, tmp_path / f"{directions}.wav")
+    finally:
+        await ami.close()
+        await ami_server.stop()
+    start = ANSWER_FRAMES + frames_of(sounds, "ivrs/login/account")
+    muted = frames_of(sounds, "ivrs/login/password") + KEY_FRAMES
+    both = renderings["both"]
+    assert both.frames == start + muted + frames_of(sounds, "ivrs/call/goodbye")
+    assert [(p.kind, p.start, p.frames) for p in both.pieces if p.kind == "muted"] == [
+        ("muted", start, frames_of(sounds, "ivrs/login/password")),
+        ("muted", start + frames_of(sounds, "ivrs/login/password"), KEY_FRAMES),
+    ]
+    samples = samples_of(both.path)
+    assert max(map(abs, samples[start : start + muted])) == 0
+    assert max(map(abs, samples[start - 100 * PER_MS : start])) > 100  # the prompt before
+    assert max(map(abs, samples[start + muted : start + muted + 800])) > 100  # goodbye after
+    read = samples_of(renderings["read"].path)  # the prompt plays on, the key is silence
+    assert max(map(abs, read[start : start + 100 * PER_MS])) > 100
+    assert max(map(abs, read[start + muted - KEY_FRAMES : start + muted])) == 0
+    write = samples_of(renderings["write"].path)  # the prompt is silence, the key sounds
+    assert max(map(abs, write[start : start + muted - KEY_FRAMES])) == 0
+    key_at = start + muted - KEY_FRAMES
+    assert dtmf_key(write[key_at : key_at + 100 * PER_MS]) == "7"
 
 
 async def test_without_sounds_the_simulator_keeps_its_estimates() -> None:
-    _, with_files = await call("1 246810# .", Path("/nonexistent/sounds"))
-    _, without = await call("1 246810# .", None)
-    assert with_files.replies == without.replies  # no manifest: nothing changes
+    first, with_files = await call("1 246810# .", Path("/nonexistent/sounds"))
+    second, without = await call("1 246810# .", None)
+    # No manifest: nothing changes (but the recording's name, the call's uniqueid).
+    assert [r.replace(first.uniqueid, "U") for r in with_files.replies] == [
+        r.replace(second.uniqueid, "U") for r in without.replies
+    ]
 
 
 async def test_say_fragments_follow_the_channel_language() -> None:
@@ -294,20 +384,75 @@ async def test_ivrs_call_record_writes_the_recording(
 async def test_a_real_ivr_call_records_no_password_or_token_code(
     sounds: Path, tmp_path: Path, phone: Callable[..., Any], make_trucker: Callable[..., Any]
 ) -> None:
+    """No AMI configured: the server stops MixMonitor over AGI around the secrets."""
     trucker = await make_trucker()
     record = await phone(trucker.bundle_keys(), trucker, sounds_dir=sounds)
     assert "bundle.submitted" in record.prompt_ids
+    left_out = "".join(s.keys for s in record.timeline if s.kind == "keys" and not s.recorded_to)
+    assert re.fullmatch(rf"{trucker.password}#\d{{6}}#", left_out)
     rendering = render(record, sounds, tmp_path / "ivr.wav")
     samples = samples_of(rendering.path)
-    secrets = [p for p in rendering.pieces if p.kind == "secret"]
-    code_keys = 6 + 1  # the token's code and #
-    assert len(secrets) == len(trucker.password) + 1 + code_keys
-    assert all(max(map(abs, samples[p.start : p.start + p.frames])) == 0 for p in secrets)
     typed = "".join(p.label for p in rendering.pieces if p.kind == "key")
-    assert trucker.account + "#" in typed
-    first = next(p for p in rendering.pieces if p.kind == "key")
-    assert dtmf_key(samples[first.start : first.start + 100 * PER_MS]) == first.label
+    assert typed == "".join(s.keys for s in record.timeline if s.kind == "keys" and s.recorded_to)
+    assert typed.startswith(f"3{trucker.account}#1")  # the language, the account, the menu
+    for piece in (p for p in rendering.pieces if p.kind == "key"):
+        assert dtmf_key(samples[piece.start : piece.start + 100 * PER_MS]) == piece.label
     assert not rendering.missing
+
+
+async def test_a_real_ivr_call_muted_by_ami_is_silent_while_secrets_are_keyed(
+    sounds: Path,
+    tmp_path: Path,
+    backend: Any,
+    make_trucker: Callable[..., Any],
+) -> None:
+    ami_server = await start_ami_server(secret="s")
+    ami = Ami("127.0.0.1", ami_server.port, "ivrs", "s")
+    await ami.start()
+    assert await ami.wait_ready(5)
+    ivr = await ivr_server(backend, tmp_path, ami)
+    try:
+        trucker = await make_trucker()
+        record = await place_call(
+            ivr.host,
+            ivr.port,
+            keys=trucker.bundle_keys(),
+            totp=trucker.code,
+            sounds_dir=sounds,
+            channels=ami_server.channels,
+        )
+    finally:
+        await ivr.stop(grace=5)
+        await ami.close()
+        await ami_server.stop()
+    assert "bundle.submitted" in record.prompt_ids
+    rendering = render(record, sounds, tmp_path / "ami.wav")
+    samples = samples_of(rendering.path)
+    muted = [p for p in rendering.pieces if p.kind == "muted"]
+    assert muted and all(max(map(abs, samples[p.start : p.start + p.frames])) == 0 for p in muted)
+    # One silent stretch, from the password prompt to the code's last key, in its own time.
+    first, last = muted[0], muted[-1]
+    assert all(p.kind == "muted" for p in rendering.pieces if first.start <= p.start <= last.start)
+    spans = [s for s in record.timeline if s.muted]
+    assert spans[0].files == ("ivrs/login/password",)
+    assert re.fullmatch(
+        rf"{trucker.password}#\d{{6}}#", "".join(s.keys for s in spans if s.kind == "keys")
+    )
+    assert sum(p.frames for p in muted) == sum(rendering_frames(s, sounds) for s in spans)
+    typed = "".join(p.label for p in rendering.pieces if p.kind == "key")
+    assert typed == "".join(s.keys for s in record.timeline if s.kind == "keys" and not s.muted)
+    assert typed.startswith(f"3{trucker.account}#1")
+
+
+def rendering_frames(span: Any, sounds: Path) -> int:
+    """A muted span's length in the file: a key's tone and gap, or the sound played."""
+    if span.kind == "keys":
+        return KEY_FRAMES * len(span.keys)
+    if span.kind == "prompt" and span.files[0].startswith("silence/"):
+        return min(span.ms, 1000) * PER_MS
+    if span.kind in ("prompt", "say"):
+        return sum(frames_of(sounds, f) for f in span.files) if not span.cut else span.ms * PER_MS
+    return min(span.ms, 1000) * PER_MS
 
 
 def test_a_simulator_built_without_sounds_dir_still_takes_durations_ms() -> None:

@@ -586,3 +586,31 @@ def test_test_caller_keys_a_script_given_by_originate(plan: Dialplan) -> None:
     senddtmf = call.first("SendDTMF")
     assert call.expanded(senddtmf).split(",")[0] == "W3W123#"
     assert {"silence", "hangup", "keys"} <= set(plan.contexts["ivrs-test-caller"])
+
+
+def test_test_call_and_the_simulated_ami_know_the_test_callers_of_the_dialplan(
+    plan: Dialplan,
+) -> None:
+    """`ivrs asterisk test-call` originates into [ivrs-test] with a caller of
+    [ivrs-test-caller]; the simulated AMI plays those callers: all three agree."""
+    from cli.asterisk import CALLERS, TEST_CALLER_CONTEXT, TEST_IVR_CONTEXT
+    from ivr.simulator import ami
+
+    assert (TEST_IVR_CONTEXT, TEST_CALLER_CONTEXT) == (
+        ami.TEST_IVR_CONTEXT,
+        ami.TEST_CALLER_CONTEXT,
+    )
+    assert set(CALLERS) == set(plan.contexts[TEST_CALLER_CONTEXT])
+    assert all(ami._caller_keys(caller, {}) is not None for caller in CALLERS)
+    senddtmf = place_call(plan, TEST_CALLER_CONTEXT, "keys", overrides={"IVRS_TEST_KEYS": "W3"})
+    assert senddtmf.first("SendDTMF").args.startswith("${IVRS_TEST_KEYS}")
+    ivr = place_call(plan, TEST_IVR_CONTEXT, "39023333")
+    agi = ivr.first("AGI")
+    assert int(ami.AGI_PRIORITY) == agi.priority  # the simulated header's agi_priority
+
+
+def test_the_classic_agi_alternative_is_documented_next_to_agi() -> None:
+    text = EXTENSIONS_CONF.read_text(encoding="utf-8")
+    assert "AGI(/usr/local/bin/ivrs-agi,${EXTEN})" in text
+    scripts = (DIALPLAN_DIR.parent / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'ivrs-agi = "agi_scripts.ivrs_agi:main"' in scripts

@@ -14,7 +14,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import (
+    Connection,
+    ForeignKeyConstraint,
+    PrimaryKeyConstraint,
+    UniqueConstraint,
+    inspect,
+)
 
 from backend.database import alembic_config, head_revision, make_engine, upgrade_schema
 from backend.models import Base
@@ -58,6 +64,48 @@ async def test_the_head_revision_has_the_models_schema(empty_url: str) -> None:
         async with engine.connect() as connection:
             assert await connection.run_sync(revision) == head_revision()
             assert await connection.run_sync(schema_diff) == []
+    finally:
+        await engine.dispose()
+
+
+def constraint_names(connection: Connection) -> set[tuple[str, str, str | None]]:
+    """(table, kind, name) of every primary key, unique constraint, foreign key and index."""
+    found = inspect(connection)
+    names: set[tuple[str, str, str | None]] = set()
+    for table in set(found.get_table_names()) - {"alembic_version"}:
+        names.add((table, "pk", found.get_pk_constraint(table)["name"]))
+        names |= {(table, "uq", c["name"]) for c in found.get_unique_constraints(table)}
+        names |= {(table, "fk", c["name"]) for c in found.get_foreign_keys(table)}
+        # PostgreSQL lists the unique constraints' own indexes too: they are the constraints.
+        names |= {
+            (table, "ix", i["name"])
+            for i in found.get_indexes(table)
+            if not i.get("duplicates_constraint")
+        }
+    return names
+
+
+def model_constraint_names() -> set[tuple[str, str, str | None]]:
+    kinds = {PrimaryKeyConstraint: "pk", UniqueConstraint: "uq", ForeignKeyConstraint: "fk"}
+    names: set[tuple[str, str, str | None]] = set()
+    for table in Base.metadata.tables.values():
+        for constraint in table.constraints:
+            if kind := kinds.get(type(constraint)):
+                names.add((table.name, kind, constraint.name))
+        names |= {(table.name, "ix", index.name) for index in table.indexes}
+    return names
+
+
+async def test_every_constraint_and_index_has_the_name_of_the_convention(empty_url: str) -> None:
+    """Names decided by the models' naming convention, the same on both databases, so a later
+    migration can drop a constraint by its name (SQLite and PostgreSQL would name it apart)."""
+    expected = model_constraint_names()
+    assert all(name and name[:3] in ("pk_", "uq_", "fk_", "ix_") for _, _, name in expected)
+    engine = make_engine(empty_url)
+    try:
+        await upgrade_schema(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(constraint_names) == expected
     finally:
         await engine.dispose()
 

@@ -1,4 +1,5 @@
-"""Token codes: RFC 6238 vectors, the ±1 step window, and replay refusal."""
+"""Token codes: RFC 6238 and RFC 4226 vectors, the ±1 step window (TOTP) and the look-ahead
+window (HOTP), replay refusal, and resynchronisation from two consecutive codes."""
 
 from __future__ import annotations
 
@@ -74,7 +75,9 @@ def test_next_code_after_a_used_step_is_accepted() -> None:
     assert otp.verify(seed, code, otp.HARDWARE, NOW, last_used_step=step).ok
 
 
-@pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "12345678"])
+@pytest.mark.parametrize(
+    "code", ["", "12345", "1234567", "abcdef", "12345678", "12345\u00b2", "\uff11" * 6]
+)
 def test_code_of_wrong_shape_is_refused(code: str) -> None:
     assert not otp.verify(otp.new_seed(), code, otp.HARDWARE, NOW, last_used_step=None).ok
 
@@ -135,3 +138,73 @@ def test_resync_works_for_8_digit_mobile_tokens() -> None:
     first = otp.current_code(seed, profile, NOW + timedelta(seconds=90))
     second = otp.current_code(seed, profile, NOW + timedelta(seconds=120))
     assert otp.resync(seed, first, second, profile, NOW) == int(NOW.timestamp()) // 30 + 4
+
+
+# --- event tokens (HOTP, RFC 4226) -----------------------------------------------------------
+
+HOTP = otp.TokenProfile("hardware", digits=6, period=otp.HOTP_PERIOD)
+# RFC 4226, appendix D: the codes of its test seed at counters 0 to 9.
+RFC_4226_CODES = [
+    "755224",
+    "287082",
+    "359152",
+    "969429",
+    "338314",
+    "254676",
+    "287922",
+    "162583",
+    "399871",
+    "520489",
+]
+
+
+@pytest.mark.parametrize(("counter", "code"), list(enumerate(RFC_4226_CODES)))
+def test_codes_match_rfc_4226_vectors(counter: int, code: str) -> None:
+    assert HOTP.type == "hotp"
+    assert otp.counter_code(RFC_SEED, HOTP, counter) == code
+    result = otp.verify(RFC_SEED, code, HOTP, NOW, last_used_step=counter - 1 if counter else None)
+    assert result == otp.VerifyResult(ok=True, step=counter, drift=0, replayed=False)
+
+
+def test_hotp_accepts_codes_within_the_look_ahead_window_only() -> None:
+    last_used = 5  # counters 6 to 6 + HOTP_LOOK_AHEAD - 1 may come next
+    ahead = [
+        otp.verify(RFC_SEED, otp.counter_code(RFC_SEED, HOTP, c), HOTP, NOW, last_used).ok
+        for c in range(last_used + 1, last_used + 1 + otp.HOTP_LOOK_AHEAD + 1)
+    ]
+    assert ahead == [True] * otp.HOTP_LOOK_AHEAD + [False]
+
+
+@pytest.mark.parametrize("counter", [0, 3, 5])
+def test_hotp_code_of_a_used_counter_or_an_earlier_one_is_refused_as_replay(counter: int) -> None:
+    code = otp.counter_code(RFC_SEED, HOTP, counter)
+    result = otp.verify(RFC_SEED, code, HOTP, NOW, last_used_step=5)
+    assert result == otp.VerifyResult(ok=False, step=None, drift=0, replayed=True)
+
+
+def test_hotp_ignores_the_clock() -> None:
+    code = otp.counter_code(RFC_SEED, HOTP, 1)
+    later = NOW + timedelta(days=400)
+    assert otp.verify(RFC_SEED, code, HOTP, later, last_used_step=0).step == 1
+
+
+def test_hotp_resync_finds_the_counter_of_two_consecutive_codes_far_ahead() -> None:
+    first, second = (otp.counter_code(RFC_SEED, HOTP, c) for c in (700, 701))
+    assert otp.verify(RFC_SEED, second, HOTP, NOW, last_used_step=5).ok is False
+    assert otp.resync(RFC_SEED, first, second, HOTP, NOW, last_used_step=5) == 701
+
+
+def test_hotp_resync_refuses_codes_out_of_order_used_or_beyond_the_window() -> None:
+    def codes(first: int, second: int) -> tuple[str, str]:
+        return otp.counter_code(RFC_SEED, HOTP, first), otp.counter_code(RFC_SEED, HOTP, second)
+
+    assert otp.resync(RFC_SEED, *codes(10, 12), HOTP, NOW, last_used_step=5) is None
+    assert otp.resync(RFC_SEED, *codes(4, 5), HOTP, NOW, last_used_step=5) is None  # used
+    far = 5 + otp.HOTP_RESYNC_WINDOW + 1
+    assert otp.resync(RFC_SEED, *codes(far, far + 1), HOTP, NOW, last_used_step=5) is None
+    assert otp.resync(RFC_SEED, *codes(far - 1, far), HOTP, NOW, last_used_step=5) == far
+
+
+def test_mobile_tokens_cannot_be_event_tokens() -> None:
+    with pytest.raises(ValueError, match="time-based"):
+        otp.TokenProfile("mobile", digits=6, period=otp.HOTP_PERIOD)

@@ -300,3 +300,126 @@ def test_pskc_with_a_doctype_is_refused() -> None:
 def test_bad_pskc_is_refused_clearly(data: bytes, message: str) -> None:
     with pytest.raises(SeedFileError, match=message):
         read_seed_file(data)
+
+
+# RFC 6030, figure 7 (section 6.2), as printed: an HOTP key encrypted with AES-128-CBC under a
+# key derived from the password "qwerty" with PBKDF2 (HMAC-SHA1, 1000 iterations, 16 bytes); the
+# MAC key is encrypted with the derived key too. Its parameters' elements carry no namespace.
+RFC6030_FIGURE_7 = b"""<?xml version="1.0" encoding="UTF-8"?>
+<pskc:KeyContainer
+  xmlns:pskc="urn:ietf:params:xml:ns:keyprov:pskc"
+  xmlns:xenc11="http://www.w3.org/2009/xmlenc11#"
+  xmlns:pkcs5=
+  "http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#"
+  xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Version="1.0">
+    <pskc:EncryptionKey>
+        <xenc11:DerivedKey>
+            <xenc11:KeyDerivationMethod
+              Algorithm=
+ "http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#pbkdf2">
+                <pkcs5:PBKDF2-params>
+                    <Salt>
+                        <Specified>Ej7/PEpyEpw=</Specified>
+                    </Salt>
+                    <IterationCount>1000</IterationCount>
+                    <KeyLength>16</KeyLength>
+                    <PRF/>
+                </pkcs5:PBKDF2-params>
+            </xenc11:KeyDerivationMethod>
+            <xenc:ReferenceList>
+                <xenc:DataReference URI="#ED"/>
+            </xenc:ReferenceList>
+            <xenc11:MasterKeyName>My Password 1</xenc11:MasterKeyName>
+        </xenc11:DerivedKey>
+    </pskc:EncryptionKey>
+    <pskc:MACMethod
+        Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1">
+        <pskc:MACKey>
+            <xenc:EncryptionMethod
+            Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>
+            <xenc:CipherData>
+                <xenc:CipherValue>
+2GTTnLwM3I4e5IO5FkufoOEiOhNj91fhKRQBtBJYluUDsPOLTfUvoU2dStyOwYZx
+                </xenc:CipherValue>
+            </xenc:CipherData>
+        </pskc:MACKey>
+    </pskc:MACMethod>
+    <pskc:KeyPackage>
+        <pskc:DeviceInfo>
+            <pskc:Manufacturer>TokenVendorAcme</pskc:Manufacturer>
+            <pskc:SerialNo>987654321</pskc:SerialNo>
+        </pskc:DeviceInfo>
+        <pskc:CryptoModuleInfo>
+            <pskc:Id>CM_ID_001</pskc:Id>
+        </pskc:CryptoModuleInfo>
+        <pskc:Key Algorithm=
+        "urn:ietf:params:xml:ns:keyprov:pskc:hotp" Id="123456">
+            <pskc:Issuer>Example-Issuer</pskc:Issuer>
+            <pskc:AlgorithmParameters>
+                <pskc:ResponseFormat Length="8" Encoding="DECIMAL"/>
+            </pskc:AlgorithmParameters>
+            <pskc:Data>
+                <pskc:Secret>
+                <pskc:EncryptedValue Id="ED">
+                    <xenc:EncryptionMethod
+                        Algorithm=
+"http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>
+                        <xenc:CipherData>
+                            <xenc:CipherValue>
+  oTvo+S22nsmS2Z/RtcoF8Hfh+jzMe0RkiafpoDpnoZTjPYZu6V+A4aEn032yCr4f
+                        </xenc:CipherValue>
+                    </xenc:CipherData>
+                    </pskc:EncryptedValue>
+                    <pskc:ValueMAC>LP6xMvjtypbfT9PdkJhBZ+D6O4w=
+                    </pskc:ValueMAC>
+                </pskc:Secret>
+            </pskc:Data>
+        </pskc:Key>
+    </pskc:KeyPackage>
+</pskc:KeyContainer>
+"""
+RFC6030_PASSWORD = "qwerty"
+
+
+def test_rfc_6030_figure_7_decrypts_with_the_rfc_password() -> None:
+    (record,) = read_seed_file(RFC6030_FIGURE_7, password=RFC6030_PASSWORD)
+    assert base64.b32decode(record.seed_base32) == RFC_KEY  # 3132...3930, as the RFC says
+    assert (record.serial, record.type, record.digits, record.period, record.counter) == (
+        "987654321",
+        "hotp",
+        8,
+        None,
+        0,
+    )
+
+
+def test_password_protected_pskc_with_a_wrong_password_is_refused_without_the_password() -> None:
+    with pytest.raises(SeedFileError, match="wrong key or password") as caught:
+        read_pskc(RFC6030_FIGURE_7, password="qwertz")
+    assert "qwertz" not in str(caught.value)
+
+
+def test_password_protected_pskc_without_a_password_is_refused() -> None:
+    with pytest.raises(SeedFileError, match="derived from a password: give it"):
+        read_pskc(RFC6030_FIGURE_7, psk=RFC6030_PSK)
+
+
+def test_a_password_for_a_pre_shared_key_file_is_refused() -> None:
+    with pytest.raises(SeedFileError, match="pre-shared key, not a password"):
+        read_pskc(RFC6030_FIGURE_6, password=RFC6030_PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (b"<IterationCount>1000<", b"<IterationCount>100000000<", "1000000 iterations"),
+        (b"<KeyLength>16<", b"<KeyLength>20<", "16, 24 or 32-byte"),
+        (b"<PRF/>", b'<PRF Algorithm="urn:example:md5"/>', "PRF: only HMAC-SHA1"),
+        (b"#pbkdf2", b"#scrypt", "only PBKDF2"),
+    ],
+)
+def test_unusable_pbkdf2_parameters_are_refused_before_any_work(
+    old: bytes, new: bytes, message: str
+) -> None:
+    with pytest.raises(SeedFileError, match=message):
+        read_pskc(RFC6030_FIGURE_7.replace(old, new), password=RFC6030_PASSWORD)

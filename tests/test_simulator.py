@@ -775,3 +775,62 @@ async def test_ask_stdin_reads_lines_and_asks_again_after_a_mistake(
     assert await ask_stdin() == parse_keys("!")  # end of input: the caller hangs up
     output = capsys.readouterr()
     assert output.out.count("keys> ") == 4 and "bad character 'a'" in output.err
+
+
+# -- the recording: MixMonitor as the dialplan, EXEC and AMI drive it --------------------------
+
+
+async def test_the_dialplan_mixmonitor_records_from_the_start_and_exec_stops_and_appends() -> None:
+    record, peer = await call(
+        commands(
+            "GET VARIABLE MIXMONITOR_FILENAME",
+            'STREAM FILE ivrs/login/account ""',
+            'EXEC StopMixMonitor ""',
+            'STREAM FILE ivrs/login/password ""',
+            'EXEC MixMonitor "/var/spool/asterisk/monitor/1795420955.1.wav,a"',
+            'STREAM FILE ivrs/bundle/ccrn_confirm ""',
+        ),
+        uniqueid="1795420955.1",
+    )
+    file = "/var/spool/asterisk/monitor/1795420955.1.wav"
+    assert record.recording == file
+    assert replies(peer)[0] == f"200 result=1 ({file})"
+    assert replies(peer)[2] == replies(peer)[4] == "200 result=0"  # 05: both answer 0
+    prompts = [(s.files[0], s.recorded_to) for s in record.timeline if s.kind == "prompt"]
+    assert prompts == [
+        ("ivrs/login/account", file),
+        ("ivrs/login/password", None),  # stopped: not in the file
+        ("ivrs/bundle/ccrn_confirm", file),  # appended after the rest
+    ]
+
+
+async def test_a_mixmonitor_without_append_overwrites_and_b_records_nothing() -> None:
+    file = "/var/spool/asterisk/monitor/x.wav"
+    record, _ = await call(
+        commands(
+            'STREAM FILE ivrs/login/account ""',
+            f'EXEC MixMonitor "{file}"',
+            'STREAM FILE ivrs/login/account ""',
+            f'EXEC MixMonitor "{file},b"',
+            'STREAM FILE ivrs/bundle/ccrn_confirm ""',
+            'EXEC MixMonitor ""',
+        ),
+        uniqueid="x",
+    )
+    prompts = [(s.files[0], s.recorded_to) for s in record.timeline if s.kind == "prompt"]
+    assert prompts == [
+        ("ivrs/login/account", None),  # overwritten by the second MixMonitor of the same file
+        ("ivrs/login/account", None),  # ... and by the third, which had `b`
+        ("ivrs/bundle/ccrn_confirm", None),  # `b`: only while bridged, and an IVR call never is
+    ]
+    assert record.variables["MIXMONITOR_FILENAME"] == file
+    assert record.exchanges[-1].reply == ["200 result=-1"]  # MixMonitor needs a file name
+
+
+async def test_without_the_dialplan_mixmonitor_nothing_is_recorded() -> None:
+    record, peer = await call(
+        commands("GET VARIABLE MIXMONITOR_FILENAME", 'STREAM FILE ivrs/login/account ""'),
+        mixmonitor=False,
+    )
+    assert replies(peer)[0] == "200 result=0" and record.recording is None
+    assert all(s.recorded_to is None for s in record.timeline)

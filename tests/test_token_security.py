@@ -41,7 +41,13 @@ from backend.sms import MemorySender
 from tests.conftest import TestClock as Clock
 from tests.conftest import stored_call
 from tests.postgres import DATABASES
-from tests.test_otp_seedfile import plain_totp_container
+from tests.test_otp_seedfile import (
+    RFC6030_FIGURE_6,
+    RFC6030_FIGURE_7,
+    RFC6030_PASSWORD,
+    RFC6030_PSK,
+    plain_totp_container,
+)
 
 PASSWORD = "246810"
 RFC_KEY = b"12345678901234567890"
@@ -191,11 +197,82 @@ async def test_seed_file_with_a_known_serial_imports_nothing(db: Database) -> No
     assert set(await all_tokens(db)) == {"FTK200000001"}
 
 
-async def test_hotp_seeds_are_refused_clearly(db: Database) -> None:
+# --- event tokens (HOTP) ----------------------------------------------------------------------
+
+HOTP6 = otp.TokenProfile("hardware", digits=6, period=otp.HOTP_PERIOD)
+HOTP8 = otp.TokenProfile("hardware", digits=8, period=otp.HOTP_PERIOD)
+RFC_B32 = base64.b32encode(RFC_KEY).decode()
+
+
+def hotp_code(counter: int, profile: otp.TokenProfile = HOTP6) -> str:
+    return otp.counter_code(RFC_B32, profile, counter)
+
+
+async def hotp_account(db: Database, number: str = "40000001") -> None:
+    """An account holding the imported event token HOTP0001 (RFC 4226's seed)."""
     data = seed_csv(f"HOTP0001,{RFC_KEY.hex()},hotp,6,,", f"FTK1,{RFC_KEY.hex()},totp,6,60,")
-    with pytest.raises(AdminError, match="line 2: token HOTP0001 is hotp; only time-based"):
-        await admin.import_tokens(db, data)
+    assert await admin.import_tokens(db, data) == ["HOTP0001", "FTK1"]
+    await admin.create_account(db, number, PASSWORD)
+    await admin.assign_token(db, "HOTP0001", number)
+
+
+async def test_an_event_token_logs_in_with_its_counter_and_refuses_a_replay(
+    db: Database,
+) -> None:
+    await hotp_account(db)
+    token = (await all_tokens(db))["HOTP0001"]
+    assert (token.period, token.last_used_step) == (otp.HOTP_PERIOD, None)
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(0)) == "ok"  # 755224, RFC 4226
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(0)) == "login_failed"  # replay
+    # Presses that never reached a login: the look-ahead window still finds the code.
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(5)) == "ok"
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(3)) == "login_failed"  # earlier
+    assert (await all_tokens(db))["HOTP0001"].last_used_step == 5
+    too_far = 5 + otp.HOTP_LOOK_AHEAD + 1
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(too_far)) == "login_failed"
+
+
+async def test_an_event_token_far_ahead_is_resynchronised_from_two_consecutive_codes(
+    db: Database,
+) -> None:
+    await hotp_account(db)
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(300)) == "login_failed"
+    assert await admin.resync_token(db, "HOTP0001", hotp_code(300), hotp_code(301)) == 300
+    token = (await all_tokens(db))["HOTP0001"]
+    assert (token.last_used_step, token.drift) == (301, 0)
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(301)) == "login_failed"  # used
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(302)) == "ok"
+    with pytest.raises(AdminError, match="within the next 1000 presses"):
+        await admin.resync_token(db, "HOTP0001", hotp_code(100), hotp_code(101))  # before
+
+
+async def test_a_password_protected_pskc_event_token_is_imported_and_logs_in(
+    db: Database,
+) -> None:
+    """RFC 6030's figure 7 (PBKDF2 from "qwerty"): its 8-digit HOTP token at counter 0."""
+    with pytest.raises(AdminError, match="wrong key or password"):
+        await admin.import_tokens(db, RFC6030_FIGURE_7, password="qwertz")
     assert await count(db, Token) == 0
+    assert await admin.import_tokens(db, RFC6030_FIGURE_7, password=RFC6030_PASSWORD) == [
+        "987654321"
+    ]
+    await admin.create_account(db, "40000001", PASSWORD)
+    await admin.assign_token(db, "987654321", "40000001")
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(0, HOTP8)) == "ok"  # 84755224
+
+
+async def test_an_event_token_counter_from_a_pskc_file_is_where_logins_start(
+    db: Database,
+) -> None:
+    counter_0 = b"<Counter><PlainValue>0</PlainValue></Counter>"
+    container = RFC6030_FIGURE_6.replace(counter_0, counter_0.replace(b"0", b"7"))
+    await admin.import_tokens(db, container, psk=RFC6030_PSK)
+    token = (await all_tokens(db))["987654321"]
+    assert (token.period, token.last_used_step) == (otp.HOTP_PERIOD, 6)
+    await admin.create_account(db, "40000001", PASSWORD)
+    await admin.assign_token(db, "987654321", "40000001")
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(6, HOTP8)) == "login_failed"
+    assert await attempt(db, "40000001", PASSWORD, hotp_code(7, HOTP8)) == "ok"
 
 
 async def test_pskc_seed_file_is_imported(db: Database) -> None:
@@ -359,6 +436,40 @@ async def test_a_new_enrolment_revokes_one_never_activated(db: Database, clock: 
     assert (tokens[first.serial].status, tokens[second.serial].status) == ("revoked", "pending")
     code = otp.current_code(first.seed, otp.MOBILE, clock.now())
     assert await attempt(db, "40000001", PASSWORD, code) == "login_failed"
+
+
+async def test_an_enrolment_never_activated_in_time_is_refused_then_revoked(
+    db: Database, clock: Clock
+) -> None:
+    old_seed = await new_account(db, "40000001")
+    late = await admin.enrol_mobile_token(db, "40000001")
+    clock.advance(24 * 3600)  # the default expiry (settings.enrolment_expiry)
+    code = otp.current_code(late.seed, otp.MOBILE, clock.now())
+    assert await attempt(db, "40000001", PASSWORD, code) == "login_failed"
+    tokens = await all_tokens(db)
+    assert (tokens[late.serial].status, tokens[late.serial].revoked_at) == ("revoked", clock.now())
+    assert tokens["FTK40000001"].status == "active"  # the old token is untouched, and works
+    assert await attempt(db, "40000001", PASSWORD, hardware_code(old_seed, clock)) == "ok"
+
+
+async def test_an_enrolment_activated_just_before_it_expires_logs_in(
+    db: Database, clock: Clock
+) -> None:
+    await new_account(db, "40000001")
+    enrolment = await admin.enrol_mobile_token(db, "40000001")
+    clock.advance(24 * 3600 - 1)
+    code = otp.current_code(enrolment.seed, otp.MOBILE, clock.now())
+    assert await attempt(db, "40000001", PASSWORD, code) == "ok"
+    assert (await all_tokens(db))[enrolment.serial].status == "active"
+
+
+def test_the_enrolment_expiry_comes_from_the_environment() -> None:
+    key = {"IVRS_SECRET_KEY": "x" * 43 + "="}
+    settings = BackendSettings.from_env(key | {"IVRS_ENROLMENT_EXPIRY_SECONDS": "3600"})
+    assert settings.enrolment_expiry == timedelta(hours=1)
+    assert BackendSettings.from_env(key).enrolment_expiry == timedelta(hours=24)
+    with pytest.raises(ValueError, match="ENROLMENT_EXPIRY"):
+        BackendSettings.from_env(key | {"IVRS_ENROLMENT_EXPIRY_SECONDS": "0"})
 
 
 async def test_enrolment_of_an_unknown_account_or_profile_is_refused(db: Database) -> None:

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,8 @@ UNKNOWN = "510 Invalid or unknown command"
 USAGE_FIRST = "520-Invalid command syntax.  Proper usage follows:"
 USAGE_LAST = "520 End of proper usage."
 USAGE_NONE = "520 Invalid command syntax.  Proper usage not available."
+# Where the dialplan's MixMonitor writes (dialplan/extensions.conf: ${IVRS_RECORDINGS}).
+MONITOR_DIR = "/var/spool/asterisk/monitor"
 
 _calls = itertools.count(1)
 
@@ -49,6 +52,10 @@ class SimulatedAsterisk:
     hangup_at: the caller hangs up during the first command it accepts: a command that plays or
     reads answers -1; after any other command the hang-up follows its reply.
     usage_lines: False answers wrong usage with the one-line 520 (a build without XML docs, 06).
+    mixmonitor: the dialplan ran MixMonitor(<MONITOR_DIR>/<uniqueid>.wav) before AGI(), as
+    dialplan/extensions.conf does: MIXMONITOR_FILENAME is set and the call is recorded
+    (EXEC StopMixMonitor/MixMonitor and AMI MixMonitorMute change what the file gets).
+    channels: calls in progress by channel name, shared with a simulated AMI server (ami.py).
     answered: the dialplan ran Answer() before AGI() (as the first capture's did, 08): the
     channel is up from the start, so CHANNEL STATUS says 6 and ANSWER returns at once.
     sounds_dir: built sound files (`ivrs prompts build`): prompts and SAY fragments last as long
@@ -87,6 +94,9 @@ class SimulatedAsterisk:
         variables: Mapping[str, str] | None = None,
         max_commands: int = 2000,
         ask: Ask | None = None,
+        mixmonitor: bool = True,
+        channels: LiveChannels | None = None,
+        linkedid: str | None = None,
     ):
         number = next(_calls)
         self.script, self.args, self.dnid = script, list(args), dnid
@@ -114,19 +124,34 @@ class SimulatedAsterisk:
             on_heard=on_heard,
         )
         self.commands = Commands(self.channel)
+        if mixmonitor:
+            self.record.recording = f"{MONITOR_DIR}/{self.record.uniqueid}.wav"
+            self.channel.start_monitor(self.record.recording)
+        self.channels = channels
+        self.linkedid = linkedid or self.record.uniqueid
+        self.agi_request = ""  # agi_request, once the call is placed
         self._hangup_line_due = False
         self._closed = False
         self._silent_commands = 0
         self._lines: list[str] = []  # sent since the last exchange
         self._writer: asyncio.StreamWriter | None = None
+        self._process: asyncio.subprocess.Process | None = None
 
-    def header(self, host: str, port: int) -> list[str]:
-        """The `agi_*` lines in the captured order (01); no agi_network_script without a script."""
+    def header(self, host: str, port: int, *, script_path: str | None = None) -> list[str]:
+        """The `agi_*` lines in the captured order (01); no agi_network_script without a script.
+        A classic AGI (`script_path`) gets no agi_network lines and its path as agi_request
+        (res_agi.c setup_env writes agi_request first; launch_netscript adds the two before)."""
         channel, known = self.channel, self.channel.caller_id is not None
+        if script_path is not None:
+            request = [f"agi_request: {script_path}"]
+        else:
+            request = [
+                "agi_network: yes",
+                *([f"agi_network_script: {self.script}"] if self.script else []),
+                f"agi_request: agi://{host}:{port}" + (f"/{self.script}" if self.script else ""),
+            ]
         return [
-            "agi_network: yes",
-            *([f"agi_network_script: {self.script}"] if self.script else []),
-            f"agi_request: agi://{host}:{port}" + (f"/{self.script}" if self.script else ""),
+            *request,
             f"agi_channel: {channel.name}",
             f"agi_language: {self.record.language}",
             f"agi_type: {channel.name.partition('/')[0]}",
@@ -156,12 +181,20 @@ class SimulatedAsterisk:
         *,
         host: str = "127.0.0.1",
         port: int = 4573,
+        process: asyncio.subprocess.Process | None = None,
+        script_path: str | None = None,
     ) -> CallRecord:
         """Play the call over an open connection until it is closed; `host` and `port` only
-        fill agi_request."""
-        self._writer = writer
+        fill agi_request. A classic AGI `process` (classic.py) is told of a hang-up by SIGHUP
+        instead of `HANGUP` lines; `script_path` is its agi_request."""
+        self._writer, self._process = writer, process
+        header = self.header(host, port, script_path=script_path)
+        request = next(line for line in header if line.startswith("agi_request: "))
+        self.agi_request = request.partition(": ")[2]
+        if self.channels is not None:
+            self.channels.add(self)
         try:
-            await self._send([*self.header(host, port), ""])
+            await self._send([*header, ""])
             self._lines = []
             await self._between_commands()
             while not self._closed:
@@ -171,13 +204,17 @@ class SimulatedAsterisk:
                 line = await self._read_line(reader)
                 if line is None:
                     # The server closed or half-closed its side: AGI() ends, and its last act is
-                    # a HANGUP line even when the caller is still there (07 halfclose).
-                    await self._send(["HANGUP"] if self.sighup else [])
+                    # a HANGUP line even when the caller is still there (07 halfclose). A
+                    # classic script that closed its stdout gets no signal (run_agi: pid = -1).
+                    if process is None:
+                        await self._send(["HANGUP"] if self.sighup else [])
                     self._close("server")
                     break
                 await self._respond(line)
                 await self._between_commands()
         finally:
+            if self.channels is not None:
+                self.channels.remove(self)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -194,7 +231,7 @@ class SimulatedAsterisk:
                 # 07: HANGUP about 40 ms after the -1, or before the reply to a command sent sooner
                 await asyncio.wait({reading}, timeout=HANGUP_LINE_DELAY_S)
                 self._hangup_line_due = False
-                await self._send(["HANGUP"])
+                await self._notify_hangup()
             raw = await reading
         except (ConnectionError, ValueError):  # reset, or a line beyond the stream's limit
             return None
@@ -203,6 +240,15 @@ class SimulatedAsterisk:
         if not raw:
             return None
         return raw.decode("utf-8", errors="replace").removesuffix("\n")  # only the newline goes
+
+    async def _notify_hangup(self) -> None:
+        """FastAGI: a `HANGUP` line; classic AGI: SIGHUP to the script (res_agi.c run_agi)."""
+        if self._process is None:
+            await self._send(["HANGUP"])
+        elif self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGHUP)
+            self.record.sighups += 1
 
     async def _send(self, lines: list[str]) -> None:
         assert self._writer is not None
@@ -250,7 +296,10 @@ class SimulatedAsterisk:
             self._hung_up()
         if not self.channel.alive and self.exit_on_hangup and not self._closed:
             # 07 hupexit: with AGIEXITONHANGUP=yes Asterisk sends HANGUP twice and closes at once
-            await self._send(["HANGUP", "HANGUP"] if self.sighup else [])
+            if self.sighup:
+                await self._notify_hangup()  # run_agi: the hang-up's notice...
+                await self._notify_hangup()  # ...and the one as AGI() ends
+
             self._close("asterisk")
 
     def _hung_up(self) -> None:
@@ -278,6 +327,37 @@ class SimulatedAsterisk:
     def _usage(self, words: tuple[str, ...]) -> list[str]:
         usage = USAGE.get(words) if self.usage_lines else None
         return [USAGE_FIRST, *usage, USAGE_LAST] if usage else [USAGE_NONE]
+
+
+class LiveChannels:
+    """The channels of calls in progress, by name, as Asterisk's channel container holds them:
+    how a simulated AMI server (ami.py) finds a simulated call to mute or list. Watchers hear
+    each channel come (`new`) and go (`hangup`)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, SimulatedAsterisk] = {}
+        self.watchers: list[Callable[[str, SimulatedAsterisk], None]] = []
+
+    def add(self, call: SimulatedAsterisk) -> None:
+        self._calls[call.channel.name] = call
+        self._tell("new", call)
+
+    def remove(self, call: SimulatedAsterisk) -> None:
+        if self._calls.pop(call.channel.name, None) is not None:
+            self._tell("hangup", call)
+
+    def get(self, name: str) -> SimulatedAsterisk | None:
+        return self._calls.get(name)
+
+    def __iter__(self) -> Iterator[SimulatedAsterisk]:
+        return iter(list(self._calls.values()))
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def _tell(self, what: str, call: SimulatedAsterisk) -> None:
+        for watcher in self.watchers:
+            watcher(what, call)
 
 
 async def place_call(host: str, port: int, **options: Any) -> CallRecord:

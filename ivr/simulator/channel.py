@@ -7,6 +7,7 @@ The clock is virtual: prompt lengths, timeouts and key presses add to it at once
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -77,6 +78,11 @@ class Channel:
         self.answered = answered  # the dialplan may answer before AGI() (08)
         self.failed = False  # a STREAM FILE of a missing file: AGISTATUS=FAILURE (08)
         self.hangup_due = False  # the caller hangs up during the command being answered
+        # MixMonitor: the file it writes (None: not running), whether it records only while
+        # bridged (`b`: an IVR call never is), and the directions AMI MixMonitorMute silences.
+        self.monitor: str | None = None
+        self.bridged_only = False
+        self.muted: frozenset[str] = frozenset()
 
     # -- time, and what the caller hears --------------------------------------------------
 
@@ -84,10 +90,44 @@ class Channel:
         """Move the clock on; `kind` (`wait`, `timeout`) puts the time on the call's timeline,
         None when the caller of advance records what filled it (a prompt, keys)."""
         if kind is not None and ms > 0:
-            self.record.timeline.append(Span(kind, self.now_ms, ms, lang=self.record.language))
+            self.on_line(Span(kind, self.now_ms, ms, lang=self.record.language))
         self.now_ms += ms
         if self.real_time and ms > 0:
             await asyncio.sleep(ms / 1000 / self.speed)
+
+    def on_line(self, span: Span) -> None:
+        """What the line carried, stamped with what MixMonitor did with it."""
+        # The caller's keys come in (Asterisk's "read" direction); prompts go out ("write").
+        direction = "read" if span.kind == "keys" else "write"
+        muted = direction in self.muted if span.kind != "wait" else bool(self.muted)
+        recorded_to = None if self.bridged_only else self.monitor
+        span = dataclasses.replace(span, recorded_to=recorded_to, muted=muted)
+        self.record.timeline.append(span)
+
+    # -- the recording (MixMonitor, as the dialplan, EXEC or AMI drive it) ------------------
+
+    def start_monitor(self, file: str, options: str = "") -> None:
+        """MixMonitor(file[,options]): a new MixMonitor replaces the file unless `a` (append);
+        with `b` it records only while bridged: nothing, for an IVR call (05)."""
+        if "a" not in options:  # what the file held before is overwritten
+            self.record.timeline[:] = [
+                dataclasses.replace(span, recorded_to=None) if span.recorded_to == file else span
+                for span in self.record.timeline
+            ]
+        self.monitor, self.bridged_only, self.muted = file, "b" in options, frozenset()
+        self.set("MIXMONITOR_FILENAME", file)  # 05: set by MixMonitor, without its options
+
+    def stop_monitor(self) -> None:
+        """StopMixMonitor: nothing more is written (the variable stays, as in Asterisk)."""
+        self.monitor, self.muted = None, frozenset()
+
+    def mute_monitor(self, directions: frozenset[str], muted: bool) -> bool:
+        """AMI MixMonitorMute of `read`, `write` or both; False when no MixMonitor runs
+        (app_mixmonitor.c answers "Cannot set mute flag")."""
+        if self.monitor is None:
+            return False
+        self.muted = self.muted | directions if muted else self.muted - directions
+        return True
 
     def hear(self, heard: Heard) -> None:
         self.record.heard.append(heard)
@@ -100,10 +140,7 @@ class Channel:
             # What is printed of a secret is its length only (CALL_FLOW.md: never shown).
             secret = bool(self.record.prompt_ids) and self.record.prompt_ids[-1] in SECRET_PROMPTS
             shown = f"{len(keys)} secret key" + "s" * (len(keys) > 1) if secret else " ".join(keys)
-            lang = self.record.language
-            self.record.timeline.append(
-                Span("keys", self.now_ms, ms, lang=lang, keys=keys, secret=secret)
-            )
+            self.on_line(Span("keys", self.now_ms, ms, lang=self.record.language, keys=keys))
             self.hear(Heard("keys", keys, shown))
 
     async def answer(self) -> None:
@@ -154,7 +191,7 @@ class Channel:
         if part and self.sounds.is_first_part(part, self.record.language):
             self.record.prompt_ids.append(part.prompt_id)
         is_prompt = sound.kind == "prompt"
-        self.record.timeline.append(
+        self.on_line(
             Span(
                 "prompt" if is_prompt else "say",
                 self.now_ms,

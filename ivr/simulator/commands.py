@@ -50,11 +50,11 @@ COMMANDS: dict[tuple[str, ...], bool] = {
 PLAYS_FILE = (("stream", "file"), ("get", "data"))
 
 # Dialplan applications EXEC knows: those with an effect here, and those that just answer 0.
-APPS_MODELLED = {"answer", "hangup", "mixmonitor", "playback", "set", "wait"}
+APPS_MODELLED = {"answer", "hangup", "mixmonitor", "playback", "set", "stopmixmonitor", "wait"}
 APPS_OTHER = {
     "background", "busy", "congestion", "dial", "echo", "execif", "gosub", "goto", "gotoif",
-    "log", "noop", "progress", "return", "ringing", "saydigits", "saynumber", "stopmixmonitor",
-    "system", "transfer", "userevent", "verbose",
+    "log", "noop", "progress", "return", "ringing", "saydigits", "saynumber", "system",
+    "transfer", "userevent", "verbose",
 }  # fmt: skip
 
 
@@ -234,10 +234,15 @@ class Commands:
         channel, keypad = self.channel, self.channel.keypad
         if not channel.exists(argv[2]):
             return ["200 result=-1"]  # 03 gdtimeout: the hang-up's answer, yet the call is up
-        played = await channel.play(channel.prompt(argv[2]), KEYS)  # it reads during its prompt
-        if played.hung_up:
-            return ["200 result=-1"]
-        first = played.pressed or ""  # the key that stopped the prompt starts the entry
+        if keypad.typing and argv[2].startswith("silence/"):
+            # A caller in the middle of an entry keeps typing: the next key stops the silence
+            # as soon as it starts, so no pause is heard between the keys of one entry.
+            first = ""
+        else:
+            played = await channel.play(channel.prompt(argv[2]), KEYS)  # reads during its prompt
+            if played.hung_up:
+                return ["200 result=-1"]
+            first = played.pressed or ""  # the key that stopped the prompt starts the entry
         typed = first + (keypad.typing if first else await keypad.begin_reading())
         digits, used, ended = "", 0, True  # ended by `#` or by reaching max_digits
         for key in typed:
@@ -373,7 +378,15 @@ class Commands:
         return -1
 
     async def _app_mixmonitor(self, data: str) -> int:
-        self.channel.set("MIXMONITOR_FILENAME", data.partition(",")[0])  # 05: without options
+        file, _, options = data.partition(",")
+        if not file:
+            return -1  # app_mixmonitor: "MixMonitor requires an argument (filename ...)"
+        if self.channel.alive:
+            self.channel.start_monitor(file, options.partition(",")[0])
+        return 0
+
+    async def _app_stopmixmonitor(self, data: str) -> int:
+        self.channel.stop_monitor()
         return 0
 
     async def _app_set(self, data: str) -> int:

@@ -33,7 +33,10 @@ class Span:
     keys: str = ""  # keys: the keys pressed
     cut: bool = False  # a prompt or SAY stopped short by a key or a hang-up
     offset_ms: int = 0  # a prompt started this far in (STREAM FILE's sample offset)
-    secret: bool = False  # keys answering a secret prompt (password, token code, SMS code)
+    # The file MixMonitor was writing then (None: no MixMonitor ran), and whether it was muted
+    # (AMI MixMonitorMute): what recording.py renders is what that file holds.
+    recorded_to: str | None = None
+    muted: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class CallRecord:
     trailing: list[str] = field(default_factory=list)  # lines sent after the last reply
     agi_status: str = "SUCCESS"  # the AGISTATUS the dialplan would see (08)
     timeline: list[Span] = field(default_factory=list)  # what the line carried, for recordings
+    recording: str | None = None  # the file the dialplan's MixMonitor writes (MIXMONITOR_FILENAME)
+    sighups: int = 0  # classic AGI: the SIGHUPs sent to the script (FastAGI gets HANGUP lines)
+    exit_code: int | None = None  # classic AGI: how the script's process ended
 
     @property
     def said(self) -> list[str]:

@@ -1,6 +1,6 @@
 """A finished simulated call as one WAV (8 kHz, mono, 16-bit), so a call can be heard without
-Asterisk: the call's timeline (`CallRecord.timeline`) rendered from the sound files
-`ivrs prompts build` made.
+Asterisk: what the dialplan's MixMonitor file (`CallRecord.recording`) would hold, rendered from
+the call's timeline (`CallRecord.timeline`) and the sound files `ivrs prompts build` made.
 
     record = await place_call(host, port, keys="...", sounds_dir="var/sounds")
     render_call(record, "var/sounds", recording_path(record))  # var/recordings/<uniqueid>.wav
@@ -14,9 +14,12 @@ In call order:
 - a timeout, ANSWER's wait, Wait(), `silence/N`: silence, at most MAX_SILENCE_MS each, so a
   recording stays short; a sound file not found: silence of its played length (capped too).
 
-Secrets: keys answering a secret prompt (password, token code, SMS code) are tones on a real
-line, but the project's rule is that recordings never hold a secret (Asterisk mutes MixMonitor
-while one is keyed), so they are rendered as silence of the same length as their tones.
+What MixMonitor did decides what is kept, as in Asterisk: a stretch muted by AMI MixMonitorMute
+is silence of its own length (09: RMS 0 there); a stretch while MixMonitor was stopped
+(StopMixMonitor) is not in the file at all, and a restart with `a` appends after it; a restart
+without `a` overwrites what came before. Secrets stay out only because the FastAGI server mutes
+or stops the recording around them (ivr/recording.py): nothing here guesses which keys are
+secret.
 """
 
 from __future__ import annotations
@@ -68,9 +71,10 @@ class SoundFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Piece:
-    """One stretch of the rendered WAV. Secret keys are labelled `secret`, never by digit."""
+    """One stretch of the rendered WAV. Muted stretches are labelled `muted`, never by what
+    was keyed or played there."""
 
-    kind: str  # prompt | say | key | secret | silence | missing
+    kind: str  # prompt | say | key | muted | silence | missing
     start: int  # first frame in the WAV
     frames: int
     label: str  # the file(s), the key, or the span kind for silence
@@ -127,7 +131,12 @@ def render(record: CallRecord, sounds_dir: Path | str, out_path: Path | str) -> 
     check_sounds(sounds_dir)
     renderer = _Renderer(Path(sounds_dir), Path(out_path))
     for span in record.timeline:
-        renderer.add(span)
+        if record.recording is None or span.recorded_to != record.recording:
+            continue  # MixMonitor was not writing this file then
+        if span.muted:
+            renderer.put_muted(span)
+        else:
+            renderer.add(span)
     renderer.write()
     return renderer.rendering
 
@@ -173,14 +182,18 @@ class _Renderer:
             self._play(span)
         elif span.kind == "keys":
             for key in span.keys:
-                if span.secret:
-                    # A real line carries these tones; the recording never does (the rule on
-                    # secrets: Asterisk mutes MixMonitor while one is keyed). Silence instead.
-                    self._put("secret", "secret", _silence(KEY_MS * FRAMES_PER_MS))
-                else:
-                    self._put("key", key, self._tone(key))
+                self._put("key", key, self._tone(key))
         elif span.kind in ("timeout", "wait"):
             self._put("silence", span.kind, _silence(_capped(span.ms)))
+
+    def put_muted(self, span: Span) -> None:
+        """MixMonitorMute: the stretch stays, as silence exactly as long as its sound."""
+        pieces, chunks, start = len(self.rendering.pieces), len(self.chunks), self.frames
+        self.add(span)
+        frames = self.frames - start
+        del self.rendering.pieces[pieces:], self.chunks[chunks:]
+        self.frames = start
+        self._put("muted", "muted", _silence(frames))
 
     def _play(self, span: Span) -> None:
         """A prompt or a SAY: its files one after another, cut at the played length if it was

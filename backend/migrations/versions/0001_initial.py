@@ -5,7 +5,9 @@ The tables of backend/models.py as `create_all` made them before there were migr
 
 Literal columns are VARCHAR enums (native_enum=False: no PostgreSQL ENUM type to migrate, no
 CHECK constraint); times are timestamptz on PostgreSQL (DATETIME on SQLite, read back as UTC);
-the partial unique index on active bundle items holds on both databases.
+the partial unique index on active bundle items holds on both databases. Every constraint and
+index is named by the models' naming convention (backend/models.py: pk_, uq_, fk_, ix_), so the
+names are the same on both databases and later migrations can drop or alter them by name.
 
 Revision ID: 0001
 Revises:
@@ -43,16 +45,16 @@ def upgrade() -> None:
         sa.Column("services", sa.JSON(), nullable=False),
         sa.Column("failed_logins", sa.Integer(), nullable=False),
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("number"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
+        sa.UniqueConstraint("number", name=op.f("uq_accounts_number")),
     )
     op.create_table(
         "batches",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("number", sa.String(length=10), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("number"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_batches")),
+        sa.UniqueConstraint("number", name=op.f("uq_batches_number")),
     )
     op.create_table(
         "caller_throttles",
@@ -61,8 +63,8 @@ def upgrade() -> None:
         sa.Column("failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("window_started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("caller"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_caller_throttles")),
+        sa.UniqueConstraint("caller", name=op.f("uq_caller_throttles_caller")),
     )
     op.create_table(
         "calls",
@@ -77,8 +79,8 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(length=64), nullable=True),
         sa.Column("last_stage", sa.String(length=64), nullable=True),
         sa.Column("account_number", sa.String(length=8), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("uniqueid"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_calls")),
+        sa.UniqueConstraint("uniqueid", name=op.f("uq_calls_uniqueid")),
     )
     op.create_index(op.f("ix_calls_account_number"), "calls", ["account_number"], unique=False)
     op.create_table(
@@ -96,8 +98,8 @@ def upgrade() -> None:
         sa.Column("consignor", sa.Text(), nullable=False),
         sa.Column("consignee", sa.Text(), nullable=False),
         sa.Column("expected_date", sa.Date(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("ccrn"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_cargo")),
+        sa.UniqueConstraint("ccrn", name=op.f("uq_cargo_ccrn")),
     )
     op.create_table(
         "sms_outbox",
@@ -109,14 +111,14 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sms_outbox")),
     )
     op.create_table(
         "vehicles",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("mark", sa.String(length=8), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("mark"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_vehicles")),
+        sa.UniqueConstraint("mark", name=op.f("uq_vehicles_mark")),
     )
     op.create_table(
         "batch_items",
@@ -124,14 +126,10 @@ def upgrade() -> None:
         sa.Column("batch_id", sa.Integer(), nullable=False),
         sa.Column("ccrn", sa.String(length=12), nullable=False),
         sa.ForeignKeyConstraint(
-            ["batch_id"],
-            ["batches.id"],
+            ["batch_id"], ["batches.id"], name=op.f("fk_batch_items_batch_id_batches")
         ),
-        sa.ForeignKeyConstraint(
-            ["ccrn"],
-            ["cargo.ccrn"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["ccrn"], ["cargo.ccrn"], name=op.f("fk_batch_items_ccrn_cargo")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_batch_items")),
     )
     op.create_index(op.f("ix_batch_items_batch_id"), "batch_items", ["batch_id"], unique=False)
     op.create_table(
@@ -146,16 +144,12 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(length=128), nullable=True),
         sa.Column("call_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
+            ["account_id"], ["accounts.id"], name=op.f("fk_bundles_account_id_accounts")
         ),
-        sa.ForeignKeyConstraint(
-            ["call_id"],
-            ["calls.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("idempotency_key"),
-        sa.UniqueConstraint("reference"),
+        sa.ForeignKeyConstraint(["call_id"], ["calls.id"], name=op.f("fk_bundles_call_id_calls")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bundles")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_bundles_idempotency_key")),
+        sa.UniqueConstraint("reference", name=op.f("uq_bundles_reference")),
     )
     op.create_index(op.f("ix_bundles_account_id"), "bundles", ["account_id"], unique=False)
     op.create_index(op.f("ix_bundles_vehicle_mark"), "bundles", ["vehicle_mark"], unique=False)
@@ -173,10 +167,9 @@ def upgrade() -> None:
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("duration_ms", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["call_id"],
-            ["calls.id"],
+            ["call_id"], ["calls.id"], name=op.f("fk_call_events_call_id_calls")
         ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_call_events")),
     )
     op.create_index(op.f("ix_call_events_call_id"), "call_events", ["call_id"], unique=False)
     op.create_table(
@@ -192,14 +185,10 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
+            ["account_id"], ["accounts.id"], name=op.f("fk_sms_codes_account_id_accounts")
         ),
-        sa.ForeignKeyConstraint(
-            ["call_id"],
-            ["calls.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["call_id"], ["calls.id"], name=op.f("fk_sms_codes_call_id_calls")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sms_codes")),
     )
     op.create_index(op.f("ix_sms_codes_account_id"), "sms_codes", ["account_id"], unique=False)
     op.create_index(
@@ -213,14 +202,12 @@ def upgrade() -> None:
         sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
+            ["account_id"], ["accounts.id"], name=op.f("fk_terms_acceptances_account_id_accounts")
         ),
         sa.ForeignKeyConstraint(
-            ["call_id"],
-            ["calls.id"],
+            ["call_id"], ["calls.id"], name=op.f("fk_terms_acceptances_call_id_calls")
         ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_terms_acceptances")),
     )
     op.create_index(
         "uq_terms_acceptances_version", "terms_acceptances", ["account_id", "version"], unique=True
@@ -246,11 +233,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
+            ["account_id"], ["accounts.id"], name=op.f("fk_tokens_account_id_accounts")
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("serial"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tokens")),
+        sa.UniqueConstraint("serial", name=op.f("uq_tokens_serial")),
     )
     op.create_index(op.f("ix_tokens_account_id"), "tokens", ["account_id"], unique=False)
     op.create_table(
@@ -264,15 +250,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
+            ["account_id"], ["accounts.id"], name=op.f("fk_unbundlings_account_id_accounts")
         ),
         sa.ForeignKeyConstraint(
-            ["call_id"],
-            ["calls.id"],
+            ["call_id"], ["calls.id"], name=op.f("fk_unbundlings_call_id_calls")
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("idempotency_key"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_unbundlings")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_unbundlings_idempotency_key")),
     )
     op.create_index(op.f("ix_unbundlings_account_id"), "unbundlings", ["account_id"], unique=False)
     op.create_table(
@@ -282,14 +266,10 @@ def upgrade() -> None:
         sa.Column("ccrn", sa.String(length=12), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["bundle_id"],
-            ["bundles.id"],
+            ["bundle_id"], ["bundles.id"], name=op.f("fk_bundle_items_bundle_id_bundles")
         ),
-        sa.ForeignKeyConstraint(
-            ["ccrn"],
-            ["cargo.ccrn"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(["ccrn"], ["cargo.ccrn"], name=op.f("fk_bundle_items_ccrn_cargo")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bundle_items")),
     )
     op.create_index(op.f("ix_bundle_items_bundle_id"), "bundle_items", ["bundle_id"], unique=False)
     op.create_index(

@@ -1,0 +1,420 @@
+"""The calls: a filtered list paged by keyset, a call's page (timeline, bundles, recording),
+the recording itself, and the calls in progress with "listen in".
+
+The list is ordered newest first by (started_at, id) and paged from the last row shown (a
+keyset, never OFFSET), so the last page of 100,000 calls costs what the first does; each
+selective filter has an index that also gives the order (migration 0002).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import structlog
+from aiohttp import web
+from sqlalchemy import Select, select, tuple_
+from sqlalchemy.orm import aliased, selectinload
+
+from backend import audit
+from backend.console import listen
+from backend.console.auth import allow, signed_in
+from backend.console.pages import PREFIX, database, render, settings
+from backend.console.recordings import Tickets, find_recording, recording_path
+from backend.database import Database
+from backend.models import Bundle, Call, CallEvent, Recording
+from backend.timezones import HONG_KONG
+
+log = structlog.get_logger(__name__)
+
+routes = web.RouteTableDef()
+
+PAGE_SIZE = 50
+LIVE_WITHIN = timedelta(hours=1)  # an unended call older than this was lost, not live
+HOTLINES = ("39023333", "31532265")
+LANGUAGES = {"zh_HK": "Cantonese", "zh_CN": "Putonghua", "en": "English"}
+OUTCOMES = (
+    "completed",
+    "caller_hung_up",
+    "login_failed",
+    "too_many_errors",
+    "transferred_to_helpdesk",
+    "backend_unavailable",
+    "service_suspended",
+    "terms_declined",
+    "registration_abandoned",
+    "sms_code_limit",
+)
+FILTER_FIELDS = ("from", "to", "hotline", "caller", "account", "outcome", "language", "recording")
+TICKETS: web.AppKey[Tickets] = web.AppKey("console_tickets", Tickets)
+QueryT = TypeVar("QueryT", bound=Select[*tuple[Any, ...]])
+
+
+# --- the list ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallFilters:
+    """The list's filters, as the form gives them; times are Hong Kong local times."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    hotline: str = ""
+    caller: str = ""
+    account: str = ""
+    outcome: str = ""
+    language: str = ""
+    recording: str = ""  # "yes", "no" or "" (either)
+    form: dict[str, str] = field(default_factory=dict)  # as typed, to fill the form again
+
+    @classmethod
+    def from_query(cls, query: Any) -> tuple[CallFilters, list[str]]:
+        """The filters, and a message for each field that could not be read (then ignored)."""
+        form = {name: query.get(name, "").strip()[:64] for name in FILTER_FIELDS}
+        problems: list[str] = []
+        times: dict[str, datetime | None] = {}
+        for name in ("from", "to"):
+            times[name] = None
+            if form[name]:
+                try:
+                    times[name] = datetime.fromisoformat(form[name]).replace(tzinfo=HONG_KONG)
+                except ValueError:
+                    problems.append(f"'{name}' is not a date and time (YYYY-MM-DDTHH:MM).")
+        recording = form["recording"]
+        if recording not in ("", "yes", "no"):
+            problems.append("'recording' is yes, no or empty.")
+            recording = ""
+        return cls(
+            start=times["from"],
+            end=times["to"],
+            hotline=form["hotline"],
+            caller=form["caller"],
+            account=form["account"],
+            outcome=form["outcome"],
+            language=form["language"],
+            recording=recording,
+            form=form,
+        ), problems
+
+    def apply(self, query: QueryT) -> QueryT:
+        """`query` (of calls outer-joined to their recordings) narrowed by these filters."""
+        if self.start is not None:
+            query = query.where(Call.started_at >= self.start)
+        if self.end is not None:
+            query = query.where(Call.started_at < self.end)
+        for column, value in (
+            (Call.hotline, self.hotline),
+            (Call.caller_id, self.caller),
+            (Call.account_number, self.account),
+            (Call.outcome, self.outcome),
+            (Call.language, self.language),
+        ):
+            if value:
+                query = query.where(column == value)
+        if self.recording:
+            # EXISTS here: PostgreSQL walks the calls in order and probes the recordings index.
+            found = aliased(Recording)  # not the outer-joined one
+            recorded = select(found.id).where(found.call_id == Call.id).exists()
+            query = query.where(recorded if self.recording == "yes" else ~recorded)
+        return query
+
+    def link(self, **paging: int) -> str:
+        """The list's URL with these filters and a page cursor."""
+        kept = {k: v for k, v in self.form.items() if v}
+        return f"{PREFIX}/calls?{urlencode({**kept, **paging})}"
+
+
+@dataclass(frozen=True)
+class CallPage:
+    rows: list[Any]
+    newer: str | None  # links to the neighbouring pages, None at either end
+    older: str | None
+
+
+async def list_calls(
+    db: Database,
+    filters: CallFilters,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> CallPage:
+    """A page of calls, newest first: the first page, the one older than call `before`, or
+    the one newer than call `after`."""
+    # An outer join, not EXISTS: with LIMIT, PostgreSQL looks up the few rows shown by index
+    # (an EXISTS column was planned as a scan of every recording).
+    query = filters.apply(
+        select(
+            Call.id,
+            Call.started_at,
+            Call.ended_at,
+            Call.hotline,
+            Call.caller_id,
+            Call.account_number,
+            Call.language,
+            Call.outcome,
+            Call.last_stage,
+            Recording.id.is_not(None).label("has_recording"),
+        ).outerjoin(Recording, Recording.call_id == Call.id)
+    )
+    key = tuple_(Call.started_at, Call.id)
+    async with db.sessions() as session:
+        cursor_id = before if before is not None else after
+        cursor = None
+        if cursor_id is not None:
+            started = await session.scalar(select(Call.started_at).where(Call.id == cursor_id))
+            cursor = (started, cursor_id) if started is not None else None
+        if cursor is not None and after is not None:
+            query = query.where(key > tuple_(*cursor)).order_by(Call.started_at, Call.id)
+        else:
+            if cursor is not None:
+                query = query.where(key < tuple_(*cursor))
+            query = query.order_by(Call.started_at.desc(), Call.id.desc())
+        rows = list((await session.execute(query.limit(limit + 1))).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    going_newer = cursor is not None and after is not None
+    if going_newer:
+        rows.reverse()
+    has_newer = more if going_newer else cursor is not None
+    has_older = True if going_newer else more
+    return CallPage(
+        rows=rows,
+        newer=filters.link(after=rows[0].id) if rows and has_newer else None,
+        older=filters.link(before=rows[-1].id) if rows and has_older else None,
+    )
+
+
+@routes.get(f"{PREFIX}/calls")
+@allow("calls")
+async def calls_list(request: web.Request) -> web.Response:
+    filters, problems = CallFilters.from_query(request.query)
+    before, after = _cursor(request, "before"), _cursor(request, "after")
+    page = await list_calls(database(request), filters, before=before, after=after)
+    return render(
+        request,
+        "calls.html",
+        {
+            "page": page,
+            "filters": filters,
+            "problems": problems,
+            "hotlines": HOTLINES,
+            "languages": LANGUAGES,
+            "outcomes": OUTCOMES,
+        },
+        status=400 if problems else 200,
+    )
+
+
+def _cursor(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name, "")
+    return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
+# --- one call ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallDetails:
+    call: Call
+    events: list[CallEvent]
+    bundles: list[Bundle]
+    recording: Recording | None
+
+
+async def call_details(db: Database, call_id: int) -> CallDetails | None:
+    async with db.sessions() as session:
+        found = (
+            await session.execute(
+                select(Call, Recording)
+                .outerjoin(Recording, Recording.call_id == Call.id)
+                .where(Call.id == call_id)
+            )
+        ).first()
+        if found is None:
+            return None
+        call, recording = found
+        events = list(
+            await session.scalars(
+                select(CallEvent)
+                .where(CallEvent.call_id == call_id)
+                .order_by(CallEvent.at, CallEvent.id)
+            )
+        )
+        bundles = list(
+            await session.scalars(
+                select(Bundle)
+                .where(Bundle.call_id == call_id)
+                .options(selectinload(Bundle.items))
+                .order_by(Bundle.id)
+            )
+        )
+    if recording is None:  # perhaps written since the last look
+        recording = await find_recording(db, call)
+    return CallDetails(call, events, bundles, recording)
+
+
+@routes.get(PREFIX + r"/calls/{call_id:\d{1,18}}")
+@allow("calls")
+async def call_page(request: web.Request) -> web.Response:
+    db = database(request)
+    details = await call_details(db, int(request.match_info["call_id"]))
+    if details is None:
+        raise web.HTTPNotFound(text="There is no call with that number.")
+    me = signed_in(request)
+    tickets = request.app[TICKETS]
+    call = details.call
+    recording_url = f"{PREFIX}/calls/{call.id}/recording"
+    play = download = None
+    if details.recording is not None:
+        play = f"{recording_url}?ticket={tickets.issue(me.token_hash, call.id, 'play')}"
+        if me.may("download"):
+            ticket = tickets.issue(me.token_hash, call.id, "download")
+            download = f"{recording_url}?ticket={ticket}"
+    first_at = details.events[0].at if details.events else call.started_at
+    return render(
+        request,
+        "call.html",
+        {
+            "call": call,
+            "events": details.events,
+            "first_at": first_at,
+            "bundles": details.bundles,
+            "recording": details.recording,
+            "play_url": play,
+            "download_url": download,
+            "languages": LANGUAGES,
+            "duration": (call.ended_at - call.started_at) if call.ended_at else None,
+        },
+    )
+
+
+@routes.get(PREFIX + r"/calls/{call_id:\d{1,18}}/recording")
+@allow("play")
+async def recording(request: web.Request) -> web.StreamResponse:
+    """The recording, with HTTP Range (FileResponse answers 206 and Content-Range), for a
+    valid ticket only; its first request is audited (see recordings.py)."""
+    me = signed_in(request)
+    call_id = int(request.match_info["call_id"])
+    checked = request.app[TICKETS].check(request.query.get("ticket", ""), me.token_hash, call_id)
+    if checked is None:
+        raise web.HTTPForbidden(
+            text="This recording link is not valid for your session: open the call's page again."
+        )
+    purpose, ticket = checked
+    if purpose == "download" and not me.may("download"):
+        raise web.HTTPForbidden(text=f"Your role ({me.role}) does not download recordings.")
+    db = database(request)
+    async with db.sessions() as session:
+        call = await session.get(Call, call_id)
+    path = recording_path(settings(request).recordings_dir, call.uniqueid) if call else None
+    if call is None or path is None or await find_recording(db, call) is None:
+        raise web.HTTPNotFound(text="This call has no recording.")
+    target, detail = f"call:{call.id}", {"uniqueid": call.uniqueid}
+    if purpose == "play":  # one entry per playback, however many ranges the player asks for
+        await audit.write_once(
+            db, ticket, me.actor, "recording_played", target, detail, source=request.remote
+        )
+    elif _from_the_start(request.headers.get("Range", "")):  # each download; not its resumes
+        await audit.write(
+            db, me.actor, "recording_downloaded", target, detail, source=request.remote
+        )
+    disposition = "attachment" if purpose == "download" else "inline"
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "audio/wav",
+            "Content-Disposition": f'{disposition}; filename="{path.name}"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+def _from_the_start(range_header: str) -> bool:
+    """A request for the whole file or its first bytes (not a resumed download)."""
+    return not range_header or range_header.replace(" ", "").startswith("bytes=0-")
+
+
+# --- live calls -------------------------------------------------------------------------------
+
+
+async def live_calls(db: Database) -> list[Call]:
+    """Calls not ended, started within the last hour, newest first, with their last stage (the
+    backend keeps it from the stage events the IVR sends as the call goes)."""
+    since = db.now() - LIVE_WITHIN
+    async with db.sessions() as session:
+        return list(
+            await session.scalars(
+                select(Call)
+                .where(Call.started_at >= since, Call.ended_at.is_(None))
+                .order_by(Call.started_at.desc(), Call.id.desc())
+                .limit(500)
+            )
+        )
+
+
+@routes.get(f"{PREFIX}/live")
+@allow("calls")
+async def live_page(request: web.Request) -> web.Response:
+    db = database(request)
+    me = signed_in(request)
+    config = settings(request)
+    can_listen = me.may("listen") and listen.configured(config) and bool(me.extension)
+    return render(
+        request,
+        "live.html",
+        {
+            "calls": await live_calls(db),
+            "now": db.now(),
+            "can_listen": can_listen,
+            "listen_missing": listen.missing(config, me.extension) if me.may("listen") else [],
+            "notice": LISTEN_NOTICES.get(request.query.get("notice", "")),
+        },
+    )
+
+
+LISTEN_NOTICES = {
+    "ringing": "Your phone is ringing: answer it to listen in (quietly, the caller hears nothing).",
+    "ended": "That call has ended.",
+}
+
+
+@routes.post(PREFIX + r"/live/{call_id:\d{1,18}}/listen")
+@allow("listen")
+async def listen_in(request: web.Request) -> web.StreamResponse:
+    """Ask Asterisk (AMI Originate) to ring the supervisor's extension into ChanSpy of the
+    call's channel; audited before it is asked, whatever Asterisk answers."""
+    me = signed_in(request)
+    config = settings(request)
+    if not listen.configured(config) or not me.extension:
+        raise web.HTTPConflict(text="Listening in needs AMI settings and your extension.")
+    db = database(request)
+    async with db.sessions() as session:
+        call = await session.get(Call, int(request.match_info["call_id"]))
+    if call is None:
+        raise web.HTTPNotFound(text="There is no call with that number.")
+    if call.ended_at is not None or not call.channel:
+        raise web.HTTPFound(f"{PREFIX}/live?notice=ended")
+    await audit.write(
+        db,
+        me.actor,
+        "listen_in",
+        f"call:{call.id}",
+        {"channel": call.channel, "extension": me.extension},
+        source=request.remote,
+    )
+    try:
+        manager = request.config_dict.get(listen.MANAGER)
+        await listen.originate_chanspy(manager, config, call.channel, me.extension)
+    except listen.ListenInError as e:
+        log.warning("listen_in_failed", call_id=call.id, reason=str(e))
+        raise web.HTTPBadGateway(text=f"Asterisk did not start the listening call: {e}") from None
+    raise web.HTTPFound(f"{PREFIX}/live?notice=ringing")
+
+
+def setup_calls(app: web.Application, secret_key: bytes) -> None:
+    app[TICKETS] = Tickets(secret_key)
+
+
+__all__ = ["CallFilters", "call_details", "list_calls", "live_calls", "routes", "setup_calls"]

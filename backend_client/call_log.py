@@ -1,0 +1,248 @@
+"""Call logs on their way to the backend: opened, events in batches as the call goes (so the
+supervisors' console shows a live call's stage), ended; in order, and never lost.
+
+Each call's records go out in order from a task of their own, off the caller's path. When the
+backend cannot take one (down, timed out, or the circuit breaker open), it goes to the local
+spool (spool.py), and so does the rest of that call, so its order holds; the deliverer, a
+background task of the FastAGI server, sends the spool in order when the backend answers again,
+and at start-up sends what a previous run left. Delivery twice is harmless: the backend opens a
+call once per uniqueid, stores an event once (backend/calls.py), and the first end wins.
+
+A record: {"op": "open" | "events" | "end", "call": the call's opening fields, ...}. It names its
+call by uniqueid, never by the backend's id, which the deliverer gets by opening it again.
+Events are already masked by the IVR: no secret reaches the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import structlog
+
+from backend_client import BackendClient, BackendError, BackendUnavailable
+from backend_client.spool import Record, Spool
+
+log = structlog.get_logger("backend_client.call_log")
+
+EVENTS_PER_REQUEST = 500  # the API takes at most 1000
+RETRY_S = 1.0  # the deliverer's pause after a failed try (longer while the breaker is open)
+# A call sends its events at most this often: a stage change shows in the console within this
+# time, and a caller racing through prompts costs the backend one request per interval.
+EVENTS_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class CallOpening:
+    """What the backend needs to open a call log (`POST /v1/calls`)."""
+
+    uniqueid: str
+    hotline: str
+    caller_id: str | None
+    channel: str | None
+    language: str | None
+
+
+async def deliver(client: BackendClient, record: Record, call_ids: dict[str, int]) -> None:
+    """Send one record; `call_ids` remembers (and learns) the backend's id of each uniqueid.
+    Raises BackendUnavailable (try again later) or BackendError (refused: never will be)."""
+    opening = record["call"]
+    call_id = call_ids.get(opening["uniqueid"])
+    if call_id is None:
+        call_id = await client.open_call(**opening)
+        call_ids[opening["uniqueid"]] = call_id
+    if record["op"] == "events":
+        events = record["events"]
+        for start in range(0, len(events), EVENTS_PER_REQUEST):
+            await client.add_events(call_id, events[start : start + EVENTS_PER_REQUEST])
+    elif record["op"] == "end":
+        await client.end_call(call_id, record["outcome"], record["last_stage"], record["account"])
+
+
+@dataclass
+class CallLog:
+    """One call's log: `open`, `add` (fire and forget), `end` (waits until sent or spooled)."""
+
+    opening: CallOpening
+    outbox: CallLogOutbox
+    call_id: int | None = None
+    _records: deque[Record] = field(default_factory=deque)
+    _sender: asyncio.Task[None] | None = None
+    _spooling: bool = False
+    _opened: asyncio.Future[int] | None = None
+    _waiting: list[dict[str, Any]] = field(default_factory=list)  # events not queued yet
+    _last_queued: float = float("-inf")
+    _timer: asyncio.TimerHandle | None = None
+    _call: dict[str, Any] | None = None  # `opening` as a record's "call", made once
+
+    def open(self) -> asyncio.Future[int]:
+        """Open the call log now; the future gives its id, or BackendUnavailable."""
+        self._opened = asyncio.get_running_loop().create_future()
+        self._opened.add_done_callback(_consume_error)  # the call may end before asking
+        self._push({"op": "open"})
+        return self._opened
+
+    def add(self, events: list[dict[str, Any]]) -> None:
+        """Send `events` soon: now, or within EVENTS_EVERY_S of the call's last request."""
+        self._waiting += events
+        if not self._waiting or self._timer is not None:
+            return
+        wait = self._last_queued + EVENTS_EVERY_S - time.monotonic()
+        if wait > 0:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._queue_events)
+        else:
+            self._queue_events()
+
+    def _queue_events(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        events, self._waiting = self._waiting, []
+        if not events:
+            return
+        queued = self._records[-1] if self._records else None
+        if queued is not None and queued["op"] == "events":
+            queued["events"].extend(events)  # not sent yet: one request for both
+        else:
+            self._push({"op": "events", "events": events})
+
+    async def end(
+        self, events: list[dict[str, Any]], outcome: str, last_stage: str, account: str | None
+    ) -> None:
+        """The last events and the end; returns once all of the call's log is sent or spooled."""
+        self._waiting += events
+        self._queue_events()
+        self._push({"op": "end", "outcome": outcome, "last_stage": last_stage, "account": account})
+        if self._sender is not None:
+            await asyncio.shield(self._sender)
+
+    def _push(self, record: Record) -> None:
+        self._last_queued = time.monotonic()
+        if self._call is None:
+            self._call = asdict(self.opening)
+        self._records.append({**record, "call": self._call})
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+            self.outbox.senders.add(self._sender)
+            self._sender.add_done_callback(self.outbox.senders.discard)
+
+    async def _send(self) -> None:
+        while self._records:
+            record = self._records.popleft()
+            if not self._spooling:
+                try:
+                    await self._deliver(record)
+                    continue
+                except BackendUnavailable as e:
+                    self._opened_failed(e)
+                    self._spooling = True
+                    log.warning("call_log_spooled", call=self.opening.uniqueid, error=str(e))
+                except Exception as e:  # refused (BackendError), or a fault of ours: kept aside
+                    self._opened_failed(e)
+                    await self.outbox.reject([record], e)
+                    continue
+            await self.outbox.spool([record])
+
+    async def _deliver(self, record: Record) -> None:
+        call_ids = {} if self.call_id is None else {self.opening.uniqueid: self.call_id}
+        await deliver(self.outbox.client, record, call_ids)
+        self.call_id = call_ids[self.opening.uniqueid]
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_result(self.call_id)
+
+    def _opened_failed(self, error: Exception) -> None:
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_exception(error)
+
+
+def _consume_error(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class CallLogOutbox:
+    """The FastAGI process's call logs: one `CallLog` per call, the spool, and the deliverer."""
+
+    def __init__(self, client: BackendClient, spool: Spool, retry_s: float = RETRY_S):
+        self.client = client
+        self._spool = spool
+        self.retry_s = retry_s
+        self.senders: set[asyncio.Task[None]] = set()
+        self._spooled = asyncio.Event()  # something waits in the spool
+        self._idle = asyncio.Event()  # the spool is empty: tests and shutdown wait on it
+        self._deliverer: asyncio.Task[None] | None = None
+
+    def for_call(self, opening: CallOpening) -> CallLog:
+        return CallLog(opening, self)
+
+    async def start(self) -> None:
+        """Lock the spool, and deliver what a previous run left there, in the background."""
+        self._spool.open()
+        if self._spool.pending():
+            log.info("call_log_spool_found", segments=len(self._spool.segments()))
+            self._spooled.set()
+        else:
+            self._idle.set()
+        self._deliverer = asyncio.create_task(self._deliver_forever())
+
+    async def stop(self) -> None:
+        """Stop delivering; what is still spooled waits for the next start."""
+        if self.senders:
+            await asyncio.wait(list(self.senders))
+        if self._deliverer is not None:
+            self._deliverer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._deliverer
+        await self._spool.close()
+
+    async def delivered(self) -> None:
+        """Wait until nothing is left in the spool."""
+        await self._idle.wait()
+
+    async def spool(self, records: list[Record]) -> None:
+        try:
+            await self._spool.append(records)
+        except OSError as e:
+            log.error("call_log_lost", records=len(records), error=str(e))
+            return
+        self._idle.clear()
+        self._spooled.set()
+
+    async def reject(self, records: list[Record], error: Exception) -> None:
+        code = error.code if isinstance(error, BackendError) else type(error).__name__
+        log.error("call_log_refused", code=code, ops=[r["op"] for r in records])
+        with contextlib.suppress(OSError):
+            await self._spool.reject(records)
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            await self._spooled.wait()
+            self._spooled.clear()
+            try:
+                await self._deliver_spool()
+            except BackendUnavailable:
+                self._spooled.set()  # still there: try again after a pause
+                await asyncio.sleep(max(self.retry_s, self.client.breaker.retry_in()))
+                continue
+            if not self._spool.pending():
+                self._idle.set()
+
+    async def _deliver_spool(self) -> None:
+        call_ids: dict[str, int] = {}
+        while (segment := await self._spool.take()) is not None:
+            records = await self._spool.read(segment)
+            for done, record in enumerate(records):
+                try:
+                    await deliver(self.client, record, call_ids)
+                except BackendUnavailable:
+                    if done:  # what was delivered is not delivered again
+                        await self._spool.rewrite(segment, records[done:])
+                    raise
+                except Exception as e:  # refused (BackendError), or a fault of ours
+                    await self.reject([record], e)
+            await self._spool.remove(segment)
+            log.info("call_log_spool_delivered", segment=segment.name, records=len(records))

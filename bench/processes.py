@@ -1,0 +1,132 @@
+"""The benchmark's servers, each a process of its own (the backend, the FastAGI server, the floor),
+so the simulator, the server under test and the backend do not share one event loop, and each
+one's CPU time and memory can be read from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+READY_TIMEOUT_S = 60
+
+
+@dataclass
+class ServerProcess:
+    """A child process that serves on a port it announces on stdout or stderr."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    port: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)  # its JSON log lines
+    _drains: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(
+        cls,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        port_from: Callable[[str], int | None],
+    ) -> ServerProcess:
+        """Start `argv`; `port_from` reads the port from an output line (None: not yet)."""
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        server = cls(name, process)
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        for stream in (process.stdout, process.stderr):
+            assert stream is not None
+            server._drains.append(asyncio.create_task(server._drain(stream, port_from, ready)))
+        try:
+            server.port = await asyncio.wait_for(ready, READY_TIMEOUT_S)
+        except BaseException:
+            await server.stop()
+            raise
+        return server
+
+    async def _drain(
+        self,
+        stream: asyncio.StreamReader,
+        port_from: Callable[[str], int | None],
+        ready: asyncio.Future[int],
+    ) -> None:
+        """Read its output all along (a full pipe would stop it), keeping its JSON log."""
+        while line := (await stream.readline()).decode(errors="replace"):
+            if line.startswith("{"):
+                try:
+                    self.log.append(json.loads(line))
+                except ValueError:
+                    pass
+            if not ready.done() and (port := port_from(line)) is not None:
+                ready.set_result(port)
+        if not ready.done():
+            ready.set_exception(RuntimeError(f"{self.name} ended before it was ready"))
+
+    def pin(self, cpus: set[int]) -> None:
+        """Run only on these CPUs (the server under test gets a core of its own)."""
+        os.sched_setaffinity(self.process.pid, cpus)
+
+    def cpu_s(self) -> float:
+        """User and system CPU time used so far."""
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss_mib(self) -> float:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def logged(self, event: str) -> dict[str, Any]:
+        """Its last log line for `event` ({} if none)."""
+        return next((e for e in reversed(self.log) if e.get("event") == event), {})
+
+    async def stop(self) -> None:
+        """SIGTERM (a graceful stop), then wait for it and its output."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        await asyncio.gather(*self._drains, return_exceptions=True)
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def json_port(event: str) -> Callable[[str], int | None]:
+    """The port in a JSON log line of `event` (as `ivrs agi` logs agi_listening)."""
+
+    def port(line: str) -> int | None:
+        if f'"{event}"' not in line:
+            return None
+        return int(json.loads(line)["port"])
+
+    return port
+
+
+def port_after(prefix: str) -> Callable[[str], int | None]:
+    """The port in a line like `<prefix>http://127.0.0.1:8080` or `<prefix>8080`."""
+
+    def port(line: str) -> int | None:
+        if prefix not in line:
+            return None
+        rest = line.split(prefix, 1)[1].strip()
+        return int(rest.rsplit(":", 1)[-1].split()[0].strip("/= "))
+
+    return port

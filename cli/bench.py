@@ -1,0 +1,53 @@
+"""`ivrs bench`: the load benchmark of the FastAGI server and its baselines (bench/bench_calls.py).
+The options live here, so building the `ivrs` parser imports nothing of the benchmark."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="load benchmark: the FastAGI server against the floor and classic AGI (a few minutes)",
+    )
+    add_arguments(p)
+    p.set_defaults(func=_bench)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calls", type=int, default=300, help="bundling calls (300)")
+    parser.add_argument("--concurrency", type=int, default=50, help="bundling calls at once (50)")
+    parser.add_argument("--classic", type=int, default=20, help="classic AGI calls (20)")
+    parser.add_argument(
+        "--classic-concurrency", type=int, default=4, help="classic AGI calls at once (4)"
+    )
+    parser.add_argument("--paced", type=int, default=500, help="paced calls at once (500)")
+    parser.add_argument("--pace-ms", type=int, default=500, help="pause per command (500 ms)")
+    parser.add_argument(
+        "--arrivals", type=float, default=100, help="paced calls arriving per second (100)"
+    )
+    parser.add_argument(
+        "--window", type=float, default=10, help="seconds measured with all paced calls live (10)"
+    )
+    parser.add_argument("--held", type=int, default=2000, help="calls held at once (2000)")
+    parser.add_argument(
+        "--held-arrivals",
+        type=float,
+        default=40,
+        help="held calls arriving per second (40: 2,000 calls of 50 s)",
+    )
+    parser.add_argument(
+        "--database-url", help="the backend's database (default: SQLite in a temp directory)"
+    )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the backend on a throwaway PostgreSQL server (the tests' own: fsync off)",
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.bench_calls import run_and_report
+
+    return run_and_report(args)

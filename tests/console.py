@@ -1,0 +1,177 @@
+"""Fixtures and helpers of the console tests (tests/test_console*.py import them): the backend
+with cookies allowed over plain HTTP (the tests talk to 127.0.0.1), one supervisor of each
+role, HTTP clients that sign in as a browser does, calls seeded straight into the database,
+and a real WAV recording."""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from multidict import CIMultiDictProxy
+
+from backend.console.auth import create_supervisor
+from backend.database import Database
+from backend.models import Call, CallEvent, Recording
+from backend.settings import BackendSettings
+
+PASSWORD = "correct horse battery staple"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+ROLES = {"supervisor": "sam", "admin": "ada", "auditor": "otto"}
+
+
+@pytest.fixture
+def backend_settings(backend_settings: BackendSettings) -> BackendSettings:
+    """The tests reach the console on http://127.0.0.1: cookies without Secure."""
+    return replace(backend_settings, console_plain_http=True)
+
+
+@pytest.fixture
+async def supervisors(db: Database) -> dict[str, str]:
+    """role -> name of a console user with that role (password PASSWORD)."""
+    for role, name in ROLES.items():
+        extension = "201" if role == "supervisor" else None
+        await create_supervisor(db, name, role, PASSWORD, extension=extension)  # type: ignore[arg-type]
+    return dict(ROLES)
+
+
+@dataclass(frozen=True)
+class Page:
+    status: int
+    text: str
+    headers: CIMultiDictProxy[str]
+    url: str
+
+
+class ConsoleClient:
+    """A browser's view of the console over HTTP: cookies kept, the CSRF token of the last
+    page sent with each form."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+
+    async def get(self, path: str, **options: Any) -> Page:
+        async with self.http.get(self.url + path, **options) as response:
+            return self._page(response, await response.text(errors="replace"))
+
+    async def get_bytes(self, path: str, **options: Any) -> tuple[int, bytes, Any]:
+        async with self.http.get(self.url + path, **options) as response:
+            return response.status, await response.read(), response.headers
+
+    async def post(
+        self, path: str, data: dict[str, str] | None = None, csrf: bool = True, **options: Any
+    ) -> Page:
+        form = dict(data or {})
+        if csrf:
+            form.setdefault("csrf_token", self.csrf)
+        async with self.http.post(self.url + path, data=form, **options) as response:
+            return self._page(response, await response.text(errors="replace"))
+
+    async def sign_in(self, name: str, password: str = PASSWORD, next: str = "") -> Page:
+        await self.get("/console/sign-in")
+        return await self.post(
+            "/console/sign-in", {"name": name, "password": password, "next": next}
+        )
+
+    def _page(self, response: aiohttp.ClientResponse, text: str) -> Page:
+        if found := CSRF.search(text):
+            self.csrf = found.group(1)
+        return Page(response.status, text, response.headers, str(response.url))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+ConsoleFactory = Callable[..., Awaitable[ConsoleClient]]
+
+
+@pytest.fixture
+async def console(backend: Any, supervisors: dict[str, str]) -> AsyncIterator[ConsoleFactory]:
+    """console(role) -> a client signed in with that role; console() -> not signed in."""
+    clients: list[ConsoleClient] = []
+
+    async def open_console(role: str | None = None) -> ConsoleClient:
+        client = ConsoleClient(backend.url)
+        clients.append(client)
+        if role is not None:
+            page = await client.sign_in(supervisors[role])
+            assert page.status == 200 and "/console/calls" in page.url, page.text[:500]
+        return client
+
+    yield open_console
+    for client in clients:
+        await client.close()
+
+
+async def seed_calls(
+    db: Database,
+    count: int,
+    start: datetime,
+    every: timedelta = timedelta(minutes=1),
+    **columns: Any,
+) -> list[int]:
+    """`count` ended calls, one every `every` from `start`; returns their ids, oldest first."""
+    calls = [
+        Call(
+            uniqueid=f"seed-{start.timestamp():.0f}-{i}-{columns.get('hotline', '')}",
+            hotline=columns.get("hotline", "39023333"),
+            caller_id=columns.get("caller_id", "85291234567"),
+            channel=columns.get("channel", f"PJSIP/trunk-{i:08x}"),
+            language=columns.get("language", "zh_HK"),
+            started_at=start + i * every,
+            ended_at=None if columns.get("live") else start + i * every + timedelta(seconds=95),
+            outcome=None if columns.get("live") else columns.get("outcome", "completed"),
+            last_stage=columns.get("last_stage", "goodbye"),
+            account_number=columns.get("account_number"),
+        )
+        for i in range(count)
+    ]
+    async with db.sessions.begin() as session:
+        session.add_all(calls)
+        await session.flush()
+        if columns.get("events"):
+            session.add_all(
+                CallEvent(call_id=c.id, at=c.started_at, kind="stage", name="welcome", detail={})
+                for c in calls
+            )
+        if columns.get("recorded"):
+            session.add_all(
+                Recording(call_id=c.id, file_name=f"{c.uniqueid}.wav", size_bytes=1, found_at=start)
+                for c in calls
+            )
+    return [c.id for c in calls]
+
+
+def write_tone_wav(path: Path, seconds: float = 3.0, rate: int = 8000) -> Path:
+    """A real 8 kHz mono WAV (a 440 Hz tone), as MixMonitor writes them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate)))
+        for n in range(int(seconds * rate))
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+    return path
+
+
+async def call_api(backend: Any, path: str, body: dict[str, Any]) -> Any:
+    """POST to the backend's JSON API as the IVR does (its service token)."""
+    headers = {"Authorization": f"Bearer {backend.settings.api_token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(backend.url + path, json=body, headers=headers) as response:
+            assert response.status < 300, await response.text()
+            return await response.json()

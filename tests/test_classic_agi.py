@@ -1,0 +1,109 @@
+"""Classic AGI (agi_scripts/ivrs_agi.py): one process per call on stdin/stdout, driven by the
+simulator as Asterisk drives a local AGI script (run_classic_agi): the same flow bundles, the
+recording is stopped around the secrets over AGI, and a hang-up (SIGHUP, never a HANGUP line)
+ends the process cleanly with the call log closed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.app import RunningBackend
+from ivr.simulator import CallRecord, SimulatedAsterisk, run_classic_agi
+from tests.conftest import Trucker, stored_bundles, stored_call
+
+SCRIPT = [sys.executable, "-m", "agi_scripts.ivrs_agi"]
+
+
+@pytest.fixture
+def agi_env(backend: RunningBackend, tmp_path: Path) -> dict[str, str]:
+    """What Asterisk's environment gives the script (the same IVRS_* as `ivrs agi`)."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "IVRS_BACKEND_URL": backend.url,
+        "IVRS_API_TOKEN": backend.settings.api_token,
+        "IVRS_SPOOL_DIR": str(tmp_path / "spool"),
+        "IVRS_LOG_LEVEL": "warning",
+    }
+
+
+async def classic_call(env: dict[str, str], keys: str, **options: Any) -> CallRecord:
+    return await run_classic_agi(
+        SCRIPT, env=env, script_path="/usr/local/bin/ivrs-agi", keys=keys, **options
+    )
+
+
+async def test_a_classic_agi_call_bundles_like_a_fastagi_one(
+    agi_env: dict[str, str], make_trucker: Callable[..., Any], db: Any, tmp_path: Path
+) -> None:
+    trucker: Trucker = await make_trucker()
+    record = await classic_call(agi_env, trucker.bundle_keys(), totp=trucker.code)
+    assert record.exit_code == 0
+    assert record.prompt_ids[-1] == "call.goodbye" and "bundle.submitted" in record.prompt_ids
+    [bundle] = await stored_bundles(db)
+    assert bundle.vehicle_mark == trucker.vehicle
+    logged = await stored_call(db, record.uniqueid)
+    assert logged.outcome == "completed"
+    assert record.closed_by == "server" and not record.hung_up and record.sighups == 0
+    assert record.trailing == []  # no HANGUP line after the script closed its stdout
+    commands = [e.command for e in record.exchanges]
+    assert commands[:2] == ['SET VARIABLE IVRS_STARTED "1"', "GET VARIABLE IVRS_HELPDESK"]
+    assert 'EXEC StopMixMonitor ""' in commands  # no AMI in a classic script: AGI fallback
+    assert not (tmp_path / "spool").exists() or not any((tmp_path / "spool").iterdir())
+
+
+async def test_a_hangup_mid_call_sends_sighup_and_the_process_ends_cleanly(
+    agi_env: dict[str, str], make_trucker: Callable[..., Any], db: Any
+) -> None:
+    trucker: Trucker = await make_trucker()
+
+    def during_the_password(command: Any) -> bool:
+        return command.prompt_id == "login.password"
+
+    record = await classic_call(
+        agi_env, trucker.bundle_keys(), totp=trucker.code, hangup_at=during_the_password
+    )
+    assert record.hung_up and record.sighups == 1
+    assert record.exit_code == 0  # SIGHUP is handled: Python's default would kill it (-1)
+    assert not any("HANGUP" in line for e in record.exchanges for line in e.reply)
+    after = [e for e in record.exchanges if e.reply and e.reply[0].startswith("511")]
+    assert len(after) <= 1  # at most the command under way when the signal came
+    logged = await stored_call(db, record.uniqueid)
+    assert (logged.outcome, logged.last_stage) == ("caller_hung_up", "login")
+    assert await stored_bundles(db) == []
+
+
+async def test_with_agisighup_no_the_511_replies_end_the_call(
+    agi_env: dict[str, str], make_trucker: Callable[..., Any], db: Any
+) -> None:
+    trucker: Trucker = await make_trucker()
+    record = await classic_call(agi_env, f"3 {trucker.account}# !", sighup=False)
+    assert record.hung_up and record.sighups == 0 and record.exit_code == 0
+    assert any(e.reply[0].startswith("511") for e in record.exchanges if e.reply)
+    logged = await stored_call(db, record.uniqueid)
+    assert logged.outcome == "caller_hung_up"
+
+
+async def test_without_a_header_the_script_ends_at_once(agi_env: dict[str, str]) -> None:
+    """Asterisk closed the pipe before the header's end: nothing to do, exit 0."""
+    process = await asyncio.create_subprocess_exec(
+        *SCRIPT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=agi_env
+    )
+    out, _ = await asyncio.wait_for(process.communicate(b"agi_request: /x\n"), 30)
+    assert (process.returncode, out) == (0, b"")
+
+
+def test_the_classic_header_names_the_script_and_has_no_network_lines() -> None:
+    asterisk = SimulatedAsterisk(args=("39023333",))
+    header = asterisk.header("127.0.0.1", 4573, script_path="/usr/local/bin/ivrs-agi")
+    assert header[0] == "agi_request: /usr/local/bin/ivrs-agi"
+    assert not any(line.startswith("agi_network") for line in header)
+    assert header[-1] == "agi_arg_1: 39023333"
+    fast = asterisk.header("127.0.0.1", 4573)
+    assert fast[3:] == header[1:]  # the rest is the FastAGI header's
