@@ -30,7 +30,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ivr backend_client formats prompts otp backend cli
+	$(BIN)/mypy ivr ami backend_client formats prompts otp backend cli
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -47,7 +47,7 @@ from backend.security import is_argon2_hash
 from backend.timezones import hong_kong_date
 from otp import TokenProfile, new_seed
 from otp.enrolment import provisioning_uri
-from otp.seedfile import SeedFileError, SeedRecord, read_seed_file
+from otp.seedfile import SeedFileError, read_seed_file
 
 log = structlog.get_logger(__name__)
 
@@ -163,8 +163,8 @@ async def import_tokens(
     be deleted once imported. `psk` or `password`: the pre-shared key, or the password its key
     is derived from (PBKDF2), of an encrypted PSKC file.
 
-    Event (HOTP) tokens are stored with the period otp.HOTP_PERIOD, and the counter the file
-    gives as the next one to use: last_used_step holds the counter before it.
+    Event (HOTP) tokens are stored with the counter the file gives as the next one to use
+    (PSKC's Counter; 0 when the file gives none).
     """
     try:
         records = await asyncio.to_thread(read_seed_file, data, psk, password)  # PBKDF2 is slow
@@ -173,7 +173,7 @@ async def import_tokens(
     problems = []
     for r in records:
         try:
-            TokenProfile(kind, digits=r.digits, period=_period(r))
+            TokenProfile(kind, digits=r.digits, period=r.period, type=r.type)
         except ValueError as e:
             problems.append(f"{r.where}: {e}")
     now = db.now()
@@ -191,10 +191,11 @@ async def import_tokens(
                 Token(
                     serial=r.serial,
                     kind=kind,
+                    type=r.type,
                     digits=r.digits,
-                    period=_period(r),
+                    period=r.period,
                     seed_encrypted=db.seeds.encrypt(r.seed_base32),
-                    last_used_step=r.counter - 1 if r.counter else None,
+                    counter=(r.counter or 0) if r.type == "hotp" else None,
                     expires_on=r.expires_on,
                     account_id=None,
                     created_at=now,
@@ -205,10 +206,6 @@ async def import_tokens(
         raise AdminError("a token of the file was added meanwhile; nothing imported") from None
     log.info("tokens_imported", count=len(records), kind=kind)
     return [r.serial for r in records]
-
-
-def _period(record: SeedRecord) -> int:
-    return otp.HOTP_PERIOD if record.type == "hotp" else cast(int, record.period)
 
 
 async def assign_token(db: Database, serial: str, account_number: str) -> None:
@@ -260,29 +257,31 @@ async def resync_token(
         token = await _token(session, serial)
         if token.status == "revoked":
             raise AdminError(f"token {serial} is revoked")
-        profile = TokenProfile(token.kind, digits=token.digits, period=token.period)
         seed = db.seeds.decrypt(token.seed_encrypted)
-        last_used = token.last_used_step
-        step = otp.resync(seed, first_code, second_code, profile, now, window, last_used)
+        expected = token.counter or 0  # hotp
+        if token.type == "hotp":
+            step = otp.resync_hotp(seed, first_code, second_code, token.profile, expected, window)
+            where = f"the next {window or otp.HOTP_RESYNC_WINDOW} presses"
+        else:
+            step = otp.resync(seed, first_code, second_code, token.profile, now, window)
+            where = f"±{window or otp.RESYNC_WINDOW} steps of now"
         if step is None:
-            where = (
-                f"the next {window or otp.HOTP_RESYNC_WINDOW} presses"
-                if profile.type == "hotp"
-                else f"±{window or otp.RESYNC_WINDOW} steps of now"
-            )
             raise AdminError(
                 f"no two consecutive codes of token {serial} match within {where}:"
                 " read two codes in a row off the token and try again"
             )
-        if profile.type == "hotp":
-            # The counter is the token's own: there is no clock to drift from.
-            drift, stored_drift = step - 1 - (0 if last_used is None else last_used + 1), 0
+        values: dict[str, int]
+        if token.type == "hotp":
+            # The counter is the token's own: no clock to drift from, only skipped presses.
+            drift = step - 1 - expected
+            values = {"counter": step + 1}
         else:
-            drift = stored_drift = step - int(now.timestamp()) // token.period
+            drift = step - int(now.timestamp()) // cast(int, token.period)
+            values = {"drift": drift, "last_used_step": step}
         await session.execute(
             update(Token)
             .where(Token.id == token.id)
-            .values(drift=stored_drift, last_used_step=step)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
     log.info("token_resynchronised", serial=serial, drift=drift)

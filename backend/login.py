@@ -16,8 +16,8 @@ working until the first login with a correct code of the new one, which activate
 revokes every other token of the account, in the login's transaction. A pending token older
 than `enrolment_expiry` (24 h) is refused, and the next login of its account revokes it.
 
-Event (HOTP) tokens log in like the others: their "step" is the counter (otp.verify looks
-ahead of the last one used), claimed the same way.
+Event (HOTP) tokens log in like the others: their "step" is the counter (otp.verify_hotp looks
+ahead from the next one expected, `tokens.counter`), claimed the same way.
 
 Races are settled by single UPDATE statements rather than read-then-write: the failure counter
 is incremented in SQL, and a step is claimed only if it is later than the last one used, so two
@@ -65,8 +65,9 @@ FAILED = ("login_failed", "The account number, password or security code is not 
 class _Match:
     token_id: int
     serial: str
-    step: int
-    drift: int  # the token's total drift, in steps
+    type: otp.OtpType
+    step: int  # totp: the time step; hotp: the counter
+    drift: int  # totp: the token's total drift, in steps
     pending: bool  # a new token's first correct code: the login activates it
 
 
@@ -165,17 +166,20 @@ async def _verify(
 def _match(
     db: Database, tokens: Sequence[Token], code: str, now: datetime
 ) -> tuple[_Match | None, bool]:
-    """The token step `code` matches, centred on each token's remembered drift."""
+    """The token step `code` matches: a time step centred on the token's remembered drift, or
+    a counter from the token's next one."""
     replayed = False
     for token in tokens:
-        profile = otp.TokenProfile(token.kind, digits=token.digits, period=token.period)
-        drifted_now = now + timedelta(seconds=token.drift * token.period)
         seed = db.seeds.decrypt(token.seed_encrypted)
-        result = otp.verify(seed, code, profile, drifted_now, token.last_used_step)
+        if token.type == "hotp":
+            result = otp.verify_hotp(seed, code, token.profile, token.counter or 0)
+        else:
+            last_used = token.last_used_step
+            result = otp.verify(seed, code, token.profile, now, last_used, drift=token.drift)
         if result.ok and result.step is not None:
-            drift = token.drift + result.drift
             pending = token.status == "pending"
-            return _Match(token.id, token.serial, result.step, drift, pending), False
+            match = _Match(token.id, token.serial, token.type, result.step, result.drift, pending)
+            return match, False
         replayed = replayed or result.replayed
     return None, replayed
 
@@ -213,14 +217,18 @@ def _locked(account: Account | None, now: datetime) -> bool:
 
 
 async def _claim_step(session: AsyncSession, match: _Match) -> bool:
-    """Use up the step, only if no login used it (or a later one) meanwhile."""
+    """Use up the step (and every earlier one), only if no login used it (or a later one)
+    meanwhile."""
+    if match.type == "hotp":
+        unused = or_(Token.counter.is_(None), Token.counter <= match.step)
+        values: dict[str, int] = {"counter": match.step + 1}
+    else:
+        unused = or_(Token.last_used_step.is_(None), Token.last_used_step < match.step)
+        values = {"last_used_step": match.step, "drift": match.drift}
     result = await session.execute(
         update(Token)
-        .where(
-            Token.id == match.token_id,
-            or_(Token.last_used_step.is_(None), Token.last_used_step < match.step),
-        )
-        .values(last_used_step=match.step, drift=match.drift)
+        .where(Token.id == match.token_id, unused)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]

@@ -29,9 +29,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+import otp
+
 AccountType = Literal["trucker", "agent", "shipper"]
 AccountStatus = Literal["active", "locked", "disabled"]
 TokenKind = Literal["hardware", "mobile"]
+OtpType = Literal["totp", "hotp"]  # time-based (RFC 6238) or event, a button press (RFC 4226)
 # pending: enrolled, waiting for its first correct code; revoked: replaced or lost, never valid.
 TokenStatus = Literal["active", "pending", "revoked"]
 CargoKind = Literal["packages", "bulk"]
@@ -106,11 +109,14 @@ class Token(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     serial: Mapped[str] = mapped_column(String(32), unique=True)
     kind: Mapped[TokenKind]
+    type: Mapped[OtpType] = mapped_column(default="totp", server_default="totp")
     digits: Mapped[int]
-    period: Mapped[int]
+    period: Mapped[int | None]  # seconds between codes: totp only
     seed_encrypted: Mapped[str] = mapped_column(Text)  # Fernet token; the key is not in the DB
-    drift: Mapped[int] = mapped_column(default=0)  # in time steps, learnt at each login
-    last_used_step: Mapped[int | None]  # replay refusal: later logins need a later step
+    drift: Mapped[int] = mapped_column(default=0)  # totp: in time steps, learnt at each login
+    last_used_step: Mapped[int | None]  # totp replay refusal: later logins need a later step
+    # hotp: the next counter the server expects; codes of earlier ones are refused (replay).
+    counter: Mapped[int | None]
     expires_on: Mapped[date | None]
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     # A replacement (FortiToken Mobile enrolment) is pending until its first correct code at a
@@ -120,6 +126,11 @@ class Token(Base):
     revoked_at: Mapped[datetime | None]
 
     account: Mapped[Account | None] = relationship(back_populates="tokens", lazy="raise")
+
+    @property
+    def profile(self) -> otp.TokenProfile:
+        """How the token computes its codes."""
+        return otp.TokenProfile(self.kind, digits=self.digits, period=self.period, type=self.type)
 
 
 class CallerThrottle(Base):

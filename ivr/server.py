@@ -25,7 +25,7 @@ from backend_client import BackendClient
 from backend_client.breaker import CircuitBreaker
 from backend_client.call_log import CallLogOutbox
 from backend_client.spool import Spool
-from ivr.ami import Ami
+from ivr.ami import Ami, ami_from_settings
 from ivr.call import Call, ServerClosing
 from ivr.channel import Channel, HeaderError, Reply, read_header, script_name
 from ivr.flow import run_call
@@ -191,7 +191,7 @@ async def start_agi_server(
     outbox = CallLogOutbox(backend, Spool(settings.spool_dir))
     await outbox.start()  # raises SpoolBusy if another server uses the same spool directory
     app = IvrApplication(settings, backend, outbox, catalog)
-    owned_ami = None if ami is not None else Ami.from_settings(settings)
+    owned_ami = None if ami is not None else ami_from_settings(settings)
     app.ami = ami or owned_ami
     if owned_ami is not None:
         await owned_ami.start()  # connects in the background; calls fall back until it does

@@ -33,12 +33,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from otp import TokenProfile
+from otp import OtpType, TokenProfile
 
 __all__ = [
     "CSV_HEADER",
@@ -55,8 +55,6 @@ MAX_ERRORS = 20  # reported at once; the rest are summed up
 SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-OtpType = Literal["totp", "hotp"]
-
 
 @dataclass(frozen=True)
 class SeedRecord:
@@ -69,7 +67,7 @@ class SeedRecord:
     digits: int
     period: int | None  # None for hotp
     expires_on: date | None
-    counter: int | None = None  # hotp only, when the file gives it
+    counter: int | None = None  # hotp only, when the file gives it: the next press's counter
 
 
 class SeedFileError(ValueError):
@@ -216,12 +214,9 @@ def _record(
 ) -> SeedRecord:
     if not SERIAL.fullmatch(serial):
         raise ValueError("serial: 1 to 32 letters, digits, '.', '_' or '-'")
-    if otp_type == "totp":
-        if period is None:
-            raise ValueError("period: required for totp")
-        TokenProfile("hardware", digits=digits, period=period)  # raises on other profiles
-    elif digits not in (6, 8):
-        raise ValueError(f"token codes have 6 or 8 digits, not {digits}")
+    if otp_type == "totp" and period is None:
+        raise ValueError("period: required for totp")
+    TokenProfile("hardware", digits=digits, period=period, type=otp_type)  # raises on others
     seed = base64.b32encode(raw_key).decode().rstrip("=")
     return SeedRecord(where, serial, seed, otp_type, digits, period, expires_on, counter)
 

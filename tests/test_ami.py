@@ -1,5 +1,5 @@
 """AMI: the simulated manager interface (ivr/simulator/ami.py) speaks what Asterisk 22 sent in
-agi-transcripts 09 and 01; the FastAGI server's long-lived connection (ivr/ami.py) mutes a
+agi-transcripts 09 and 01; the FastAGI server's long-lived connection (ami/) mutes a
 call's recording around the password and token code, survives the AMI server restarting, and
 falls back to stopping MixMonitor over AGI when AMI is down; `listen_in` originates ChanSpy."""
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from ami import Ami, AmiError, AmiUnavailable, listen_in
 from backend.app import RunningBackend
 from cli.main import build_parser
-from ivr.ami import Ami, AmiError, AmiUnavailable, listen_in
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
 from ivr.simulator import CallRecord, Command, RunningAmi, place_call, start_ami_server
@@ -419,7 +419,7 @@ async def test_listen_in_originates_a_quiet_listen_only_chanspy(
         "Action": "Originate",
         "Channel": "Local/201@supervisors",
         "Application": "ChanSpy",
-        "Data": "PJSIP/carrier-0000002a,qE",  # no w, W or B: the caller never hears them
+        "Data": "PJSIP/carrier-0000002a,qES",  # no w, W or B: the caller never hears them
         "Async": "true",
     }
 

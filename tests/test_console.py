@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from backend.admin import AdminError
+from backend.admin import AdminError, assign_token, import_tokens
 from backend.app import start_backend
 from backend.console.auth import create_supervisor
 from backend.database import Database
@@ -377,6 +377,21 @@ async def test_live_calls_show_the_newest_stage_the_ivr_reported(
     assert "85291110000" in page.text and page.text.count('class="stage"') == 1
     assert "Listen in" not in page.text  # AMI is not configured here
     assert "AMI settings" in page.text
+
+
+async def test_an_event_token_shows_its_counter_rather_than_a_period(
+    console: ConsoleFactory, make_trucker, db: Database
+) -> None:
+    trucker = await make_trucker(cargo=0)  # and its hardware (TOTP) token
+    seed_file = f"serial,key,type,digits,period,expiry\nHOTP0001,{'31' * 20},hotp,6,,\n"
+    await import_tokens(db, seed_file.encode())
+    await assign_token(db, "HOTP0001", trucker.account)
+    client = await console("admin")
+    page = await client.get(f"/console/accounts/{trucker.account}")
+    assert "HOTP0001" in page.text
+    assert "6 digits, HOTP (counter 0)" in page.text
+    assert "6 digits, every 60 s" in page.text  # the TOTP token
+    assert "every 0 s" not in page.text and "None" not in page.text
 
 
 async def test_admin_finds_locks_unlocks_and_enrols_an_account(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     UniqueConstraint,
     inspect,
+    text,
 )
 
 from backend.database import alembic_config, head_revision, make_engine, upgrade_schema
@@ -124,6 +125,58 @@ async def test_downgrading_to_base_removes_everything_and_upgrading_rebuilds_it(
         await upgrade_schema(engine)
         async with engine.connect() as connection:
             assert await connection.run_sync(schema_diff) == []
+    finally:
+        await engine.dispose()
+
+
+# Tokens as 0002 stored them: an event (HOTP) token had period 0 and its last counter used in
+# last_used_step (None: none used yet).
+TOKENS_0002 = [
+    {"serial": "HOTP-USED", "digits": 6, "period": 0, "drift": 0, "last_used_step": 6},
+    {"serial": "HOTP-NEW", "digits": 8, "period": 0, "drift": 0, "last_used_step": None},
+    {"serial": "TOTP", "digits": 6, "period": 60, "drift": 2, "last_used_step": 29_000_000},
+]
+TOKEN_COLUMNS = "serial, digits, period, drift, last_used_step"
+
+
+def token_rows(connection: Connection, columns: str) -> list[tuple[Any, ...]]:
+    return [
+        tuple(row)
+        for row in connection.exec_driver_sql(f"SELECT {columns} FROM tokens ORDER BY serial")
+    ]
+
+
+async def test_event_tokens_of_0002_get_their_type_and_counter_and_get_them_back_on_downgrade(
+    empty_url: str,
+) -> None:
+    engine = make_engine(empty_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run_command, "upgrade", "0002")
+            await connection.execute(
+                text(
+                    "INSERT INTO tokens (serial, kind, digits, period, seed_encrypted, drift,"
+                    " last_used_step, status) VALUES (:serial, 'hardware', :digits, :period,"
+                    " 'sealed', :drift, :last_used_step, 'active')"
+                ),
+                TOKENS_0002,
+            )
+        await upgrade_schema(engine)
+        async with engine.connect() as connection:
+            upgraded = await connection.run_sync(
+                token_rows, "serial, type, period, counter, last_used_step, drift"
+            )
+        assert upgraded == [
+            ("HOTP-NEW", "hotp", None, 0, None, 0),  # no press used yet: counter 0 comes next
+            ("HOTP-USED", "hotp", None, 7, None, 0),  # counter 6 was used: 7 comes next
+            ("TOTP", "totp", 60, None, 29_000_000, 2),
+        ]
+        async with engine.begin() as connection:
+            await connection.run_sync(run_command, "downgrade", "0002")
+        async with engine.connect() as connection:
+            assert await connection.run_sync(token_rows, TOKEN_COLUMNS) == sorted(
+                tuple(token.values()) for token in TOKENS_0002
+            )
     finally:
         await engine.dispose()
 

@@ -51,6 +51,15 @@ def test_code_two_steps_away_is_refused(offset: int) -> None:
     assert result == otp.VerifyResult(ok=False, step=None, drift=0, replayed=False)
 
 
+def test_the_window_is_centred_on_the_remembered_drift() -> None:
+    seed = otp.new_seed()
+    code = otp.current_code(seed, otp.HARDWARE, NOW + timedelta(seconds=6 * 60))
+    assert not otp.verify(seed, code, otp.HARDWARE, NOW, last_used_step=None).ok
+    result = otp.verify(seed, code, otp.HARDWARE, NOW, last_used_step=None, drift=5)
+    assert result.ok and result.drift == 6  # the token's total drift
+    assert result.step == int(NOW.timestamp()) // 60 + 6
+
+
 def test_replayed_code_is_refused() -> None:
     seed = otp.new_seed()
     code = otp.current_code(seed, otp.HARDWARE, NOW)
@@ -142,7 +151,7 @@ def test_resync_works_for_8_digit_mobile_tokens() -> None:
 
 # --- event tokens (HOTP, RFC 4226) -----------------------------------------------------------
 
-HOTP = otp.TokenProfile("hardware", digits=6, period=otp.HOTP_PERIOD)
+HOTP = otp.TokenProfile("hardware", digits=6, period=None, type="hotp")
 # RFC 4226, appendix D: the codes of its test seed at counters 0 to 9.
 RFC_4226_CODES = [
     "755224",
@@ -160,17 +169,16 @@ RFC_4226_CODES = [
 
 @pytest.mark.parametrize(("counter", "code"), list(enumerate(RFC_4226_CODES)))
 def test_codes_match_rfc_4226_vectors(counter: int, code: str) -> None:
-    assert HOTP.type == "hotp"
     assert otp.counter_code(RFC_SEED, HOTP, counter) == code
-    result = otp.verify(RFC_SEED, code, HOTP, NOW, last_used_step=counter - 1 if counter else None)
+    result = otp.verify_hotp(RFC_SEED, code, HOTP, counter=counter)
     assert result == otp.VerifyResult(ok=True, step=counter, drift=0, replayed=False)
 
 
 def test_hotp_accepts_codes_within_the_look_ahead_window_only() -> None:
-    last_used = 5  # counters 6 to 6 + HOTP_LOOK_AHEAD - 1 may come next
+    expected = 6  # counters 6 to 6 + HOTP_LOOK_AHEAD - 1 may come next
     ahead = [
-        otp.verify(RFC_SEED, otp.counter_code(RFC_SEED, HOTP, c), HOTP, NOW, last_used).ok
-        for c in range(last_used + 1, last_used + 1 + otp.HOTP_LOOK_AHEAD + 1)
+        otp.verify_hotp(RFC_SEED, otp.counter_code(RFC_SEED, HOTP, c), HOTP, expected).ok
+        for c in range(expected, expected + otp.HOTP_LOOK_AHEAD + 1)
     ]
     assert ahead == [True] * otp.HOTP_LOOK_AHEAD + [False]
 
@@ -178,33 +186,45 @@ def test_hotp_accepts_codes_within_the_look_ahead_window_only() -> None:
 @pytest.mark.parametrize("counter", [0, 3, 5])
 def test_hotp_code_of_a_used_counter_or_an_earlier_one_is_refused_as_replay(counter: int) -> None:
     code = otp.counter_code(RFC_SEED, HOTP, counter)
-    result = otp.verify(RFC_SEED, code, HOTP, NOW, last_used_step=5)
+    result = otp.verify_hotp(RFC_SEED, code, HOTP, counter=6)
     assert result == otp.VerifyResult(ok=False, step=None, drift=0, replayed=True)
 
 
-def test_hotp_ignores_the_clock() -> None:
-    code = otp.counter_code(RFC_SEED, HOTP, 1)
-    later = NOW + timedelta(days=400)
-    assert otp.verify(RFC_SEED, code, HOTP, later, last_used_step=0).step == 1
+@pytest.mark.parametrize("code", ["75522", "7552244", "75522a", "７５５２２４"])
+def test_hotp_refuses_codes_of_the_wrong_shape(code: str) -> None:
+    assert otp.verify_hotp(RFC_SEED, code, HOTP, counter=0) == otp.REFUSED
+
+
+def test_time_and_counter_functions_refuse_the_other_type() -> None:
+    with pytest.raises(ValueError, match="counter, not the clock"):
+        otp.verify(RFC_SEED, RFC_4226_CODES[0], HOTP, NOW, last_used_step=None)
+    with pytest.raises(ValueError, match="clock, not a counter"):
+        otp.verify_hotp(RFC_SEED, "94287082", RFC_PROFILE, counter=0)
 
 
 def test_hotp_resync_finds_the_counter_of_two_consecutive_codes_far_ahead() -> None:
     first, second = (otp.counter_code(RFC_SEED, HOTP, c) for c in (700, 701))
-    assert otp.verify(RFC_SEED, second, HOTP, NOW, last_used_step=5).ok is False
-    assert otp.resync(RFC_SEED, first, second, HOTP, NOW, last_used_step=5) == 701
+    assert otp.verify_hotp(RFC_SEED, second, HOTP, counter=6).ok is False
+    assert otp.resync_hotp(RFC_SEED, first, second, HOTP, counter=6) == 701
 
 
 def test_hotp_resync_refuses_codes_out_of_order_used_or_beyond_the_window() -> None:
     def codes(first: int, second: int) -> tuple[str, str]:
         return otp.counter_code(RFC_SEED, HOTP, first), otp.counter_code(RFC_SEED, HOTP, second)
 
-    assert otp.resync(RFC_SEED, *codes(10, 12), HOTP, NOW, last_used_step=5) is None
-    assert otp.resync(RFC_SEED, *codes(4, 5), HOTP, NOW, last_used_step=5) is None  # used
+    assert otp.resync_hotp(RFC_SEED, *codes(10, 12), HOTP, counter=6) is None
+    assert otp.resync_hotp(RFC_SEED, *codes(4, 5), HOTP, counter=6) is None  # used
     far = 5 + otp.HOTP_RESYNC_WINDOW + 1
-    assert otp.resync(RFC_SEED, *codes(far, far + 1), HOTP, NOW, last_used_step=5) is None
-    assert otp.resync(RFC_SEED, *codes(far - 1, far), HOTP, NOW, last_used_step=5) == far
+    assert otp.resync_hotp(RFC_SEED, *codes(far, far + 1), HOTP, counter=6) is None
+    assert otp.resync_hotp(RFC_SEED, *codes(far - 1, far), HOTP, counter=6) == far
 
 
-def test_mobile_tokens_cannot_be_event_tokens() -> None:
-    with pytest.raises(ValueError, match="time-based"):
-        otp.TokenProfile("mobile", digits=6, period=otp.HOTP_PERIOD)
+@pytest.mark.parametrize(
+    ("kind", "period", "message"),
+    [("mobile", None, "time-based"), ("hardware", 60, "no period")],
+)
+def test_event_tokens_are_hardware_tokens_without_a_period(
+    kind: otp.TokenKind, period: int | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        otp.TokenProfile(kind, digits=6, period=period, type="hotp")

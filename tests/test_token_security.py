@@ -199,8 +199,8 @@ async def test_seed_file_with_a_known_serial_imports_nothing(db: Database) -> No
 
 # --- event tokens (HOTP) ----------------------------------------------------------------------
 
-HOTP6 = otp.TokenProfile("hardware", digits=6, period=otp.HOTP_PERIOD)
-HOTP8 = otp.TokenProfile("hardware", digits=8, period=otp.HOTP_PERIOD)
+HOTP6 = otp.TokenProfile("hardware", digits=6, period=None, type="hotp")
+HOTP8 = otp.TokenProfile("hardware", digits=8, period=None, type="hotp")
 RFC_B32 = base64.b32encode(RFC_KEY).decode()
 
 
@@ -220,14 +220,16 @@ async def test_an_event_token_logs_in_with_its_counter_and_refuses_a_replay(
     db: Database,
 ) -> None:
     await hotp_account(db)
-    token = (await all_tokens(db))["HOTP0001"]
-    assert (token.period, token.last_used_step) == (otp.HOTP_PERIOD, None)
+    tokens = await all_tokens(db)
+    hotp, totp = tokens["HOTP0001"], tokens["FTK1"]
+    assert (hotp.type, hotp.period, hotp.counter, hotp.last_used_step) == ("hotp", None, 0, None)
+    assert (totp.type, totp.period, totp.counter) == ("totp", 60, None)
     assert await attempt(db, "40000001", PASSWORD, hotp_code(0)) == "ok"  # 755224, RFC 4226
     assert await attempt(db, "40000001", PASSWORD, hotp_code(0)) == "login_failed"  # replay
     # Presses that never reached a login: the look-ahead window still finds the code.
     assert await attempt(db, "40000001", PASSWORD, hotp_code(5)) == "ok"
     assert await attempt(db, "40000001", PASSWORD, hotp_code(3)) == "login_failed"  # earlier
-    assert (await all_tokens(db))["HOTP0001"].last_used_step == 5
+    assert (await all_tokens(db))["HOTP0001"].counter == 6  # the next one expected
     too_far = 5 + otp.HOTP_LOOK_AHEAD + 1
     assert await attempt(db, "40000001", PASSWORD, hotp_code(too_far)) == "login_failed"
 
@@ -239,7 +241,7 @@ async def test_an_event_token_far_ahead_is_resynchronised_from_two_consecutive_c
     assert await attempt(db, "40000001", PASSWORD, hotp_code(300)) == "login_failed"
     assert await admin.resync_token(db, "HOTP0001", hotp_code(300), hotp_code(301)) == 300
     token = (await all_tokens(db))["HOTP0001"]
-    assert (token.last_used_step, token.drift) == (301, 0)
+    assert (token.counter, token.last_used_step, token.drift) == (302, None, 0)
     assert await attempt(db, "40000001", PASSWORD, hotp_code(301)) == "login_failed"  # used
     assert await attempt(db, "40000001", PASSWORD, hotp_code(302)) == "ok"
     with pytest.raises(AdminError, match="within the next 1000 presses"):
@@ -268,7 +270,7 @@ async def test_an_event_token_counter_from_a_pskc_file_is_where_logins_start(
     container = RFC6030_FIGURE_6.replace(counter_0, counter_0.replace(b"0", b"7"))
     await admin.import_tokens(db, container, psk=RFC6030_PSK)
     token = (await all_tokens(db))["987654321"]
-    assert (token.period, token.last_used_step) == (otp.HOTP_PERIOD, 6)
+    assert (token.type, token.period, token.counter) == ("hotp", None, 7)
     await admin.create_account(db, "40000001", PASSWORD)
     await admin.assign_token(db, "987654321", "40000001")
     assert await attempt(db, "40000001", PASSWORD, hotp_code(6, HOTP8)) == "login_failed"

@@ -15,7 +15,7 @@ import jinja2
 from aiohttp import web
 
 from backend.console import accounts, auditlog, auth, calls, summary
-from backend.console.listen import ami_manager
+from backend.console.listen import ami_connection
 from backend.console.pages import FILTERS, PREFIX, error_pages, security_headers
 from backend.console.recordings import recordings_finder
 from backend.settings import BackendSettings
@@ -42,7 +42,7 @@ def mount_console(app: web.Application, settings: BackendSettings) -> None:
     app.router.add_get(PREFIX, _to_console_home)  # before the sub-app, which would claim it
     app.add_subapp(PREFIX, console)
     app.cleanup_ctx.append(recordings_finder)
-    app.cleanup_ctx.append(ami_manager)
+    app.cleanup_ctx.append(ami_connection)
 
 
 async def _to_console_home(request: web.Request) -> web.StreamResponse:

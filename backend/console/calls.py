@@ -405,8 +405,8 @@ async def listen_in(request: web.Request) -> web.StreamResponse:
         source=request.remote,
     )
     try:
-        manager = request.config_dict.get(listen.MANAGER)
-        await listen.originate_chanspy(manager, config, call.channel, me.extension)
+        ami = request.config_dict.get(listen.AMI)
+        await listen.originate_chanspy(ami, config, call.channel, me.extension)
     except listen.ListenInError as e:
         log.warning("listen_in_failed", call_id=call.id, reason=str(e))
         raise web.HTTPBadGateway(text=f"Asterisk did not start the listening call: {e}") from None
