@@ -7,39 +7,32 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from cli.logs import configure_logging
 
 
-def _agi(args: argparse.Namespace) -> int:
+def _listen_at(settings: Any, args: argparse.Namespace, host: str, port: str) -> Any:
+    """`settings` with the --host/--port of the command line in place of the environment's."""
     from dataclasses import replace
 
+    given = {host: args.host, port: args.port}
+    return replace(settings, **{field: value for field, value in given.items() if value is not None})
+
+
+def _agi(args: argparse.Namespace) -> int:
     from ivr.server import run
     from ivr.settings import IvrSettings
 
-    settings = IvrSettings.from_env()
-    settings = replace(
-        settings,
-        agi_host=args.host or settings.agi_host,
-        agi_port=args.port if args.port is not None else settings.agi_port,
-    )
-    run(settings)
+    run(_listen_at(IvrSettings.from_env(), args, "agi_host", "agi_port"))
     return 0
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from backend.app import run
     from backend.settings import BackendSettings
 
-    settings = BackendSettings.from_env()
-    settings = replace(
-        settings,
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
-    )
-    run(settings)
+    run(_listen_at(BackendSettings.from_env(), args, "host", "port"))
     return 0
 
 
