@@ -1,7 +1,8 @@
 """Administration: accounts, tokens, vehicles, lodged cargo and batches.
 
-Used by `ivrs admin`, the demo and tests. Each function is one unit of work (one transaction)
-and raises `AdminError` with a message fit for a terminal when the input is wrong.
+Used by `ivrs admin`, the console, the demo and tests. Each function is one unit of work (one
+transaction) and raises `AdminError` with a message fit for a terminal when the input is wrong.
+Given `by` (who asks), a change writes its audit entry in that same transaction.
 
 Imports (token seed files, ROCARS accounts) are all or nothing: every row is checked first,
 each problem reported with its line, and nothing is written unless every row is good. No
@@ -29,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import formats
 import otp
+from backend import audit
+from backend.audit import Actor
 from backend.database import Database, unused_number
 from backend.login import SERVICE, caller_key
 from backend.models import (
@@ -84,6 +87,7 @@ async def create_account(
     services: Iterable[str] = ("road_bundling",),
     needs_activation: bool = False,
     mobile: str | None = None,
+    by: Actor | None = None,
 ) -> None:
     if not formats.is_account_number(number):
         raise AdminError(f"an account number has {formats.ACCOUNT_DIGITS} digits")
@@ -103,6 +107,7 @@ async def create_account(
     try:
         async with db.sessions.begin() as session:
             session.add(account)
+            audit.changed(session, db, by, "account_created", f"account:{number}", {"type": type})
     except IntegrityError:
         raise AdminError(f"account {number} already exists") from None
 
@@ -116,6 +121,7 @@ async def add_token(
     period: int = 60,
     expires_on: date | None = None,
     seed_base32: str | None = None,
+    by: Actor | None = None,
 ) -> str:
     """Assign a token (or add an unassigned one, with no account); return its seed, base32."""
     try:
@@ -141,6 +147,8 @@ async def add_token(
                     created_at=db.now(),
                 )
             )
+            target = f"account:{account_number}" if account_number else f"token:{serial}"
+            audit.changed(session, db, by, "token_added", target, {"kind": kind, "serial": serial})
     except IntegrityError:
         raise AdminError(f"token {serial} already exists") from None
     return seed
@@ -155,13 +163,15 @@ async def import_tokens(
     kind: TokenKind = "hardware",
     psk: bytes | None = None,
     password: str | None = None,
+    file_name: str | None = None,
+    by: Actor | None = None,
 ) -> list[str]:
     """Import a seed file (CSV or PSKC, `otp.seedfile`); return the serials imported.
 
     The tokens are unassigned: an account import, `assign_token` or `add_token` links them.
     Seeds are stored encrypted (SeedCipher); the file itself holds them in clear, so it should
     be deleted once imported. `psk` or `password`: the pre-shared key, or the password its key
-    is derived from (PBKDF2), of an encrypted PSKC file.
+    is derived from (PBKDF2), of an encrypted PSKC file; `file_name`: for the audit entry.
 
     Event (HOTP) tokens are stored with the counter the file gives as the next one to use
     (PSKC's Counter; 0 when the file gives none).
@@ -202,13 +212,24 @@ async def import_tokens(
                 )
                 for r in records
             )
+            serials = [r.serial for r in records]
+            # The first serials, to find them again (never the seeds).
+            detail = {
+                "count": len(serials),
+                "kind": kind,
+                "file": file_name,
+                "serials": serials[:50],
+            }
+            audit.changed(session, db, by, "tokens_imported", None, detail)
     except IntegrityError:
         raise AdminError("a token of the file was added meanwhile; nothing imported") from None
     log.info("tokens_imported", count=len(records), kind=kind)
-    return [r.serial for r in records]
+    return serials
 
 
-async def assign_token(db: Database, serial: str, account_number: str) -> None:
+async def assign_token(
+    db: Database, serial: str, account_number: str, by: Actor | None = None
+) -> None:
     """Link an unassigned token (as imported) to an account."""
     async with db.sessions.begin() as session:
         account = await _account(session, account_number)
@@ -227,10 +248,12 @@ async def assign_token(db: Database, serial: str, account_number: str) -> None:
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             raise AdminError(f"token {serial} was assigned meanwhile")
+        detail = {"account": account_number}
+        audit.changed(session, db, by, "token_assigned", f"token:{serial}", detail)
     log.info("token_assigned", serial=serial, account=account_number)
 
 
-async def revoke_token(db: Database, serial: str) -> None:
+async def revoke_token(db: Database, serial: str, by: Actor | None = None) -> None:
     """A lost or broken token: refused at once, for good."""
     async with db.sessions.begin() as session:
         token = await _token(session, serial)
@@ -242,11 +265,17 @@ async def revoke_token(db: Database, serial: str) -> None:
             .values(status="revoked", revoked_at=db.now())
             .execution_options(synchronize_session=False)
         )
+        audit.changed(session, db, by, "token_revoked", f"token:{serial}")
     log.info("token_revoked", serial=serial)
 
 
 async def resync_token(
-    db: Database, serial: str, first_code: str, second_code: str, window: int | None = None
+    db: Database,
+    serial: str,
+    first_code: str,
+    second_code: str,
+    window: int | None = None,
+    by: Actor | None = None,
 ) -> int:
     """Resynchronise a token from two consecutive codes read off it now; return its drift (steps
     the token is ahead of the server, negative when behind; an event (HOTP) token: presses of
@@ -284,6 +313,7 @@ async def resync_token(
             .values(**values)
             .execution_options(synchronize_session=False)
         )
+        audit.changed(session, db, by, "token_resynchronised", f"token:{serial}", {"drift": drift})
     log.info("token_resynchronised", serial=serial, drift=drift)
     return drift
 
@@ -304,7 +334,11 @@ class MobileEnrolment:
 
 
 async def enrol_mobile_token(
-    db: Database, account_number: str, digits: int = 6, period: int = 30
+    db: Database,
+    account_number: str,
+    digits: int = 6,
+    period: int = 30,
+    by: Actor | None = None,
 ) -> MobileEnrolment:
     """A new TOTP secret for the account's phone, stored as a pending token.
 
@@ -341,6 +375,8 @@ async def enrol_mobile_token(
                 created_at=now,
             )
         )
+        detail = {"serial": serial, "digits": digits, "period": period}
+        audit.changed(session, db, by, "mobile_token_enrolled", f"account:{account_number}", detail)
     log.info("mobile_token_enrolled", account=account_number, serial=serial)
     uri = provisioning_uri(seed, profile, account_number)
     return MobileEnrolment(account_number, serial, digits, period, seed, uri)
@@ -359,7 +395,9 @@ class _AccountRow:
     services: list[str]
 
 
-async def import_accounts(db: Database, data: bytes) -> list[str]:
+async def import_accounts(
+    db: Database, data: bytes, file_name: str | None = None, by: Actor | None = None
+) -> list[str]:
     """Load migrated ROCARS accounts from a CSV; return the numbers imported.
 
     Header `number,password_hash_or_initial_password,token_serial,type,services`:
@@ -371,6 +409,7 @@ async def import_accounts(db: Database, data: bytes) -> list[str]:
     - type: trucker, agent (or "agent company") or shipper;
     - services: the services held, separated by ';' (road_bundling), or empty.
     Every account is marked for first-call activation (mobile number and terms).
+    `file_name`: for the audit entry.
     """
     rows, problems = _account_rows(data)
     async with db.sessions() as session:
@@ -409,6 +448,8 @@ async def import_accounts(db: Database, data: bytes) -> list[str]:
                     raise AdminError(
                         _nothing_imported([f"{row.where}: token {row.token_serial} was taken"])
                     )
+            detail = {"count": len(rows), "file": file_name}
+            audit.changed(session, db, by, "accounts_imported", None, detail)
     except IntegrityError:
         raise AdminError("an account of the file was added meanwhile; nothing imported") from None
     log.info("accounts_imported", count=len(rows))
@@ -524,7 +565,7 @@ async def _password_hashes(db: Database, passwords: list[str]) -> list[str]:
     return list(await asyncio.gather(*(one(p) for p in passwords)))
 
 
-async def unlock(db: Database, number: str) -> None:
+async def unlock(db: Database, number: str, by: Actor | None = None) -> None:
     """Lift a lockout (failures or an administrator's lock); a disabled account stays so."""
     async with db.sessions.begin() as session:
         account = await _account(session, number)
@@ -538,10 +579,11 @@ async def unlock(db: Database, number: str) -> None:
             )
             .execution_options(synchronize_session=False)
         )
+        audit.changed(session, db, by, "account_unlocked", f"account:{number}")
     log.info("account_unlocked", account=number)
 
 
-async def lock(db: Database, number: str) -> None:
+async def lock(db: Database, number: str, by: Actor | None = None) -> None:
     """An administrator's lock: every login refused until `unlock` (a disabled account stays
     disabled)."""
     async with db.sessions.begin() as session:
@@ -554,10 +596,11 @@ async def lock(db: Database, number: str) -> None:
             .values(status="locked")
             .execution_options(synchronize_session=False)
         )
+        audit.changed(session, db, by, "account_locked", f"account:{number}")
     log.info("account_locked_by_admin", account=number)
 
 
-async def reset_password(db: Database, number: str, password: str) -> None:
+async def reset_password(db: Database, number: str, password: str, by: Actor | None = None) -> None:
     """An administrator sets a new password (6 to 12 digits); the failure count starts afresh."""
     if not formats.is_password(password):
         low, high = formats.PASSWORD_DIGITS
@@ -571,16 +614,20 @@ async def reset_password(db: Database, number: str, password: str) -> None:
             .values(password_hash=password_hash, failed_logins=0)
             .execution_options(synchronize_session=False)
         )
+        audit.changed(session, db, by, "password_reset", f"account:{number}")
     log.info("password_reset", account=number)
 
 
-async def release_caller(db: Database, caller_id: str) -> bool:
+async def release_caller(db: Database, caller_id: str, by: Actor | None = None) -> bool:
     """Forget a caller number's failed logins (and lift its throttle); False if none were kept."""
     async with db.sessions.begin() as session:
         result = await session.execute(
             delete(CallerThrottle).where(CallerThrottle.caller == caller_key(caller_id))
         )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        released = bool(result.rowcount)  # type: ignore[attr-defined]
+        if released:
+            audit.changed(session, db, by, "caller_released", f"caller:{caller_id}")
+    return released
 
 
 async def add_vehicle(db: Database, mark: str) -> None:

@@ -103,6 +103,7 @@ class CallEnding(_Body):
     outcome: str = Field(min_length=1, max_length=64)
     last_stage: str = Field(min_length=1, max_length=64)
     account: str | None = Field(default=None, max_length=8)
+    language: str | None = Field(default=None, min_length=2, max_length=8)  # chosen in the call
 
 
 class HangUp(_Body):
@@ -259,7 +260,12 @@ async def add_call_events(request: web.Request) -> web.Response:
 async def end_call(request: web.Request) -> web.Response:
     body = await _body(request, CallEnding)
     call = await calls.end_call(
-        request.app[DATABASE], _call_id(request), body.outcome, body.last_stage, body.account
+        request.app[DATABASE],
+        _call_id(request),
+        body.outcome,
+        body.last_stage,
+        body.account,
+        language=body.language,
     )
     return web.json_response(_call_json(call))
 

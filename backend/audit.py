@@ -5,11 +5,16 @@ enrolments) and by the `ivrs admin` commands that change accounts or tokens. An 
 "supervisor:NAME" in the console, "cli:USER" on the command line, "unknown" for a failed
 sign-in. Details never hold a secret: secret-named entries are masked before they are stored,
 as in call events.
+
+A change is written with its entry in one transaction (`add`, or `changed` with the `Actor`
+the admin functions take), so neither is ever kept without the other; `write` (a transaction
+of its own) is for events that change nothing else: sign-ins, playbacks, listening in.
 """
 
 from __future__ import annotations
 
 import getpass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -23,13 +28,21 @@ from backend.models import AuditEntry
 UNKNOWN_ACTOR = "unknown"
 
 
-def cli_actor() -> str:
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, and from where (a browser's address; None on the command line)."""
+
+    name: str  # "supervisor:NAME", "cli:USER"
+    source: str | None = None
+
+
+def cli_actor() -> Actor:
     """The actor of an `ivrs admin` command: the operating-system user who ran it."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a bare container)
         user = "unknown"
-    return f"cli:{user}"
+    return Actor(f"cli:{user}")
 
 
 def add(
@@ -55,6 +68,20 @@ def add(
     )
     session.add(entry)
     return entry
+
+
+def changed(
+    session: AsyncSession,
+    db: Database,
+    by: Actor | None,
+    action: str,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """The entry of a change made in `session`, by `by` (None: nobody to name, as the demo's
+    and the tests' set-up: no entry)."""
+    if by is not None:
+        add(session, db, by.name, action, target, detail, source=by.source)
 
 
 async def write(

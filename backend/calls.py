@@ -126,12 +126,20 @@ async def _stored_events(
 
 
 async def end_call(
-    db: Database, call_id: int, outcome: str, last_stage: str, account: str | None
+    db: Database,
+    call_id: int,
+    outcome: str,
+    last_stage: str,
+    account: str | None,
+    *,
+    language: str | None = None,
 ) -> Call:
     """Close the call log. Only the first end counts: a retried end changes nothing."""
     async with db.sessions.begin() as session:
         await _call(session, call_id)
-        await _end_once(session, call_id, db.now(), outcome, last_stage, account)
+        await _end_once(
+            session, call_id, db.now(), outcome, last_stage, account, language=language
+        )
     return await get_call(db, call_id)
 
 
@@ -206,12 +214,20 @@ async def _end_once(
     outcome: str,
     last_stage: str,
     account: str | None,
+    *,
+    language: str | None = None,
 ) -> bool:
-    """End the call unless it has ended; True when this did it."""
+    """End the call unless it has ended; True when this did it. `language`: the one the caller
+    chose, when known (the call log is opened before the language menu is answered)."""
+    values: dict[str, object] = dict(
+        ended_at=now, outcome=outcome, last_stage=last_stage, account_number=account
+    )
+    if language:
+        values["language"] = language
     result = await session.execute(
         update(Call)
         .where(Call.id == call_id, Call.ended_at.is_(None))
-        .values(ended_at=now, outcome=outcome, last_stage=last_stage, account_number=account)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]

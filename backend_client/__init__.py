@@ -247,12 +247,18 @@ class BackendClient:
         await self._request("POST", f"/v1/calls/{call_id}/events", json={"events": events})
 
     async def end_call(
-        self, call_id: int, outcome: str, last_stage: str, account: str | None
+        self,
+        call_id: int,
+        outcome: str,
+        last_stage: str,
+        account: str | None,
+        language: str | None = None,
     ) -> None:
+        ending = {"outcome": outcome, "last_stage": last_stage, "account": account}
         await self._request(
             "POST",
             f"/v1/calls/{call_id}/end",
-            json={"outcome": outcome, "last_stage": last_stage, "account": account},
+            json=ending if language is None else {**ending, "language": language},
             safe=True,  # the first end wins
         )
 

@@ -60,7 +60,13 @@ async def deliver(client: BackendClient, record: Record, call_ids: dict[str, int
         for start in range(0, len(events), EVENTS_PER_REQUEST):
             await client.add_events(call_id, events[start : start + EVENTS_PER_REQUEST])
     elif record["op"] == "end":
-        await client.end_call(call_id, record["outcome"], record["last_stage"], record["account"])
+        await client.end_call(
+            call_id,
+            record["outcome"],
+            record["last_stage"],
+            record["account"],
+            record.get("language"),  # absent from records spooled by older versions
+        )
 
 
 @dataclass
@@ -111,12 +117,25 @@ class CallLog:
             self._push({"op": "events", "events": events})
 
     async def end(
-        self, events: list[dict[str, Any]], outcome: str, last_stage: str, account: str | None
+        self,
+        events: list[dict[str, Any]],
+        outcome: str,
+        last_stage: str,
+        account: str | None,
+        language: str | None = None,
     ) -> None:
         """The last events and the end; returns once all of the call's log is sent or spooled."""
         self._waiting += events
         self._queue_events()
-        self._push({"op": "end", "outcome": outcome, "last_stage": last_stage, "account": account})
+        self._push(
+            {
+                "op": "end",
+                "outcome": outcome,
+                "last_stage": last_stage,
+                "account": account,
+                "language": language,
+            }
+        )
         if self._sender is not None:
             await asyncio.shield(self._sender)
 

@@ -132,7 +132,7 @@ def add_admin_commands(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_admin(args: argparse.Namespace) -> int:
-    from backend import admin
+    from backend import admin, audit
     from backend.console.auth import create_supervisor
     from backend.database import open_database
     from backend.settings import BackendSettings
@@ -142,20 +142,22 @@ async def run_admin(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"ivrs admin: {e}", file=sys.stderr)
         return 2
+    by = audit.cli_actor()  # each change writes its audit entry in its own transaction
     async with open_database(BackendSettings.from_env()) as db:
         try:
             match args.admin_command:
                 case "create-supervisor":
                     await create_supervisor(
-                        db, args.name, args.role, inputs["password"], extension=args.extension
-                    )
-                    await _audit(
-                        db, "supervisor_created", f"supervisor:{args.name}", role=args.role
+                        db,
+                        args.name,
+                        args.role,
+                        inputs["password"],
+                        extension=args.extension,
+                        by=by,
                     )
                     print(f"supervisor {args.name} created ({args.role})")
                 case "lock":
-                    await admin.lock(db, args.account)
-                    await _audit(db, "account_locked", f"account:{args.account}")
+                    await admin.lock(db, args.account, by=by)
                     print(f"account {args.account} locked")
                 case "import-tokens":
                     serials = await admin.import_tokens(
@@ -164,55 +166,40 @@ async def run_admin(args: argparse.Namespace) -> int:
                         kind=args.kind,
                         psk=inputs.get("psk"),
                         password=inputs.get("pskc_password"),
-                    )
-                    await _audit(
-                        db,
-                        "tokens_imported",
-                        None,
-                        count=len(serials),
-                        kind=args.kind,
-                        file=args.file.name,
-                        serials=serials[:50],
+                        file_name=args.file.name,
+                        by=by,
                     )
                     print(f"{len(serials)} token(s) imported, unassigned: {', '.join(serials)}")
                     print(f"The seeds are stored encrypted; delete {args.file} now.")
                 case "import-accounts":
-                    numbers = await admin.import_accounts(db, inputs["data"])
-                    await _audit(
-                        db, "accounts_imported", None, count=len(numbers), file=args.file.name
+                    numbers = await admin.import_accounts(
+                        db, inputs["data"], file_name=args.file.name, by=by
                     )
                     print(
                         f"{len(numbers)} accounts imported, each to be activated on its first call"
                     )
                     print(f"{args.file} may hold initial passwords: delete it now.")
                 case "assign-token":
-                    await admin.assign_token(db, args.serial, args.account)
-                    await _audit(db, "token_assigned", f"token:{args.serial}", account=args.account)
+                    await admin.assign_token(db, args.serial, args.account, by=by)
                     print(f"token {args.serial} assigned to {args.account}")
                 case "revoke-token":
-                    await admin.revoke_token(db, args.serial)
-                    await _audit(db, "token_revoked", f"token:{args.serial}")
+                    await admin.revoke_token(db, args.serial, by=by)
                     print(f"token {args.serial} revoked")
                 case "enrol-mobile-token":
-                    await _enrol(db, args)
+                    await _enrol(db, args, by)
                 case "resync-token":
                     drift = await admin.resync_token(
-                        db, args.serial, args.code1, args.code2, window=args.window
+                        db, args.serial, args.code1, args.code2, window=args.window, by=by
                     )
-                    await _audit(db, "token_resynchronised", f"token:{args.serial}", drift=drift)
                     print(f"token {args.serial} resynchronised: {drift:+d} steps from the server")
                 case "unlock":
-                    await admin.unlock(db, args.account)
-                    await _audit(db, "account_unlocked", f"account:{args.account}")
+                    await admin.unlock(db, args.account, by=by)
                     print(f"account {args.account} unlocked")
                 case "reset-password":
-                    await admin.reset_password(db, args.account, inputs["password"])
-                    await _audit(db, "password_reset", f"account:{args.account}")
+                    await admin.reset_password(db, args.account, inputs["password"], by=by)
                     print(f"password of {args.account} reset")
                 case "release-caller":
-                    released = await admin.release_caller(db, args.caller_id)
-                    if released:
-                        await _audit(db, "caller_released", f"caller:{args.caller_id}")
+                    released = await admin.release_caller(db, args.caller_id, by=by)
                     print(
                         f"caller {args.caller_id} " + ("released" if released else "not throttled")
                     )
@@ -224,8 +211,8 @@ async def run_admin(args: argparse.Namespace) -> int:
                         type=args.type,
                         services=() if args.no_road_bundling else ("road_bundling",),
                         needs_activation=args.needs_activation,
+                        by=by,
                     )
-                    await _audit(db, "account_created", f"account:{args.number}", type=args.type)
                     print(f"account {args.number} created")
                 case "add-token":
                     period = args.period or (60 if args.kind == "hardware" else 30)
@@ -238,13 +225,7 @@ async def run_admin(args: argparse.Namespace) -> int:
                         period=period,
                         expires_on=args.expiry,
                         seed_base32=args.seed,
-                    )
-                    await _audit(
-                        db,
-                        "token_added",
-                        f"account:{args.account}",
-                        kind=args.kind,
-                        serial=args.serial,
+                        by=by,
                     )
                     # Shown once, as an enrolment would: the database keeps it encrypted only.
                     print(f"token assigned to {args.account}; seed (base32, shown once): {seed}")
@@ -322,27 +303,12 @@ def _supervisor_password(from_stdin: bool) -> str:
     return password
 
 
-async def _audit(db: Any, action: str, target: str | None, **detail: Any) -> None:
-    """The change in the audit log, by the operating-system user who ran the command."""
-    from backend import audit
-
-    await audit.write(db, audit.cli_actor(), action, target, detail)
-
-
-async def _enrol(db: Any, args: argparse.Namespace) -> None:
+async def _enrol(db: Any, args: argparse.Namespace, by: Any) -> None:
     from backend import admin
     from otp.enrolment import qr_png, qr_terminal
 
     enrolment = await admin.enrol_mobile_token(
-        db, args.account, digits=args.digits, period=args.period
-    )
-    await _audit(
-        db,
-        "mobile_token_enrolled",
-        f"account:{args.account}",
-        serial=enrolment.serial,
-        digits=enrolment.digits,
-        period=enrolment.period,
+        db, args.account, digits=args.digits, period=args.period, by=by
     )
     print(f"FortiToken Mobile token {enrolment.serial} for account {args.account}")
     print(f"({enrolment.digits} digits every {enrolment.period} s), pending until its first login.")

@@ -323,6 +323,8 @@ async def close_quietly(call: Call, outcome: str) -> None:
     """Close the call log: sent, or spooled when the backend is down. Never raises (the call
     is over whatever happens here)."""
     try:
-        await call.call_log.end(call.events.take(), outcome, call.stage, call.account)
+        await call.call_log.end(
+            call.events.take(), outcome, call.stage, call.account, call.language
+        )
     except Exception as e:  # noqa: BLE001
         call.log.error("call_log_not_closed", error=type(e).__name__)

@@ -1,10 +1,12 @@
 """Fixtures and helpers of the console tests (tests/test_console*.py import them): the backend
 with cookies allowed over plain HTTP (the tests talk to 127.0.0.1), one supervisor of each
-role, HTTP clients that sign in as a browser does, calls seeded straight into the database,
-and a real WAV recording."""
+role, HTTP clients that sign in as a browser does, a second backend connected to a simulated
+Asterisk manager (AMI), calls seeded straight into the database, and a real WAV recording."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import re
 import struct
@@ -19,10 +21,13 @@ import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
 
+from backend.app import RunningBackend, start_backend
 from backend.console.auth import create_supervisor
+from backend.console.listen import AMI
 from backend.database import Database
 from backend.models import Call, CallEvent, Recording
 from backend.settings import BackendSettings
+from ivr.simulator import RunningAmi, place_call, start_ami_server
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -112,6 +117,60 @@ async def console(backend: Any, supervisors: dict[str, str]) -> AsyncIterator[Co
     yield open_console
     for client in clients:
         await client.close()
+
+
+@dataclass(frozen=True)
+class WithAmi:
+    ami: RunningAmi  # the simulated AMI: its `channels` are the calls Asterisk has
+    backend: RunningBackend  # a second backend on the test's database, logged in to `ami`
+
+
+@pytest.fixture
+async def with_ami(backend: RunningBackend) -> AsyncIterator[WithAmi]:
+    """A backend whose console has AMI configured (the `backend` fixture's has not)."""
+    ami = await start_ami_server(username="console", secret="ami-secret-1")
+    settings = replace(
+        backend.settings,
+        ami_host="127.0.0.1",
+        ami_port=ami.port,
+        ami_username="console",
+        ami_secret="ami-secret-1",
+    )
+    running = await start_backend(settings)
+    try:
+        connection = running.app[AMI]
+        assert connection is not None and await connection.wait_ready(10)
+        yield WithAmi(ami, running)
+    finally:
+        await running.stop()
+        await ami.stop()
+
+
+@contextlib.asynccontextmanager
+async def on_asterisk(ami: RunningAmi, channel: str, **options: Any) -> AsyncIterator[None]:
+    """A call on `ami`'s Asterisk, on this channel, in AGI() to a FastAGI server that holds it
+    until the block ends: a channel the backend knows nothing of unless it is told."""
+    connected, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()).strip():  # the agi_* lines
+            pass
+        connected.set()
+        await release.wait()
+        writer.close()  # AGI() ends: the simulator hangs the channel up
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    call = asyncio.create_task(
+        place_call("127.0.0.1", port, channels=ami.channels, channel=channel, **options)
+    )
+    try:
+        await asyncio.wait_for(connected.wait(), 10)
+        yield
+    finally:
+        release.set()
+        await call
+        server.close()
 
 
 async def seed_calls(

@@ -30,6 +30,7 @@ async def test_returning_trucker_bundles_one_ccrn(make_trucker, phone, db, ivr) 
     call = await stored_call(db, record.uniqueid)
     assert (call.outcome, call.ended_at is not None) == ("completed", True)
     assert record.language == "en"
+    assert call.language == "en"  # chosen after the call log was opened with the default
     assert record.closed_by == "server"
 
 

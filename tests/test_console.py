@@ -17,21 +17,28 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
+from backend import admin, audit
 from backend.admin import AdminError, assign_token, import_tokens
 from backend.app import start_backend
 from backend.console.auth import create_supervisor
+from backend.console.listen import AMI
 from backend.database import Database
 from backend.models import Account, AuditEntry, Call, Token
+from ivr.simulator import Command, place_call
 from tests.console import (  # noqa: F401  (fixtures)
     PASSWORD,
     ConsoleFactory,
+    WithAmi,
     backend_settings,
     call_api,
     console,
+    on_asterisk,
     seed_calls,
     supervisors,
+    with_ami,
     write_tone_wav,
 )
 
@@ -379,6 +386,90 @@ async def test_live_calls_show_the_newest_stage_the_ivr_reported(
     assert "AMI settings" in page.text
 
 
+LIVE_ROW = re.compile(r'<tr class="live-(\w+)" data-channel="([^"]*)">(.*?)</tr>', re.DOTALL)
+
+
+def live_rows(html: str) -> dict[str, tuple[str, str]]:
+    """The live page's rows: channel -> (state, the row's HTML)."""
+    return {channel: (state, row) for state, channel, row in LIVE_ROW.findall(html)}
+
+
+async def test_live_calls_are_joined_to_asterisks_channels_and_work_without_ami(
+    with_ami: WithAmi, ivr, console: ConsoleFactory, db: Database
+) -> None:
+    ami = with_ami.ami
+    at_login, release = asyncio.Event(), asyncio.Event()
+    held_for_ms: list[int] = []
+
+    async def hold_at_login(command: Command) -> None:
+        if command.prompt_id == "login.account":  # the backend has opened the call by now
+            on_asterisk_now = ami.channels.get("PJSIP/carrier-00000001")
+            assert on_asterisk_now is not None
+            held_for_ms.append(on_asterisk_now.channel.now_ms)
+            at_login.set()
+            await release.wait()
+
+    ivr_call = asyncio.create_task(
+        place_call(
+            ivr.host,
+            ivr.port,
+            keys="3",
+            channel="PJSIP/carrier-00000001",
+            caller_id="85291112222",
+            channels=ami.channels,
+            on_command=hold_at_login,
+            hangup_at=lambda command: command.prompt_id == "login.account",
+        )
+    )
+    # A call open here that Asterisk no longer has (its hang-up never reached the backend).
+    [stale_id] = await seed_calls(
+        db, 1, datetime.now(UTC) - timedelta(minutes=3), live=True, channel="PJSIP/carrier-0000ff"
+    )
+    client = await console()
+    client.url = with_ami.backend.url
+    await client.sign_in("sam")
+    try:
+        await asyncio.wait_for(at_login.wait(), 10)
+        # And a channel in the IVR's context the backend missed the opening of.
+        async with on_asterisk(ami, "PJSIP/carrier-000000aa", caller_id="85293334444"):
+            page = await client.get("/console/live")
+    finally:
+        release.set()
+    record = await ivr_call
+    assert page.status == 200 and 'id="asterisk-missing"' not in page.text
+    rows = live_rows(html.unescape(page.text))
+    assert {channel: state for channel, (state, _) in rows.items()} == {
+        "PJSIP/carrier-00000001": "live",
+        "PJSIP/carrier-0000ff": "gone",
+        "PJSIP/carrier-000000aa": "unknown",
+    }
+    live = rows["PJSIP/carrier-00000001"][1]
+    assert "85291112222" in live and f"AGI(agi://127.0.0.1:{ivr.port}/ivrs,39023333)" in live
+    # Asterisk's Duration of the channel (the simulator's clock: the prompts played so far).
+    assert f'class="for">0:{held_for_ms[0] // 1000:02d}<' in live and held_for_ms[0] >= 1000
+    call = await _call(db, record.uniqueid)
+    assert f"/console/calls/{call.id}" in live
+    gone = rows["PJSIP/carrier-0000ff"][1]
+    assert "Ended on Asterisk, not yet closed here" in gone and f"/console/calls/{stale_id}" in gone
+    unknown = rows["PJSIP/carrier-000000aa"][1]
+    assert "Not known to the backend" in unknown and "85293334444" in unknown
+
+    page = await client.get("/console/live")  # both calls are over on Asterisk now
+    assert {state for state, _ in live_rows(page.text).values()} <= {"gone"}
+    assert "PJSIP/carrier-000000aa" not in page.text
+
+    await ami.stop()  # Asterisk down: the table's calls alone, and a line that says so
+    connection = with_ami.backend.app[AMI]
+    assert connection is not None
+    await asyncio.wait_for(connection.down.wait(), 10)
+    page = await client.get("/console/live")
+    assert page.status == 200 and 'id="asterisk-missing"' in page.text
+    assert "not connected" in page.text
+    rows = live_rows(page.text)
+    assert rows["PJSIP/carrier-0000ff"][0] == "unchecked"
+    assert "Ended on Asterisk" not in page.text
+
+
 async def test_an_event_token_shows_its_counter_rather_than_a_period(
     console: ConsoleFactory, make_trucker, db: Database
 ) -> None:
@@ -445,6 +536,45 @@ async def test_admin_finds_locks_unlocks_and_enrols_an_account(
     assert not any(secret.group(1) in row for row in rows)
 
 
+async def test_a_change_and_its_audit_entry_commit_together_or_not_at_all(
+    make_trucker, db: Database
+) -> None:
+    """The entry is written in the change's transaction: when the audit log refuses it (a
+    trigger on SQLite, the test's database, stands for a crash or a full disk), the account is
+    not locked either; a lock that is refused writes no entry; a lock that works writes one."""
+    trucker = await make_trucker(cargo=0)
+    by = audit.Actor("supervisor:ada", "192.0.2.7")
+
+    async def status() -> str:
+        async with db.sessions() as session:
+            account = await session.scalar(select(Account).where(Account.number == trucker.account))
+        assert account is not None
+        return account.status
+
+    async with db.sessions.begin() as session:
+        await session.execute(
+            text(
+                "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_log"
+                " BEGIN SELECT RAISE(ABORT, 'the audit log refused the entry'); END"
+            )
+        )
+    with pytest.raises(DBAPIError, match="the audit log refused the entry"):
+        await admin.lock(db, trucker.account, by=by)
+    assert await status() == "active"
+    async with db.sessions.begin() as session:
+        await session.execute(text("DROP TRIGGER audit_refused"))
+    assert await audit_entries(db, "account_locked") == []
+
+    await admin.lock(db, trucker.account, by=by)
+    with pytest.raises(AdminError, match="already locked"):
+        await admin.lock(db, trucker.account, by=by)
+    assert await status() == "locked"
+    entries = await audit_entries(db, "account_locked")
+    assert [(e.actor, e.target, e.source) for e in entries] == [
+        ("supervisor:ada", f"account:{trucker.account}", "192.0.2.7")
+    ]
+
+
 async def test_auditor_reads_and_filters_the_audit_log(console: ConsoleFactory) -> None:
     await (await console()).sign_in("sam", password="wrong-password-2")
     client = await console("auditor")
@@ -501,54 +631,43 @@ async def test_event_endpoint_keeps_the_last_stage_of_a_call_in_progress(
 
 
 async def test_listen_in_originates_chanspy_through_ami_and_is_audited(
-    backend, supervisors, console: ConsoleFactory, db: Database
+    with_ami: WithAmi, console: ConsoleFactory, db: Database
 ) -> None:
-    from ivr.simulator.ami import start_ami_server
-
-    ami = await start_ami_server(username="console", secret="ami-secret-1")
-    settings = replace(
-        backend.settings,
-        ami_host="127.0.0.1",
-        ami_port=ami.port,
-        ami_username="console",
-        ami_secret="ami-secret-1",
+    ami = with_ami.ami
+    [call_id] = await seed_calls(
+        db, 1, datetime.now(UTC) - timedelta(minutes=2), live=True, channel="PJSIP/hk-0001a"
     )
-    with_ami = await start_backend(settings)
-    try:
-        [call_id] = await seed_calls(
-            db, 1, datetime.now(UTC) - timedelta(minutes=2), live=True, channel="PJSIP/hk-0001a"
-        )
-        client = await console()
-        client.url = with_ami.url
-        await client.sign_in("sam")
+    client = await console()
+    client.url = with_ami.backend.url
+    await client.sign_in("sam")
+    page = await client.get("/console/live")
+    assert "Listen in" not in page.text  # Asterisk has no such channel: nothing to listen to
+    async with on_asterisk(ami, "PJSIP/hk-0001a"):
         page = await client.get("/console/live")
-        assert "Listen in" in page.text
-        page = await client.post(f"/console/live/{call_id}/listen")
-        assert page.status == 200 and "Your phone is ringing" in page.text
-        originates = [a for a in ami.actions if a.get("Action") == "Originate"]
-        assert len(originates) == 1
-        assert {k: originates[0][k] for k in ("Channel", "Application", "Data")} == {
-            "Channel": "Local/201@ivrs-supervisors",
-            "Application": "ChanSpy",
-            "Data": "PJSIP/hk-0001a,qES",
-        }
-        entries = await audit_entries(db, "listen_in")
-        assert [(e.actor, e.target, e.detail["extension"]) for e in entries] == [
-            ("supervisor:sam", f"call:{call_id}", "201")
-        ]
-        assert (await client.post(f"/console/live/{call_id}/listen", csrf=False)).status == 403
+    assert "Listen in" in page.text
+    page = await client.post(f"/console/live/{call_id}/listen")
+    assert page.status == 200 and "Your phone is ringing" in page.text
+    originates = [a for a in ami.actions if a.get("Action") == "Originate"]
+    assert len(originates) == 1
+    assert {k: originates[0][k] for k in ("Channel", "Application", "Data")} == {
+        "Channel": "Local/201@ivrs-supervisors",
+        "Application": "ChanSpy",
+        "Data": "PJSIP/hk-0001a,qES",
+    }
+    entries = await audit_entries(db, "listen_in")
+    assert [(e.actor, e.target, e.detail["extension"]) for e in entries] == [
+        ("supervisor:sam", f"call:{call_id}", "201")
+    ]
+    assert (await client.post(f"/console/live/{call_id}/listen", csrf=False)).status == 403
 
-        await ami.stop()  # Asterisk down: a clear error, and the attempt is still audited
-        page = await client.post(f"/console/live/{call_id}/listen")
-        assert page.status == 502 and "did not start the listening call" in page.text
-        assert len(await audit_entries(db, "listen_in")) == 2
-        admin = await console()
-        admin.url = with_ami.url
-        await admin.sign_in("otto")
-        assert (await admin.post(f"/console/live/{call_id}/listen")).status == 403
-    finally:
-        await with_ami.stop()
-        await ami.stop()
+    await ami.stop()  # Asterisk down: a clear error, and the attempt is still audited
+    page = await client.post(f"/console/live/{call_id}/listen")
+    assert page.status == 502 and "did not start the listening call" in page.text
+    assert len(await audit_entries(db, "listen_in")) == 2
+    admin = await console()
+    admin.url = with_ami.backend.url
+    await admin.sign_in("otto")
+    assert (await admin.post(f"/console/live/{call_id}/listen")).status == 403
 
 
 async def ivrs_admin(backend, *args: str, stdin: str = "") -> tuple[int, str]:

@@ -1,8 +1,9 @@
 """The supervisors' console: server-rendered pages under /console (aiohttp-jinja2, templates
 autoescaped), no build step, usable on a phone's screen.
 
-Pages: sign-in; calls (list, a call's timeline, bundles and recording); live calls with
-"listen in"; accounts and tokens (admins); the audit log (auditors); the daily summary.
+Pages: sign-in; calls (list, a call's timeline, bundles and recording); live calls (the
+table joined to Asterisk's channels) with "listen in"; accounts and tokens (admins); the
+audit log (auditors); the daily summary.
 Sign-in, sessions, CSRF and roles: `auth`; who may do what: `roles`.
 """
 
@@ -14,7 +15,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from backend.console import accounts, auditlog, auth, calls, summary
+from backend.console import accounts, auditlog, auth, calls, live, summary
 from backend.console.listen import ami_connection
 from backend.console.pages import FILTERS, PREFIX, error_pages, security_headers
 from backend.console.recordings import recordings_finder
@@ -36,7 +37,7 @@ def mount_console(app: web.Application, settings: BackendSettings) -> None:
     )
     env.globals["prefix"] = PREFIX
     calls.setup_calls(console, settings.secret_key)
-    for module in (auth, calls, accounts, auditlog, summary):
+    for module in (auth, calls, live, accounts, auditlog, summary):
         console.router.add_routes(_relative(module.routes))
     console.router.add_static("/static", STATIC, append_version=True)
     app.router.add_get(PREFIX, _to_console_home)  # before the sub-app, which would claim it

@@ -138,13 +138,11 @@ async def lock_or_unlock(request: web.Request) -> web.StreamResponse:
     me = signed_in(request)
     number, change = request.match_info["number"], request.match_info["change"]
     db = database(request)
+    by = audit.Actor(me.actor, request.remote)
     try:
-        await (admin.lock if change == "lock" else admin.unlock)(db, number)
+        await (admin.lock if change == "lock" else admin.unlock)(db, number, by=by)
     except admin.AdminError as e:
         raise web.HTTPConflict(text=str(e).capitalize() + ".") from None
-    await audit.write(
-        db, me.actor, f"account_{change}ed", f"account:{number}", source=request.remote
-    )
     raise web.HTTPFound(f"{PREFIX}/accounts/{number}?notice={change}ed")
 
 
@@ -161,18 +159,11 @@ async def enrol(request: web.Request) -> web.Response:
     except ValueError:
         raise web.HTTPBadRequest(text="Digits are 6 or 8; the period is 30 or 60 s.") from None
     db = database(request)
+    by = audit.Actor(me.actor, request.remote)
     try:
-        enrolment = await admin.enrol_mobile_token(db, number, digits=digits, period=period)
+        enrolment = await admin.enrol_mobile_token(db, number, digits=digits, period=period, by=by)
     except admin.AdminError as e:
         raise web.HTTPBadRequest(text=str(e).capitalize() + ".") from None
-    await audit.write(
-        db,
-        me.actor,
-        "mobile_token_enrolled",
-        f"account:{number}",
-        {"serial": enrolment.serial, "digits": digits, "period": period},
-        source=request.remote,
-    )
     qr = "data:image/png;base64," + base64.b64encode(qr_png(enrolment.uri, scale=6)).decode()
     return await _account_page(
         request,

@@ -61,8 +61,9 @@ async def create_supervisor(
     role: SupervisorRole,
     password: str,
     extension: str | None = None,
+    by: audit.Actor | None = None,
 ) -> None:
-    """A new console user (`ivrs admin create-supervisor`)."""
+    """A new console user (`ivrs admin create-supervisor`); `by`: who creates it, audited."""
     if not NAME.fullmatch(name):
         raise AdminError("a supervisor's name is 1 to 64 letters, digits, '.', '_' or '-'")
     if role not in ROLES:
@@ -81,6 +82,8 @@ async def create_supervisor(
     try:
         async with db.sessions.begin() as session:
             session.add(supervisor)
+            target = f"supervisor:{name}"
+            audit.changed(session, db, by, "supervisor_created", target, {"role": role})
     except IntegrityError:
         raise AdminError(f"supervisor {name} already exists") from None
 

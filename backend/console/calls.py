@@ -1,5 +1,5 @@
 """The calls: a filtered list paged by keyset, a call's page (timeline, bundles, recording),
-the recording itself, and the calls in progress with "listen in".
+and the recording itself. The calls in progress are in live.py.
 
 The list is ordered newest first by (started_at, id) and paged from the last row shown (a
 keyset, never OFFSET), so the last page of 100,000 calls costs what the first does; each
@@ -9,7 +9,7 @@ selective filter has an index that also gives the order (migration 0002).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -19,7 +19,6 @@ from sqlalchemy import Select, select, tuple_
 from sqlalchemy.orm import aliased, selectinload
 
 from backend import audit
-from backend.console import listen
 from backend.console.auth import allow, signed_in
 from backend.console.pages import PREFIX, database, render, settings
 from backend.console.recordings import Tickets, find_recording, recording_path
@@ -32,7 +31,6 @@ log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 PAGE_SIZE = 50
-LIVE_WITHIN = timedelta(hours=1)  # an unended call older than this was lost, not live
 HOTLINES = ("39023333", "31532265")
 LANGUAGES = {"zh_HK": "Cantonese", "zh_CN": "Putonghua", "en": "English"}
 OUTCOMES = (
@@ -336,85 +334,8 @@ def _from_the_start(range_header: str) -> bool:
     return not range_header or range_header.replace(" ", "").startswith("bytes=0-")
 
 
-# --- live calls -------------------------------------------------------------------------------
-
-
-async def live_calls(db: Database) -> list[Call]:
-    """Calls not ended, started within the last hour, newest first, with their last stage (the
-    backend keeps it from the stage events the IVR sends as the call goes)."""
-    since = db.now() - LIVE_WITHIN
-    async with db.sessions() as session:
-        return list(
-            await session.scalars(
-                select(Call)
-                .where(Call.started_at >= since, Call.ended_at.is_(None))
-                .order_by(Call.started_at.desc(), Call.id.desc())
-                .limit(500)
-            )
-        )
-
-
-@routes.get(f"{PREFIX}/live")
-@allow("calls")
-async def live_page(request: web.Request) -> web.Response:
-    db = database(request)
-    me = signed_in(request)
-    config = settings(request)
-    can_listen = me.may("listen") and listen.configured(config) and bool(me.extension)
-    return render(
-        request,
-        "live.html",
-        {
-            "calls": await live_calls(db),
-            "now": db.now(),
-            "can_listen": can_listen,
-            "listen_missing": listen.missing(config, me.extension) if me.may("listen") else [],
-            "notice": LISTEN_NOTICES.get(request.query.get("notice", "")),
-        },
-    )
-
-
-LISTEN_NOTICES = {
-    "ringing": "Your phone is ringing: answer it to listen in (quietly, the caller hears nothing).",
-    "ended": "That call has ended.",
-}
-
-
-@routes.post(PREFIX + r"/live/{call_id:\d{1,18}}/listen")
-@allow("listen")
-async def listen_in(request: web.Request) -> web.StreamResponse:
-    """Ask Asterisk (AMI Originate) to ring the supervisor's extension into ChanSpy of the
-    call's channel; audited before it is asked, whatever Asterisk answers."""
-    me = signed_in(request)
-    config = settings(request)
-    if not listen.configured(config) or not me.extension:
-        raise web.HTTPConflict(text="Listening in needs AMI settings and your extension.")
-    db = database(request)
-    async with db.sessions() as session:
-        call = await session.get(Call, int(request.match_info["call_id"]))
-    if call is None:
-        raise web.HTTPNotFound(text="There is no call with that number.")
-    if call.ended_at is not None or not call.channel:
-        raise web.HTTPFound(f"{PREFIX}/live?notice=ended")
-    await audit.write(
-        db,
-        me.actor,
-        "listen_in",
-        f"call:{call.id}",
-        {"channel": call.channel, "extension": me.extension},
-        source=request.remote,
-    )
-    try:
-        ami = request.config_dict.get(listen.AMI)
-        await listen.originate_chanspy(ami, config, call.channel, me.extension)
-    except listen.ListenInError as e:
-        log.warning("listen_in_failed", call_id=call.id, reason=str(e))
-        raise web.HTTPBadGateway(text=f"Asterisk did not start the listening call: {e}") from None
-    raise web.HTTPFound(f"{PREFIX}/live?notice=ringing")
-
-
 def setup_calls(app: web.Application, secret_key: bytes) -> None:
     app[TICKETS] = Tickets(secret_key)
 
 
-__all__ = ["CallFilters", "call_details", "list_calls", "live_calls", "routes", "setup_calls"]
+__all__ = ["CallFilters", "call_details", "list_calls", "routes", "setup_calls"]
