@@ -137,9 +137,7 @@ async def end_call(
     """Close the call log. Only the first end counts: a retried end changes nothing."""
     async with db.sessions.begin() as session:
         await _call(session, call_id)
-        await _end_once(
-            session, call_id, db.now(), outcome, last_stage, account, language=language
-        )
+        await _end_once(session, call_id, db.now(), outcome, last_stage, account, language=language)
     return await get_call(db, call_id)
 
 

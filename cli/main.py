@@ -17,7 +17,7 @@ def _listen_at(settings: Any, args: argparse.Namespace, host: str, port: str) ->
     from dataclasses import replace
 
     given = {host: args.host, port: args.port}
-    return replace(settings, **{field: value for field, value in given.items() if value is not None})
+    return replace(settings, **{name: value for name, value in given.items() if value is not None})
 
 
 def _agi(args: argparse.Namespace) -> int:
