@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import csv
-import io
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +46,7 @@ from backend.models import (
 )
 from backend.security import is_argon2_hash
 from backend.timezones import hong_kong_date
+from formats.csvfile import read_rows
 from otp import TokenProfile, new_seed
 from otp.enrolment import provisioning_uri
 from otp.seedfile import SeedFileError, read_seed_file
@@ -461,31 +460,7 @@ def _account_rows(data: bytes) -> tuple[list[_AccountRow], list[str]]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return [], ["the file is not UTF-8 text"]
-    reader = csv.reader(io.StringIO(text))
-    rows: list[_AccountRow] = []
-    problems: list[str] = []
-    header = None
-    try:
-        for cells in reader:
-            where = f"line {reader.line_num}"
-            cells = [c.strip() for c in cells]
-            if not any(cells):
-                continue
-            if header is None:
-                header = tuple(c.lower() for c in cells)
-                if header != ACCOUNTS_HEADER:
-                    return [], [f"{where}: the header must be {','.join(ACCOUNTS_HEADER)}"]
-                continue
-            try:
-                rows.append(_account_row(where, cells))
-            except ValueError as e:
-                problems.append(f"{where}: {e}")
-    except csv.Error as e:
-        problems.append(f"line {reader.line_num}: not CSV ({e})")
-    if header is None:
-        problems.append(f"the file is empty: it needs the header {','.join(ACCOUNTS_HEADER)}")
-    elif not rows and not problems:
-        problems.append("the file has a header but no accounts")
+    rows, problems = read_rows(text, ACCOUNTS_HEADER, _account_row, "accounts")
     for name, values in (
         ("account", [(r.where, r.number) for r in rows]),
         ("token", [(r.where, r.token_serial) for r in rows if r.token_serial]),

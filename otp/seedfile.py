@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import hashlib
 import hmac
-import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -38,6 +36,7 @@ from typing import Any
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from formats.csvfile import read_rows
 from otp import OtpType, TokenProfile
 
 __all__ = [
@@ -100,31 +99,7 @@ def read_seed_file(
 
 def read_seed_csv(text: str) -> list[SeedRecord]:
     """Every row of a seed CSV, or SeedFileError listing every bad row by its line number."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    problems: list[str] = []
-    records: list[SeedRecord] = []
-    header: list[str] | None = None
-    try:
-        for row in reader:
-            where = f"line {reader.line_num}"
-            if not any(cell.strip() for cell in row):
-                continue  # blank lines are allowed anywhere
-            cells = [cell.strip() for cell in row]
-            if header is None:
-                header = [c.lower() for c in cells]
-                if tuple(header) != CSV_HEADER:
-                    raise SeedFileError([f"{where}: the header must be {','.join(CSV_HEADER)}"])
-                continue
-            try:
-                records.append(_csv_record(where, cells))
-            except ValueError as e:
-                problems.append(f"{where}: {e}")
-    except csv.Error as e:
-        problems.append(f"line {reader.line_num}: not CSV ({e})")
-    if header is None:
-        problems.append(f"the file is empty: it needs the header {','.join(CSV_HEADER)}")
-    elif not records and not problems:
-        problems.append("the file has a header but no tokens")
+    records, problems = read_rows(text, CSV_HEADER, _csv_record, "tokens")
     problems.extend(_duplicates(records))
     if problems:
         raise SeedFileError(problems)
