@@ -9,6 +9,14 @@ import sys
 
 import structlog
 
+# Every process's chain before the renderer (the secrets canary test logs through it too).
+PROCESSORS: list[structlog.typing.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.format_exc_info,
+]
+
 
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     level_name = (level or os.environ.get("IVRS_LOG_LEVEL", "info")).upper()
@@ -19,13 +27,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
         else structlog.processors.JSONRenderer()
     )
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*PROCESSORS, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level_name, logging.INFO)
         ),

@@ -38,6 +38,7 @@ from backend.login import caller_key, login
 from backend.models import Account, Base, Call, CallerThrottle, CallEvent, SmsOutbox, Token
 from backend.settings import BackendSettings
 from backend.sms import MemorySender
+from cli.logs import PROCESSORS
 from tests.conftest import TestClock as Clock
 from tests.conftest import stored_call
 from tests.postgres import DATABASES
@@ -743,14 +744,7 @@ class LeakHunt:
         saved = structlog.get_config()
         monkeypatch.setattr(structlog, "_hunt_saved_config", saved, raising=False)
         structlog.configure(
-            processors=[
-                structlog.contextvars.merge_contextvars,
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.format_exc_info,
-                keep,
-                structlog.processors.JSONRenderer(),
-            ],
+            processors=[*PROCESSORS, keep, structlog.processors.JSONRenderer()],
             wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
             logger_factory=StderrLogger,
             cache_logger_on_first_use=False,
