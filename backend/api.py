@@ -104,6 +104,7 @@ class CallEnding(_Body):
     last_stage: str = Field(min_length=1, max_length=64)
     account: str | None = Field(default=None, max_length=8)
     language: str | None = Field(default=None, min_length=2, max_length=8)  # chosen in the call
+    events: list[CallEventIn] = Field(default=[], max_length=1000)  # the call's last ones
 
 
 class HangUp(_Body):
@@ -266,7 +267,11 @@ async def end_call(request: web.Request) -> web.Response:
         body.last_stage,
         body.account,
         language=body.language,
+        events=[calls.NewEvent(**e.model_dump()) for e in body.events],
+        reply=not _minimal(request),
     )
+    if call is None:
+        return web.Response(status=204, headers={"Preference-Applied": "return=minimal"})
     return web.json_response(_call_json(call))
 
 
@@ -420,6 +425,13 @@ def _idempotency_key(request: web.Request) -> str:
             status=400,
         )
     return key
+
+
+def _minimal(request: web.Request) -> bool:
+    """The client asked for no reply body (RFC 7240 `Prefer: return=minimal`): the IVR ends
+    every call and never reads the call back, which would cost a query of all its events."""
+    preferences = request.headers.get("Prefer", "").replace(" ", "").lower().split(",")
+    return "return=minimal" in preferences
 
 
 def _call_id(request: web.Request) -> int:

@@ -253,13 +253,20 @@ class BackendClient:
         last_stage: str,
         account: str | None,
         language: str | None = None,
+        events: list[dict[str, Any]] | None = None,
     ) -> None:
-        ending = {"outcome": outcome, "last_stage": last_stage, "account": account}
+        """End the call log; `events`, its last events, are stored with the end."""
+        ending: dict[str, Any] = {"outcome": outcome, "last_stage": last_stage, "account": account}
+        if language is not None:
+            ending["language"] = language
+        if events:
+            ending["events"] = events
         await self._request(
             "POST",
             f"/v1/calls/{call_id}/end",
-            json=ending if language is None else {**ending, "language": language},
-            safe=True,  # the first end wins
+            json=ending,
+            headers={"Prefer": "return=minimal"},  # 204: the call is not read back
+            safe=True,  # the first end wins, and events are stored once
         )
 
     # --- login and cargo --------------------------------------------------------------------

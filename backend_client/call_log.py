@@ -8,8 +8,9 @@ background task of the FastAGI server, sends the spool in order when the backend
 and at start-up sends what a previous run left. Delivery twice is harmless: the backend opens a
 call once per uniqueid, stores an event once (backend/calls.py), and the first end wins.
 
-A record: {"op": "open" | "events" | "end", "call": the call's opening fields, ...}. It names its
-call by uniqueid, never by the backend's id, which the deliverer gets by opening it again.
+A record: {"op": "open" | "events" | "end", "call": the call's opening fields, ...}; an end
+carries the call's last events (one request for both). It names its call by uniqueid, never by
+the backend's id, which the deliverer gets by opening it again.
 Events are already masked by the IVR: no secret reaches the spool.
 """
 
@@ -55,17 +56,21 @@ async def deliver(client: BackendClient, record: Record, call_ids: dict[str, int
     if call_id is None:
         call_id = await client.open_call(**opening)
         call_ids[opening["uniqueid"]] = call_id
-    if record["op"] == "events":
-        events = record["events"]
-        for start in range(0, len(events), EVENTS_PER_REQUEST):
-            await client.add_events(call_id, events[start : start + EVENTS_PER_REQUEST])
-    elif record["op"] == "end":
+    events = record.get("events", [])
+    # An end takes its call's last events along: one request, not two, at every call's end.
+    along = (
+        events[len(events) - len(events) % EVENTS_PER_REQUEST :] if record["op"] == "end" else []
+    )
+    for start in range(0, len(events) - len(along), EVENTS_PER_REQUEST):
+        await client.add_events(call_id, events[start : start + EVENTS_PER_REQUEST])
+    if record["op"] == "end":
         await client.end_call(
             call_id,
             record["outcome"],
             record["last_stage"],
             record["account"],
             record.get("language"),  # absent from records spooled by older versions
+            along,
         )
 
 
@@ -104,17 +109,19 @@ class CallLog:
             self._queue_events()
 
     def _queue_events(self) -> None:
+        if events := self._take_events():
+            self._push({"op": "events", "events": events})
+
+    def _take_events(self) -> list[dict[str, Any]]:
+        """The events waiting, with those of a queued record not sent yet (taken off the queue:
+        one request for both)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         events, self._waiting = self._waiting, []
-        if not events:
-            return
-        queued = self._records[-1] if self._records else None
-        if queued is not None and queued["op"] == "events":
-            queued["events"].extend(events)  # not sent yet: one request for both
-        else:
-            self._push({"op": "events", "events": events})
+        if self._records and self._records[-1]["op"] == "events":
+            events = self._records.pop()["events"] + events
+        return events
 
     async def end(
         self,
@@ -126,7 +133,6 @@ class CallLog:
     ) -> None:
         """The last events and the end; returns once all of the call's log is sent or spooled."""
         self._waiting += events
-        self._queue_events()
         self._push(
             {
                 "op": "end",
@@ -134,6 +140,7 @@ class CallLog:
                 "last_stage": last_stage,
                 "account": account,
                 "language": language,
+                "events": self._take_events(),  # sent with the end
             }
         )
         if self._sender is not None:

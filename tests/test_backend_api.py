@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy
 import yaml
 from cryptography.fernet import Fernet
 from openapi_core import OpenAPI
@@ -107,7 +108,7 @@ class Api:
             SPEC.validate_request(request)
         else:
             ERROR_SCHEMA.validate(json.loads(content))
-        return Reply(status, json.loads(content))
+        return Reply(status, json.loads(content) if content else None)
 
     async def get(self, path: str, **kw: Any) -> Reply:
         return await self.request("GET", path, **kw)
@@ -276,6 +277,53 @@ async def test_ending_a_call_twice_keeps_the_first_end(service: Service) -> None
     assert again.body["ended_at"] == first.body["ended_at"] == START.isoformat()
     assert again.body["outcome"] == "completed"
     assert again.body["account"] == ACCOUNT
+
+
+async def test_the_end_stores_the_last_events_once_and_may_skip_its_reply(
+    service: Service,
+) -> None:
+    call_id = (await open_call(service.api)).body["call_id"]
+    last = [
+        {"at": "2025-03-03T10:00:05+08:00", "kind": "stage", "name": "goodbye", "detail": {}},
+        {"at": "2025-03-03T10:00:06+08:00", "kind": "prompt", "name": "call.goodbye"},
+    ]
+    end = {"outcome": "completed", "last_stage": "goodbye", "account": None, "events": last}
+    minimal = {"Prefer": "return=minimal"}
+    first = await service.api.post(f"/v1/calls/{call_id}/end", end, headers=minimal)
+    again = await service.api.post(f"/v1/calls/{call_id}/end", end)  # a retry, reply wanted
+    assert (first.status, first.body) == (204, None)
+    assert again.status == 200 and again.body["outcome"] == "completed"
+    assert [e["name"] for e in again.body["events"]] == ["goodbye", "call.goodbye"]
+
+
+async def test_a_batch_of_events_is_one_insert(service: Service) -> None:
+    """Prompts have a duration and inputs none: the ORM would insert each run of rows alike
+    on its own (some sixteen statements for a call's batch)."""
+    call_id = (await open_call(service.api)).body["call_id"]
+    inserts: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO call_events"):
+            inserts.append(statement)
+
+    at = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
+    batch = [
+        {
+            "at": (at + timedelta(seconds=n)).isoformat(),
+            "kind": "prompt" if n % 2 else "input",
+            "name": f"step{n}",
+            "duration_ms": 800 if n % 2 else None,
+        }
+        for n in range(40)
+    ]
+    sqlalchemy.event.listen(service.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        reply = await service.api.post(f"/v1/calls/{call_id}/events", {"events": batch})
+    finally:
+        sqlalchemy.event.remove(service.db.engine.sync_engine, "before_cursor_execute", seen)
+    assert reply.body == {"accepted": 40} and len(inserts) == 1
+    stored = (await service.api.get(f"/v1/calls/{call_id}")).body["events"]
+    assert [e["duration_ms"] for e in stored[:2]] == [None, 800]
 
 
 # --- login ---------------------------------------------------------------------------------

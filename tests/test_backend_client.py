@@ -25,10 +25,11 @@ from backend.database import Database
 from backend.models import Call, CallEvent
 from backend_client import BackendClient, BackendUnavailable, CircuitOpen
 from backend_client.breaker import BreakerState, CircuitBreaker
-from backend_client.call_log import CallLogOutbox, CallOpening
+from backend_client.call_log import CallLogOutbox, CallOpening, deliver
 from backend_client.spool import Spool, SpoolBusy, read_segment
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
+from tests.conftest import CountingBackendClient
 from tests.postgres import DATABASES
 
 
@@ -250,6 +251,29 @@ async def stored_events(db: Database, uniqueid: str) -> tuple[Call, list[CallEve
         return call, list(events)
 
 
+async def test_the_end_takes_the_last_events_along_and_more_than_a_request_holds_goes_first(
+    backend: RunningBackend, db: Database
+) -> None:
+    client = CountingBackendClient(backend.url, backend.settings.api_token)
+    start = datetime.now(UTC)
+    events = [event(start + timedelta(milliseconds=n), "prompt", f"p{n}") for n in range(620)]
+    opening = asdict(CallOpening("1700000000.7", "39023333", None, None, "en"))
+    ending = {"outcome": "completed", "last_stage": "goodbye", "account": None}
+    try:
+        await deliver(client, {"op": "end", "call": opening, "events": events, **ending}, {})
+    finally:
+        await client.close()
+    call_id = (await stored_events(db, "1700000000.7"))[0].id
+    assert client.requests == [
+        "POST /v1/calls",
+        f"POST /v1/calls/{call_id}/events",  # the first 500 (EVENTS_PER_REQUEST)
+        f"POST /v1/calls/{call_id}/end",  # with the other 120
+    ]
+    call, stored = await stored_events(db, "1700000000.7")
+    assert [e.name for e in stored] == [e["name"] for e in events]
+    assert call.outcome == "completed"
+
+
 async def test_leftovers_of_a_previous_run_are_delivered_in_order_at_start(
     backend: RunningBackend, db: Database, tmp_path: Path
 ) -> None:
@@ -341,8 +365,9 @@ async def test_a_call_spools_from_its_first_failure_and_is_delivered_when_the_ba
     await call_log.end([], "backend_unavailable", "language", None)
     spooled = [r for segment in Spool(spool_dir).segments() for r in read_segment(segment)]
     assert spooled[0]["op"] == "open" and spooled[-1]["op"] == "end"
-    events = [e["name"] for r in spooled if r["op"] == "events" for e in r["events"]]
-    assert events == ["language", "error.service_unavailable"]  # one batch if sent together
+    events = [e["name"] for r in spooled for e in r.get("events", [])]
+    assert events == ["language", "error.service_unavailable"]
+    assert spooled[-1]["events"]  # the last events go with the end: one request
 
     down.base_url = backend.url  # the backend is back (a new session on the next request)
     await down.close()
