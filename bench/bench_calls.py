@@ -13,8 +13,9 @@ callers run in this process. Prompts take no time (the simulator's virtual clock
 The phases, and what each measures:
 - bundle: N bundling calls (language, login, vehicle, one CCRN, submit), C at once: completed
   calls per second, failed calls, the server's CPU per call and per AGI command, the backend's
-  latency as the server's client measured it, and the AGI round trip seen by the simulated
-  Asterisk (from writing its reply to reading the next command) with the backend in it.
+  latency as the server's client measured it, the AGI round trip seen by the simulated
+  Asterisk (from sending its reply to the kernel's receipt of the next command: TimedStreams)
+  with the backend in it, and the whole machine's CPU per call by part.
 - classic: M of the same calls, each a process of its own, a few at once: calls per second,
   CPU per call.
 - paced: P calls arriving at --arrivals a second go to the language menu and press 0 (repeat)
@@ -30,11 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import random
 import resource
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -51,7 +54,7 @@ from cryptography.fernet import Fernet
 from backend import admin
 from backend.database import open_database
 from backend.settings import BackendSettings
-from bench.processes import ServerProcess, json_port, port_after, python
+from bench.processes import CLOCK_TICKS, ServerProcess, json_port, port_after, python
 from cli.bench import add_arguments
 from formats import keypad_keys
 from ivr.simulator import CallRecord, Command, SimulatedAsterisk, run_classic_agi
@@ -79,39 +82,100 @@ class Trucker:
         return pyotp.TOTP(self.seed, interval=60).now()
 
 
-class TimedStreams:
-    """The simulated Asterisk's side of a connection, timing each AGI round trip: from writing
-    a reply (or the header) to reading the server's next command."""
+# Linux's SO_TIMESTAMPNS (asm-generic/socket.h; Python's socket module does not name it): each
+# read comes with the time the kernel received its data.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("qq")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gaps: list):
-        self._reader, self._writer, self._gaps = reader, writer, gaps
-        self._replied: float | None = None
+
+class TimedStreams:
+    """The simulated Asterisk's side of a connection, timing each AGI round trip: from sending a
+    reply (or the header) to the kernel's receipt of the server's next command (SO_TIMESTAMPNS).
+    Timed on reading instead, a round trip would also hold the simulator's own delay in getting
+    round to the socket, busy as it is with hundreds of other callers: its noise, not the
+    server's. Reads and writes go straight to the non-blocking socket."""
+
+    def __init__(self, sock: socket.socket, gaps: list[float]):
+        self._sock, self._gaps = sock, gaps
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._sent_ns: int | None = None
+        self._unsent = b""
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    @classmethod
+    async def connect(cls, port: int, gaps: list[float]) -> TimedStreams:
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, gaps)
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self._sock.recvmsg(2**16, socket.CMSG_SPACE(TIMESPEC.size))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        if data:
+            self._buffer += data
+            for level, kind, value in ancillary:
+                if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS) and self._sent_ns:
+                    seconds, nanoseconds = TIMESPEC.unpack(value[: TIMESPEC.size])
+                    received_ns = seconds * 1_000_000_000 + nanoseconds
+                    self._gaps.append((received_ns - self._sent_ns) / 1e9)
+            self._sent_ns = None
+        else:
+            self._eof = True
+            self._loop.remove_reader(self._sock.fileno())
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def readline(self) -> bytes:
-        line = await self._reader.readline()
-        if line and self._replied is not None:
-            self._gaps.append(time.perf_counter() - self._replied)
-            self._replied = None
+        while b"\n" not in self._buffer and not self._eof:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        end = self._buffer.find(b"\n") + 1 or len(self._buffer)
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end]
         return line
 
     def write(self, data: bytes) -> None:
-        self._writer.write(data)
-        self._replied = time.perf_counter()
+        self._sent_ns = time.time_ns()  # the kernel's timestamps are wall-clock time too
+        if not self._unsent:
+            try:
+                data = data[self._sock.send(data) :]
+            except BlockingIOError:
+                pass
+            except OSError:
+                return  # the server has gone: its end shows as the stream's end
+        self._unsent += data
 
     async def drain(self) -> None:
-        await self._writer.drain()
+        unsent, self._unsent = self._unsent, b""
+        if unsent:
+            with contextlib.suppress(OSError):
+                await self._loop.sock_sendall(self._sock, unsent)
 
     def close(self) -> None:
-        self._writer.close()
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
 
     async def wait_closed(self) -> None:
-        await self._writer.wait_closed()
+        pass
 
 
 async def timed_call(port: int, gaps: list[float], **options: Any) -> CallRecord:
     """A simulated call whose round trips go into `gaps`."""
-    reader, writer = await asyncio.open_connection(HOST, port, limit=2**20)
-    streams = TimedStreams(reader, writer, gaps)
+    streams = await TimedStreams.connect(port, gaps)
     return await SimulatedAsterisk(**options).run(streams, streams, host=HOST, port=port)  # type: ignore[arg-type]
 
 
@@ -141,6 +205,13 @@ def unpin() -> None:
 def own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores have spent busy since boot (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
 
 
 def free_port() -> int:
@@ -254,11 +325,20 @@ async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) 
         finally:
             live -= 1
 
-    cpu = agi.cpu_s()
+    assert stack.backend is not None
+    cpu, backend, simulator, machine = (
+        agi.cpu_s(),
+        stack.backend.cpu_s(),
+        own_cpu_s(),
+        machine_busy_s(),
+    )
     started = time.perf_counter()
     records = await at_once(concurrency, call, truckers)
     wall = time.perf_counter() - started
     cpu = agi.cpu_s() - cpu
+    backend = stack.backend.cpu_s() - backend
+    simulator = own_cpu_s() - simulator
+    machine = machine_busy_s() - machine
     await agi.stop()
     unpin()
     commands = sum(len(r.exchanges) for r in records)
@@ -272,6 +352,13 @@ async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) 
         "commands": commands,
         "cpu_per_call_ms": cpu / len(records) * 1000,
         "cpu_per_command_us": cpu / commands * 1e6,
+        # The whole machine's CPU per call, by part: the rest is the database server's and
+        # the kernel's (and anything else running meanwhile).
+        "backend_per_call_ms": backend / len(records) * 1000,
+        "simulator_per_call_ms": simulator / len(records) * 1000,
+        "machine_per_call_ms": machine / len(records) * 1000,
+        "rest_per_call_ms": max(0.0, machine - cpu - backend - simulator) / len(records) * 1000,
+        "machine_busy": machine / wall / len(ALL_CPUS),
         "gap_p50": percentile(gaps, 0.5),
         "gap_p99": percentile(gaps, 0.99),
         "backend_p50_ms": stopped.get("backend_p50_ms", float("nan")),
@@ -493,6 +580,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     speedup = b["calls_per_s"] / c["calls_per_s"]
     cost_ratio = p["cpu_per_command_us"] / f["cpu_per_command_us"]
     yes = {True: "yes", False: "**no**"}
+    needed_cores = 20 * c["calls_per_s"] * b["machine_per_call_ms"] / 1000
     rows = [
         ("what", "FastAGI server", "floor (no work)", "classic AGI", "goal", "met"),
         ("---",) * 6,
@@ -520,6 +608,25 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
             f"{c['cpu_per_call_ms']:.0f} ms",
             "",
             "",
+        ),
+        (
+            "CPU per bundling call, whole machine: server + backend + simulated Asterisk + "
+            "the rest (database server, kernel)",
+            f"{b['machine_per_call_ms']:.0f} ms = {b['cpu_per_call_ms']:.0f} + "
+            f"{b['backend_per_call_ms']:.0f} + {b['simulator_per_call_ms']:.0f} + "
+            f"{b['rest_per_call_ms']:.0f} ms",
+            "",
+            "",
+            "",
+            "",
+        ),
+        (
+            f"the machine's {len(ALL_CPUS)} cores busy during the bundling calls",
+            f"{b['machine_busy']:.0%}",
+            "",
+            "",
+            "",
+            f"20× classic at this cost needs {needed_cores:.1f} cores",
         ),
         (
             "calls held at once at a menu (one process)",

@@ -1,0 +1,90 @@
+"""The benchmarks' machinery, on small numbers: what they measure is what they say (timing goals
+are the benchmarks' to report, not these tests')."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+
+import pytest
+
+from bench import bench_backend, bench_calls
+from bench.bench_calls import TimedStreams
+from cli.bench import add_arguments
+
+SERVER_DELAY_S = 0.05
+
+
+def slow_answerer(listener: socket.socket) -> None:
+    """A server in a thread of its own: reads a line, waits SERVER_DELAY_S, answers."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.recv(100)
+        time.sleep(SERVER_DELAY_S)
+        conn.sendall(b'STREAM FILE welcome ""\n')
+        conn.recv(100)  # until the client closes
+
+
+async def test_a_round_trip_ends_when_the_kernel_receives_the_answer_not_when_it_is_read() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = threading.Thread(target=slow_answerer, args=(listener,))
+    server.start()
+    gaps: list[float] = []
+    try:
+        streams = await TimedStreams.connect(listener.getsockname()[1], gaps)
+        streams.write(b"200 result=0\n")
+        await streams.drain()
+        time.sleep(0.3)  # noqa: ASYNC251 (the simulator busy elsewhere: the answer waits)
+        line = await streams.readline()
+        streams.close()
+    finally:
+        server.join(5)
+        listener.close()
+    assert line == b'STREAM FILE welcome ""\n'
+    assert len(gaps) == 1
+    assert SERVER_DELAY_S <= gaps[0] < 0.25  # the server's delay; not the 0.3 s of reading late
+
+
+async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        "--calls 6 --concurrency 3 --classic 1 --classic-concurrency 1 --paced 6 --pace-ms 100 "
+        "--window 1 --held 8 --held-arrivals 100".split()
+    )
+    results = await bench_calls.run(args)
+    bundle, paced, floor, held = (results[k] for k in ("bundle", "paced", "floor", "held"))
+    assert (bundle["calls"], bundle["failed"], results["classic"]["failed"]) == (6, 0, 0)
+    assert bundle["backend_per_call_ms"] > 0 and bundle["simulator_per_call_ms"] > 0
+    assert bundle["machine_per_call_ms"] >= bundle["cpu_per_call_ms"]
+    for measured in (paced, floor):
+        assert measured["live"] == 6 and measured["failed"] == 0 and measured["commands"] > 0
+        assert 0 < measured["gap_p50"] <= measured["gap_p99"] < 1
+    assert (held["held"], held["failed"], held["probe_ok"]) == (8, 0, True)
+    table = bench_calls.report(results, args)
+    assert "20× classic at this cost needs" in table and "nan" not in table
+
+
+@pytest.mark.timeout(180)
+def test_the_backend_bench_prices_every_request_of_a_bundling_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert bench_backend.main(["--calls", "10"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    names = [row.split(" | ")[0].removeprefix("| ") for row in rows[2:]]
+    assert names == [
+        "health (no database)",
+        "open call",
+        "events (40)",
+        "login",
+        "recent vehicles",
+        "check cargo",
+        "bundle",
+        "end call",
+        "**a bundling call**",
+    ]
+    cpu_ms = [float(row.split(" | ")[1].strip("* ms|")) for row in rows[2:]]
+    assert all(ms >= 0 for ms in cpu_ms) and cpu_ms[-1] == pytest.approx(sum(cpu_ms[:-1]), abs=0.1)
+    assert cpu_ms[-1] > 0  # /proc counts CPU in ticks of 10 ms: only the sum is sure to show
