@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from backend_client import BackendClient, BackendError, BackendUnavailable
-from backend_client.spool import Record, Spool
+from backend_client.spool import REJECTED, Record, Spool, SpoolBusy
 
 log = structlog.get_logger("backend_client.call_log")
 
@@ -35,6 +38,10 @@ RETRY_S = 1.0  # the deliverer's pause after a failed try (longer while the brea
 # A call sends its events at most this often: a stage change shows in the console within this
 # time, and a caller racing through prompts costs the backend one request per interval.
 EVENTS_EVERY_S = 0.5
+# Classic AGI processes (agi_scripts/) spool under the FastAGI server's spool directory, one
+# directory per call; the server's deliverer looks for those left behind this often.
+LEFT_SPOOLS = "classic-*"
+LEFT_SPOOLS_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,65 @@ async def deliver(client: BackendClient, record: Record, call_ids: dict[str, int
             record.get("language"),  # absent from records spooled by older versions
             along,
         )
+
+
+Reject = Callable[[list[Record], Exception], Awaitable[None]]
+
+
+async def deliver_spool(client: BackendClient, spool: Spool, reject: Reject) -> None:
+    """Deliver `spool`'s segments, oldest first, each removed once delivered; records the
+    backend refuses go to `reject`. Raises BackendUnavailable, after taking what was delivered
+    off the spool (it is not delivered twice)."""
+    call_ids: dict[str, int] = {}
+    while (segment := await spool.take()) is not None:
+        records = await spool.read(segment)
+        for done, record in enumerate(records):
+            try:
+                await deliver(client, record, call_ids)
+            except BackendUnavailable:
+                if done:
+                    await spool.rewrite(segment, records[done:])
+                raise
+            except Exception as e:  # refused (BackendError), or a fault of ours
+                await reject([record], e)
+        await spool.remove(segment)
+        log.info("call_log_spool_delivered", segment=str(segment), records=len(records))
+
+
+async def deliver_left_spools(client: BackendClient, parent: Path) -> int:
+    """Deliver the spools classic AGI processes left under `parent` (`classic-<uniqueid>/`,
+    kept when the backend could not take that call's log), each whose process has ended (its
+    lock is free), then remove it; one holding records the backend refused stays, for an
+    operator. How many were delivered; raises BackendUnavailable (the rest waits)."""
+    delivered = 0
+    for directory in await asyncio.to_thread(_left_spools, parent):
+        spool = Spool(directory)
+        try:
+            await asyncio.to_thread(spool.open)
+        except (SpoolBusy, OSError):
+            continue  # its call is still going on (or the directory is not ours to read)
+        try:
+            await deliver_spool(client, spool, _keeping_in(spool))
+        finally:
+            await spool.close()
+        if not (directory / REJECTED).exists():
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+        delivered += 1
+    return delivered
+
+
+def _left_spools(parent: Path) -> list[Path]:
+    return sorted(parent.glob(LEFT_SPOOLS))
+
+
+def _keeping_in(spool: Spool) -> Reject:
+    async def reject(records: list[Record], error: Exception) -> None:
+        code = error.code if isinstance(error, BackendError) else type(error).__name__
+        log.error("call_log_refused", code=code, ops=[r["op"] for r in records])
+        with contextlib.suppress(OSError):
+            await spool.reject(records)
+
+    return reject
 
 
 @dataclass
@@ -191,16 +257,25 @@ def _consume_error(future: asyncio.Future[Any]) -> None:
 
 
 class CallLogOutbox:
-    """The FastAGI process's call logs: one `CallLog` per call, the spool, and the deliverer."""
+    """The FastAGI process's call logs: one `CallLog` per call, the spool, and the deliverer,
+    which also delivers what classic AGI processes left (deliver_left_spools)."""
 
-    def __init__(self, client: BackendClient, spool: Spool, retry_s: float = RETRY_S):
+    def __init__(
+        self,
+        client: BackendClient,
+        spool: Spool,
+        retry_s: float = RETRY_S,
+        left_spools_every_s: float = LEFT_SPOOLS_EVERY_S,
+    ):
         self.client = client
         self._spool = spool
         self.retry_s = retry_s
+        self.left_spools_every_s = left_spools_every_s
         self.senders: set[asyncio.Task[None]] = set()
         self._spooled = asyncio.Event()  # something waits in the spool
         self._idle = asyncio.Event()  # the spool is empty: tests and shutdown wait on it
         self._deliverer: asyncio.Task[None] | None = None
+        self.reject = _keeping_in(spool)
 
     def for_call(self, opening: CallOpening) -> CallLog:
         return CallLog(opening, self)
@@ -210,9 +285,9 @@ class CallLogOutbox:
         self._spool.open()
         if self._spool.pending():
             log.info("call_log_spool_found", segments=len(self._spool.segments()))
-            self._spooled.set()
         else:
             self._idle.set()
+        self._spooled.set()  # a first pass at once: our leftovers, and classic AGI's
         self._deliverer = asyncio.create_task(self._deliver_forever())
 
     async def stop(self) -> None:
@@ -238,37 +313,17 @@ class CallLogOutbox:
         self._idle.clear()
         self._spooled.set()
 
-    async def reject(self, records: list[Record], error: Exception) -> None:
-        code = error.code if isinstance(error, BackendError) else type(error).__name__
-        log.error("call_log_refused", code=code, ops=[r["op"] for r in records])
-        with contextlib.suppress(OSError):
-            await self._spool.reject(records)
-
     async def _deliver_forever(self) -> None:
         while True:
-            await self._spooled.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._spooled.wait(), self.left_spools_every_s)
             self._spooled.clear()
             try:
-                await self._deliver_spool()
+                await deliver_spool(self.client, self._spool, self.reject)
+                await deliver_left_spools(self.client, self._spool.directory)
             except BackendUnavailable:
                 self._spooled.set()  # still there: try again after a pause
                 await asyncio.sleep(max(self.retry_s, self.client.breaker.retry_in()))
                 continue
             if not self._spool.pending():
                 self._idle.set()
-
-    async def _deliver_spool(self) -> None:
-        call_ids: dict[str, int] = {}
-        while (segment := await self._spool.take()) is not None:
-            records = await self._spool.read(segment)
-            for done, record in enumerate(records):
-                try:
-                    await deliver(self.client, record, call_ids)
-                except BackendUnavailable:
-                    if done:  # what was delivered is not delivered again
-                        await self._spool.rewrite(segment, records[done:])
-                    raise
-                except Exception as e:  # refused (BackendError), or a fault of ours
-                    await self.reject([record], e)
-            await self._spool.remove(segment)
-            log.info("call_log_spool_delivered", segment=segment.name, records=len(records))

@@ -60,6 +60,12 @@ def _admin(args: argparse.Namespace) -> int:
     return asyncio.run(run_admin(args))
 
 
+def _spool(args: argparse.Namespace) -> int:
+    from cli.spool import deliver_left
+
+    return asyncio.run(deliver_left())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivrs", description="Road Cargo IVRS")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_commands(p)
     p.set_defaults(func=_admin)
+
+    p = sub.add_parser(
+        "spool", help="deliver call logs classic AGI left spooled (ivrs spool deliver)"
+    )
+    p.add_argument("action", choices=["deliver"])
+    p.set_defaults(func=_spool)
 
     p = sub.add_parser("asterisk", help="checks against a real Asterisk (ivrs asterisk test-call)")
     from cli.asterisk import add_asterisk_commands

@@ -9,14 +9,19 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backend.app import RunningBackend
+from backend_client.spool import Spool
+from ivr.server import start_agi_server
+from ivr.settings import IvrSettings
 from ivr.simulator import CallRecord, SimulatedAsterisk, run_classic_agi
 from tests.conftest import Trucker, stored_bundles, stored_call
+from tests.test_backend_client import closed_port, stored_events
 
 SCRIPT = [sys.executable, "-m", "agi_scripts.ivrs_agi"]
 
@@ -107,3 +112,70 @@ def test_the_classic_header_names_the_script_and_has_no_network_lines() -> None:
     assert header[-1] == "agi_arg_1: 39023333"
     fast = asterisk.header("127.0.0.1", 4573)
     assert fast[3:] == header[1:]  # the rest is the FastAGI header's
+
+
+# --- call logs a classic AGI process could not deliver -------------------------------------
+
+
+async def classic_call_with_the_backend_down(agi_env: dict[str, str], tmp_path: Path) -> Path:
+    """A classic AGI call while the backend is down: the caller hears the spoken error, and the
+    process ends leaving its call log in its own spool directory."""
+    down = {**agi_env, "IVRS_BACKEND_URL": f"http://127.0.0.1:{await closed_port()}"}
+    record = await classic_call(down, "3")
+    assert record.exit_code == 0 and "error.service_unavailable" in record.prompt_ids
+    left = tmp_path / "spool" / f"classic-{record.uniqueid}"
+    assert {p.suffix for p in left.iterdir() if p.name != ".lock"} == {".jsonl"}
+    return left
+
+
+async def a_live_classic_call_spool(tmp_path: Path) -> Spool:
+    """The spool of a classic AGI call still going on: its process holds the lock."""
+    busy = Spool(tmp_path / "spool" / "classic-1700000000.99")
+    busy.open()
+    opening = {"uniqueid": "1700000000.99", "hotline": "39023333", "caller_id": None}
+    await busy.append([{"op": "open", "call": {**opening, "channel": None, "language": None}}])
+    return busy
+
+
+async def test_the_fastagi_server_delivers_what_classic_agi_processes_left(
+    agi_env: dict[str, str], db: Any, tmp_path: Path
+) -> None:
+    left = await classic_call_with_the_backend_down(agi_env, tmp_path)
+    busy = await a_live_classic_call_spool(tmp_path)
+    # `ivrs agi` starts on the same spool directory (IVRS_SPOOL_DIR), the backend back.
+    server = await start_agi_server(replace(IvrSettings.from_env(agi_env), agi_port=0))
+    try:
+        for _ in range(100):
+            if not left.exists():
+                break
+            await asyncio.sleep(0.1)
+        assert not left.exists()
+        logged, events = await stored_events(db, left.name.removeprefix("classic-"))
+        assert logged.outcome == "backend_unavailable"
+        assert [e.name for e in events if e.kind == "prompt"][-2:] == [
+            "error.service_unavailable",
+            "call.goodbye",
+        ]
+        assert busy.pending()  # a call still going on: its spool is left alone
+    finally:
+        await server.stop()
+        await busy.close()
+
+
+async def test_ivrs_spool_deliver_sends_what_classic_agi_left_and_leaves_live_calls_alone(
+    agi_env: dict[str, str], db: Any, tmp_path: Path
+) -> None:
+    left = await classic_call_with_the_backend_down(agi_env, tmp_path)
+    busy = await a_live_classic_call_spool(tmp_path)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli.main", "spool", "deliver",
+            env=agi_env, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        assert process.returncode == 0 and out.decode().strip().endswith(": 1 call(s)")
+        assert not left.exists() and busy.pending()
+        logged = await stored_call(db, left.name.removeprefix("classic-"))
+        assert logged.outcome == "backend_unavailable"
+    finally:
+        await busy.close()
