@@ -82,5 +82,10 @@ async def start_backend(
 
 
 def run(settings: BackendSettings) -> None:
-    """`ivrs backend`: serve until interrupted."""
+    """`ivrs backend`: serve until interrupted (several processes: backend/workers.py)."""
+    if settings.workers > 1:
+        from backend.workers import run_workers
+
+        run_workers(settings)
+        return
     web.run_app(create_app(settings), host=settings.host, port=settings.port)

@@ -32,6 +32,8 @@ class BackendSettings:
     api_token: str = field(default=DEFAULT_API_TOKEN, repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
+    # Backend processes sharing the port (backend/workers.py; PostgreSQL only when > 1).
+    workers: int = 1
     argon2_profile: str = "rfc9106"
     # Fernet key that encrypts token seeds at rest; kept out of the database and of reprs.
     secret_key: bytes = field(default=b"", repr=False)
@@ -86,6 +88,7 @@ class BackendSettings:
             api_token=env.get("IVRS_API_TOKEN", DEFAULT_API_TOKEN),
             host=host,
             port=port,
+            workers=max(1, _count(env, "IVRS_BACKEND_WORKERS", 1)),
             argon2_profile=profile,
             secret_key=_secret_key(env),
             recordings_dir=Path(env.get("IVRS_RECORDINGS_DIR", "var/recordings")),

@@ -23,6 +23,8 @@ The phases, and what each measures:
   all P are at the menu, the next --window seconds are measured: the AGI round trip added by the
   server (no backend request is made at this menu, so none is in it) and its CPU per AGI
   command; then the same calls against the floor, which sends the same commands, no work.
+  Meanwhile the server under test has a core to itself (the simulator, the backend and the
+  database server run on the others).
 - held: H calls held open at the language menu at once (the prompt still "playing"): the
   server's memory per held call, and the time of a whole bundling call while they are held.
 """
@@ -42,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -188,18 +190,35 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-def pin_under_test(server: ServerProcess) -> None:
+def pin_under_test(server: ServerProcess, keep_off: Sequence[int] = ()) -> None:
     """On two cores or more, the server under test (FastAGI or floor) runs on the last core
     and this process (the simulated Asterisk) on the others: else the simulator, busy with
     hundreds of callers, takes the server's CPU, and its waits show as server round trips.
-    The backend stays free to use any core. `unpin` undoes it for this process."""
+    So do the process trees of `keep_off` (the backend, the database server), when a phase
+    measures the server's round trips: a database's background work (autovacuum after the
+    bundling calls, checkpoints) would otherwise pause the server now and then.
+    `unpin` undoes it."""
     if len(ALL_CPUS) >= 2:
         server.pin({ALL_CPUS[-1]})
-        os.sched_setaffinity(0, set(ALL_CPUS[:-1]))
+        for pid in [os.getpid(), *keep_off]:
+            set_tree_affinity(pid, set(ALL_CPUS[:-1]))
 
 
-def unpin() -> None:
-    os.sched_setaffinity(0, set(ALL_CPUS))
+def unpin(keep_off: Sequence[int] = ()) -> None:
+    for pid in [os.getpid(), *keep_off]:
+        set_tree_affinity(pid, set(ALL_CPUS))
+
+
+def set_tree_affinity(pid: int, cpus: set[int]) -> None:
+    """`pid` and its descendants (their children made later inherit it) run on `cpus` only."""
+    try:
+        os.sched_setaffinity(pid, cpus)
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except (OSError, ValueError):  # it has just ended
+        return
+    for child in children:
+        set_tree_affinity(child, cpus)
 
 
 def own_cpu_s() -> float:
@@ -229,6 +248,13 @@ class Stack:
     backend_env: dict[str, str]
     backend: ServerProcess | None = None
     truckers: list[Trucker] = field(default_factory=list)
+    database_pid: int | None = None  # the database server's (PostgreSQL's postmaster), if any
+
+    @property
+    def others(self) -> list[int]:
+        """The processes of the stack besides the server under test and this one."""
+        pids = [self.backend.process.pid] if self.backend else []
+        return pids + ([self.database_pid] if self.database_pid else [])
 
     @property
     def agi_env(self) -> dict[str, str]:
@@ -256,7 +282,9 @@ class Stack:
         return agi
 
 
-async def start_stack(tmp: Path, database_url: str | None, truckers: int) -> Stack:
+async def start_stack(
+    tmp: Path, database_url: str | None, truckers: int, backend_workers: int = 1
+) -> Stack:
     settings = BackendSettings(
         database_url=database_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
         api_token=API_TOKEN,
@@ -284,7 +312,10 @@ async def start_stack(tmp: Path, database_url: str | None, truckers: int) -> Sta
     port = free_port()
     stack.backend = await ServerProcess.start(
         "ivrs backend",
-        python("-m", "cli.main", "backend", "--host", HOST, "--port", str(port)),
+        python(
+            *("-m", "cli.main", "backend", "--host", HOST, "--port", str(port)),
+            *("--workers", str(backend_workers)),
+        ),
         stack.backend_env,
         lambda line: port if "Running on" in line else None,
     )
@@ -469,10 +500,10 @@ async def paced_phase(
     )
     results = []
     for server in (agi, floor):
-        pin_under_test(server)
+        pin_under_test(server, keep_off=stack.others)
         paced = await paced_calls(server, calls, pace_s, rate, window_s, seed=1)
         await server.stop()
-        unpin()
+        unpin(keep_off=stack.others)
         results.append(
             {
                 "calls": calls,
@@ -544,15 +575,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         server = await asyncio.to_thread(start_postgres)
         try:
             async with server.database() as url:
-                return await run_on(args, url)
+                postmaster = (server.data_dir / "postmaster.pid").read_text().split()[0]
+                return await run_on(args, url, int(postmaster))
         finally:
             await asyncio.to_thread(server.stop)
     return await run_on(args, args.database_url)
 
 
-async def run_on(args: argparse.Namespace, database_url: str | None) -> dict[str, Any]:
+async def run_on(
+    args: argparse.Namespace, database_url: str | None, database_pid: int | None = None
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="ivrs-bench-"))
-    stack = await start_stack(tmp, database_url, args.calls + args.classic + 1)
+    stack = await start_stack(
+        tmp, database_url, args.calls + args.classic + 1, args.backend_workers
+    )
+    stack.database_pid = database_pid
     # This process is the simulated Asterisk: its garbage collector's pauses show as round
     # trips; the set-up's objects (most of them) are left out of its passes.
     gc.collect()
@@ -712,6 +749,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_and_report(parser.parse_args(argv))
 
 
+def database_name(args: argparse.Namespace) -> str:
+    if args.postgres:
+        return "PostgreSQL"
+    return str(args.database_url).split(":", 1)[0] if args.database_url else "SQLite"
+
+
 def run_and_report(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     results = asyncio.run(run(args))
@@ -720,7 +763,8 @@ def run_and_report(args: argparse.Namespace) -> int:
         print("\nfailed bundling calls ended with:", dict(failed))
     print(
         f"\n(bench {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores; "
-        f"{results['bundle']['commands']} + {results['paced']['commands']} AGI commands)"
+        f"{results['bundle']['commands']} + {results['paced']['commands']} AGI commands; "
+        f"backend processes: {args.backend_workers}; database: {database_name(args)})"
     )
     return 0
 

@@ -77,10 +77,9 @@ class ServerProcess:
         os.sched_setaffinity(self.process.pid, cpus)
 
     def cpu_s(self) -> float:
-        """User and system CPU time used so far."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User and system CPU time used so far, its worker processes' included (`ivrs backend
+        --workers`): those running, and those it has waited for."""
+        return _cpu_ticks(self.process.pid, with_children=True) / CLOCK_TICKS
 
     def rss_mib(self) -> float:
         with open(f"/proc/{self.process.pid}/status") as status:
@@ -103,6 +102,21 @@ class ServerProcess:
                 self.process.kill()
                 await self.process.wait()
         await asyncio.gather(*self._drains, return_exceptions=True)
+
+
+def _cpu_ticks(pid: int, with_children: bool = False) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        if not with_children:
+            return ticks
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except (OSError, ValueError):  # it has just ended
+        return 0
+    waited_for = int(fields[13]) + int(fields[14])
+    return ticks + waited_for + sum(_cpu_ticks(child, True) for child in children)
 
 
 def python(*args: str) -> list[str]:

@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--database-url", help="the backend's database (default: SQLite in a temp directory)"
     )
     parser.add_argument(
+        "--backend-workers",
+        type=int,
+        default=1,
+        help="backend processes (1; more need --postgres or a PostgreSQL --database-url)",
+    )
+    parser.add_argument(
         "--postgres",
         action="store_true",
         help="the backend on a throwaway PostgreSQL server (the tests' own: fsync off)",

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from cli.logs import configure_logging
@@ -14,8 +15,6 @@ from cli.logs import configure_logging
 
 def _listen_at(settings: Any, args: argparse.Namespace, host: str, port: str) -> Any:
     """`settings` with the --host/--port of the command line in place of the environment's."""
-    from dataclasses import replace
-
     given = {host: args.host, port: args.port}
     return replace(settings, **{name: value for name, value in given.items() if value is not None})
 
@@ -32,7 +31,10 @@ def _backend(args: argparse.Namespace) -> int:
     from backend.app import run
     from backend.settings import BackendSettings
 
-    run(_listen_at(BackendSettings.from_env(), args, "host", "port"))
+    settings = _listen_at(BackendSettings.from_env(), args, "host", "port")
+    if args.workers:
+        settings = replace(settings, workers=args.workers)
+    run(settings)
     return 0
 
 
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backend", help="run the backend HTTP API (IVRS_BACKEND_URL)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="processes on the port (IVRS_BACKEND_WORKERS)")
     p.set_defaults(func=_backend)
 
     p = sub.add_parser("call", help="place a simulated call (Asterisk's side) to a FastAGI server")
