@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window", type=float, default=10, help="seconds measured with all paced calls live (10)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="paced rounds, server then floor (3: medians)"
+    )
     parser.add_argument("--held", type=int, default=2000, help="calls held at once (2000)")
     parser.add_argument(
         "--held-arrivals",

@@ -52,7 +52,7 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     add_arguments(parser)
     args = parser.parse_args(
         "--calls 6 --concurrency 3 --classic 1 --classic-concurrency 1 --paced 6 --pace-ms 100 "
-        "--window 1 --held 8 --held-arrivals 100".split()
+        "--window 1 --rounds 2 --held 8 --held-arrivals 100".split()
     )
     results = await bench_calls.run(args)
     bundle, paced, floor, held = (results[k] for k in ("bundle", "paced", "floor", "held"))
@@ -62,6 +62,7 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     for measured in (paced, floor):
         assert measured["live"] == 6 and measured["failed"] == 0 and measured["commands"] > 0
         assert 0 < measured["gap_p50"] <= measured["gap_p99"] < 1
+        assert len(measured["rounds_p99"]) == 2
     assert (held["held"], held["failed"], held["probe_ok"]) == (8, 0, True)
     table = bench_calls.report(results, args)
     assert "20× classic at this cost needs" in table and "nan" not in table
