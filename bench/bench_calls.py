@@ -722,8 +722,9 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
             f"{ms(f['gap_p50'])} / {ms(f['gap_p99'])} ms ({p99s(f)})",
             "",
             "p99 added ≤ 2 ms",
-            yes[p["gap_p99"] - f["gap_p50"] <= 0.002]
-            + f" ({ms(p['gap_p99'] - f['gap_p50'])} ms over the floor's p50)",
+            yes[p["gap_p99"] - f["gap_p99"] <= 0.002]
+            + f" ({ms(p['gap_p99'] - f['gap_p99'])} ms over the floor's p99; "
+            f"{ms(p['gap_p99'] - f['gap_p50'])} over its p50)",
         ),
         (
             "the simulated Asterisk's CPU meanwhile (its own core)",
