@@ -3,19 +3,23 @@ where. The backend is a process of its own (`ivrs backend`); the requests are th
 sends in a bundling call, through the IVR's own client, one at a time (so the CPU read from
 /proc is the backend's work for that request kind, with no queueing in it).
 
-    .venv/bin/python -m bench.bench_backend [--calls 200] [--postgres]
+    .venv/bin/python -m bench.bench_backend [--calls 200] [--postgres] [--at-once 50 --workers 2]
+
+With --at-once, the same requests are then sent as whole calls, that many at a time, to a fresh
+database: the backend alone at its limit (calls per second, and how busy it is).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,42 +94,54 @@ async def prepare(db_url: str, tmp: Path, calls: int) -> tuple[dict[str, str], l
     return env, truckers
 
 
-async def measure(db_url: str | None, calls: int) -> dict[str, float]:
-    """CPU milliseconds of the backend per request, by endpoint."""
+@contextlib.asynccontextmanager
+async def backend_for(
+    db_url: str | None, calls: int, workers: int = 1
+) -> AsyncIterator[tuple[ServerProcess, BackendClient, list[Trucker]]]:
+    """The backend (`workers` processes) with `calls` truckers, and the IVR's client to it."""
     tmp = Path(tempfile.mkdtemp(prefix="ivrs-bench-backend-"))
     env, truckers = await prepare(db_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}", tmp, calls)
     port = free_port()
     backend = await ServerProcess.start(
         "ivrs backend",
-        python("-m", "cli.main", "backend", "--host", HOST, "--port", str(port)),
+        python(
+            *("-m", "cli.main", "backend", "--host", HOST, "--port", str(port)),
+            *("--workers", str(workers)),
+        ),
         env,
         lambda line: port if "Running on" in line else None,
     )
-    client = BackendClient(f"http://{HOST}:{port}", API_TOKEN, timeout=30)
-    results: dict[str, float] = {}
-    call_ids: list[int] = []
-
-    async def step(name: str, request: Callable[[int, Trucker], Awaitable[Any]]) -> None:
-        before = backend.cpu_s()
-        for n, trucker in enumerate(truckers):
-            await request(n, trucker)
-        results[name] = (backend.cpu_s() - before) / len(truckers) * 1000
-
-    async def open_call(n: int, t: Trucker) -> None:
-        call_ids.append(
-            await client.open_call(
-                f"{time.time():.0f}.{uuid.uuid4().int % 10**9}",
-                "39023333",
-                "91234567",
-                f"PJSIP/t-{n}",
-                "en",
-            )
-        )
-
+    client = BackendClient(f"http://{HOST}:{port}", API_TOKEN, timeout=60)
     try:
         await client.service_status()  # the connection made, the first request's costs paid
+        yield backend, client, truckers
+    finally:
+        await client.close()
+        await backend.stop()
+
+
+async def open_call(client: BackendClient, n: int) -> int:
+    uniqueid = f"{time.time():.0f}.{uuid.uuid4().int % 10**9}"
+    return await client.open_call(uniqueid, "39023333", "91234567", f"PJSIP/t-{n}", "en")
+
+
+async def measure(db_url: str | None, calls: int) -> dict[str, float]:
+    """CPU milliseconds of the backend per request, by endpoint, one request at a time."""
+    results: dict[str, float] = {}
+    call_ids: list[int] = []
+    async with backend_for(db_url, calls) as (backend, client, truckers):
+
+        async def step(name: str, request: Callable[[int, Trucker], Awaitable[Any]]) -> None:
+            before = backend.cpu_s()
+            for n, trucker in enumerate(truckers):
+                await request(n, trucker)
+            results[name] = (backend.cpu_s() - before) / len(truckers) * 1000
+
+        async def opened(n: int, t: Trucker) -> None:
+            call_ids.append(await open_call(client, n))
+
         await step("health (no database)", lambda n, t: client._request("GET", "/v1/health"))
-        await step("open call", open_call)
+        await step("open call", opened)
         await step(
             "events (40)",
             lambda n, t: client.add_events(call_ids[n], call_events(datetime.now(UTC), t.account)),
@@ -146,13 +162,44 @@ async def measure(db_url: str | None, calls: int) -> dict[str, float]:
             "end call",
             lambda n, t: client.end_call(call_ids[n], "completed", "goodbye", t.account, "en"),
         )
-    finally:
-        await client.close()
-        await backend.stop()
     return results
 
 
-async def run(args: argparse.Namespace) -> dict[str, float]:
+async def measure_at_once(
+    db_url: str | None, calls: int, at_once: int, workers: int
+) -> dict[str, float]:
+    """The same requests as whole calls (open, events, login, vehicles, cargo, bundle, end with
+    the last events), `at_once` calls at a time: the backend alone at its limit."""
+    async with backend_for(db_url, calls, workers) as (backend, client, truckers):
+        gate = asyncio.Semaphore(at_once)
+
+        async def call(n: int, t: Trucker) -> None:
+            async with gate:
+                call_id = await open_call(client, n)
+                events = call_events(datetime.now(UTC), t.account)
+                await client.add_events(call_id, events[:20])
+                await client.login(t.account, PASSWORD, t.code(), call_id, "91234567")
+                await client.recent_vehicles(t.account)
+                await client.check_cargo(t.ccrn)
+                await client.bundle(t.account, VEHICLE, [t.ccrn], call_id, f"b-{uuid.uuid4()}")
+                await client.end_call(call_id, "completed", "goodbye", t.account, "en", events[20:])
+
+        cpu, started = backend.cpu_s(), time.perf_counter()
+        await asyncio.gather(*(call(n, t) for n, t in enumerate(truckers)))
+        wall, cpu = time.perf_counter() - started, backend.cpu_s() - cpu
+    return {"calls_per_s": calls / wall, "busy": cpu / wall, "cpu_per_call_ms": cpu / calls * 1000}
+
+
+async def run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float] | None]:
+    async def both(url: str | None, fresh: Callable[[], Any]) -> Any:
+        per_request = await measure(url, args.calls)
+        if not args.at_once:
+            return per_request, None
+        async with fresh() as url_again:
+            return per_request, await measure_at_once(
+                url_again, args.calls, args.at_once, args.workers
+            )
+
     if args.postgres:
         sys.path.insert(0, REPOSITORY)
         from tests.postgres import start_postgres
@@ -160,22 +207,37 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         server = await asyncio.to_thread(start_postgres)
         try:
             async with server.database() as url:
-                return await measure(url, args.calls)
+                return await both(url, server.database)  # type: ignore[no-any-return]
         finally:
             await asyncio.to_thread(server.stop)
-    return await measure(None, args.calls)
+    return await both(None, _no_url)  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def _no_url() -> AsyncIterator[None]:
+    yield None  # SQLite: each measure makes a database of its own
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="requests of each kind (200)")
     parser.add_argument("--postgres", action="store_true", help="on a throwaway PostgreSQL")
+    parser.add_argument(
+        "--at-once", type=int, default=0, help="then whole calls, this many at a time (0: no)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="backend processes for --at-once")
     args = parser.parse_args(argv)
-    results = asyncio.run(run(args))
+    results, at_once = asyncio.run(run(args))
     print("| request | backend CPU per request |\n| --- | --- |")
     for name, cpu_ms in results.items():
         print(f"| {name} | {cpu_ms:.1f} ms |")
     print(f"| **a bundling call** | **{sum(results.values()):.1f} ms** |")
+    if at_once:
+        print(
+            f"\n{args.calls} calls, {args.at_once} at once, {args.workers} backend process(es): "
+            f"{at_once['calls_per_s']:.1f} calls/s, backend busy {at_once['busy']:.0%} of a core, "
+            f"{at_once['cpu_per_call_ms']:.1f} ms of backend CPU a call"
+        )
     return 0
 
 

@@ -72,8 +72,10 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
 def test_the_backend_bench_prices_every_request_of_a_bundling_call(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert bench_backend.main(["--calls", "10"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert bench_backend.main(["--calls", "10", "--at-once", "4"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert "10 calls, 4 at once, 1 backend process(es): " in out
     names = [row.split(" | ")[0].removeprefix("| ") for row in rows[2:]]
     assert names == [
         "health (no database)",
