@@ -315,8 +315,11 @@ class CallLogOutbox:
 
     async def _deliver_forever(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: a wait_for cancelled by stop() could hang there
+            # (3.11), its inner task never finishing.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._spooled.wait(), self.left_spools_every_s)
+                async with asyncio.timeout(self.left_spools_every_s):
+                    await self._spooled.wait()
             self._spooled.clear()
             try:
                 await deliver_spool(self.client, self._spool, self.reject)
