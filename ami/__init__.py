@@ -114,7 +114,8 @@ class Ami:
     async def wait_ready(self, timeout: float) -> bool:
         """Whether it is logged in, waiting up to `timeout` seconds for a login under way."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can drop a cancellation (3.11)
+                await self.ready.wait()
         return self.ready.is_set()
 
     async def close(self) -> None:
@@ -140,9 +141,10 @@ class Ami:
         try:
             # as_list=False: the one response. panoramisk would otherwise wait for the events
             # of some actions (an Async Originate's OriginateResponse: after the answer).
-            reply = await asyncio.wait_for(
-                self.manager.send_action(action, as_list=as_list), self.timeout
-            )
+            async with asyncio.timeout(
+                self.timeout
+            ):  # not wait_for: it can drop a cancellation (3.11)
+                reply = await self.manager.send_action(action, as_list=as_list)
         except TimeoutError:
             raise AmiUnavailable(f"no AMI answer to {action['Action']} in time") from None
         first: Message = reply[0] if isinstance(reply, list) else reply

@@ -315,8 +315,7 @@ class CallLogOutbox:
 
     async def _deliver_forever(self) -> None:
         while True:
-            # asyncio.timeout, not wait_for: a wait_for cancelled by stop() could hang there
-            # (3.11), its inner task never finishing.
+            # asyncio.timeout, not wait_for: 3.11's wait_for can drop the cancellation of stop().
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.left_spools_every_s):
                     await self._spooled.wait()

@@ -185,7 +185,8 @@ class Channel:
         self.hung_up = True
         try:
             self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), timeout=2)
+            async with asyncio.timeout(2):  # not wait_for: see ivr.server._within
+                await self.writer.wait_closed()
         except (TimeoutError, ConnectionError, OSError):
             pass
 

@@ -161,9 +161,14 @@ class RunningAgi:
 
 
 async def _within(waiting: Awaitable[object], seconds: float) -> bool:
-    """Await `waiting` for at most `seconds`; whether it finished in time."""
+    """Await `waiting` for at most `seconds`; whether it finished in time.
+
+    asyncio.timeout, never wait_for, here and wherever a task may be cancelled (a call cut off
+    at shutdown, the call log's deliverer stopped): Python 3.11's wait_for drops a cancellation
+    that comes as its inner wait finishes, and the task then runs on (a stop() hung on it)."""
     try:
-        await asyncio.wait_for(waiting, seconds)
+        async with asyncio.timeout(seconds):
+            await waiting
     except TimeoutError:
         return False
     return True
