@@ -38,6 +38,7 @@ import gc
 import os
 import random
 import resource
+import signal
 import socket
 import statistics
 import struct
@@ -254,6 +255,7 @@ class Stack:
     backend: ServerProcess | None = None
     truckers: list[Trucker] = field(default_factory=list)
     database_pid: int | None = None  # the database server's (PostgreSQL's postmaster), if any
+    servers: list[ServerProcess] = field(default_factory=list)  # stopped at the end, whatever
 
     @property
     def others(self) -> list[int]:
@@ -282,6 +284,7 @@ class Stack:
             self.agi_env,
             json_port("agi_listening"),
         )
+        self.servers.append(agi)
         pin_under_test(agi)
         await timed_call(agi.port, [], keys=menu_keys(1))
         return agi
@@ -512,6 +515,7 @@ async def paced_phase(
             {},
             port_after("listening"),
         )
+        stack.servers.append(floor)
         for server, side in ((agi, per_side[0]), (floor, per_side[1])):
             pin_under_test(server, keep_off=stack.others)
             paced = await paced_calls(server, calls, pace_s, rate, window_s, seed=round_number)
@@ -634,6 +638,8 @@ async def run_on(
         results["held"] = await held_phase(stack, args.held, args.held_arrivals, truckers[-1])
     finally:
         gc.unfreeze()
+        for server in stack.servers:  # those a phase left running: it was stopped (SIGTERM)
+            await server.stop()
         assert stack.backend is not None
         await stack.backend.stop()
     return results
@@ -784,9 +790,24 @@ def database_name(args: argparse.Namespace) -> str:
     return str(args.database_url).split(":", 1)[0] if args.database_url else "SQLite"
 
 
+async def run_until_stopped(args: argparse.Namespace) -> dict[str, Any] | None:
+    """`run`, or None when SIGTERM stops it: cancelled, every phase stops its processes (the
+    backend, servers, PostgreSQL) on the way out instead of leaving them running."""
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        return await run(args)
+    except asyncio.CancelledError:
+        return None
+
+
 def run_and_report(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    results = asyncio.run(run(args))
+    results = asyncio.run(run_until_stopped(args))
+    if results is None:
+        print("bench stopped (SIGTERM)", file=sys.stderr)
+        return 1
     print(report(results, args))
     if failed := results["bundle"]["failed_endings"]:
         print("\nfailed bundling calls ended with:", dict(failed))
