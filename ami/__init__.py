@@ -134,8 +134,9 @@ class Ami:
         self.down.set()
         log.warning("ami_connection_lost", host=self.host, port=self.port)
 
-    async def send(self, action: dict[str, Any], *, as_list: bool = False) -> Any:
-        """Send one action; its response (a list: response and events, with as_list)."""
+    async def send(self, action: dict[str, Any], *, as_list: bool | None = False) -> Any:
+        """Send one action; its response (a list: response and events, with as_list; None:
+        a list when Asterisk says one follows, else the one response)."""
         if not self.ready.is_set():
             raise AmiUnavailable(f"AMI {self.host}:{self.port} not connected")
         try:
@@ -165,8 +166,12 @@ class Ami:
 
     async def live_channels(self) -> list[dict[str, str]]:
         """CoreShowChannels: one dict per channel, with Asterisk's field names (09)."""
-        replies = await self.send({"Action": "CoreShowChannels"}, as_list=True)
-        return [dict(m) for m in replies if m.event == "CoreShowChannel"]
+        # as_list=None, not True: panoramisk waits for the list's end even after a one-message
+        # refusal (actions.py: a forced list needs two messages), and a user without
+        # `reporting` would look like an AMI that never answers.
+        replies = await self.send({"Action": "CoreShowChannels"}, as_list=None)
+        listed = replies if isinstance(replies, list) else [replies]
+        return [dict(m) for m in listed if m.event == "CoreShowChannel"]
 
 
 async def listen_in(ami: Ami, channel: str, extension: str, context: str) -> Message:

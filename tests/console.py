@@ -128,7 +128,17 @@ class WithAmi:
 @pytest.fixture
 async def with_ami(backend: RunningBackend) -> AsyncIterator[WithAmi]:
     """A backend whose console has AMI configured (the `backend` fixture's has not)."""
-    ami = await start_ami_server(username="console", secret="ami-secret-1")
+    async with backend_with_ami(backend) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def backend_with_ami(
+    backend: RunningBackend, write: frozenset[str] | None = None
+) -> AsyncIterator[WithAmi]:
+    """A second backend on `backend`'s database, logged in to a simulated AMI whose user may
+    do `write` (None: manager.conf's `console` user, call, reporting and originate)."""
+    ami = await start_ami_server(username="console", secret="ami-secret-1", write=write)
     settings = replace(
         backend.settings,
         ami_host="127.0.0.1",

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from backend import admin, audit
 from backend.admin import AdminError, assign_token, import_tokens
-from backend.app import start_backend
+from backend.app import RunningBackend, start_backend
 from backend.console.auth import create_supervisor
 from backend.console.listen import AMI
 from backend.database import Database
@@ -33,6 +33,7 @@ from tests.console import (  # noqa: F401  (fixtures)
     ConsoleFactory,
     WithAmi,
     backend_settings,
+    backend_with_ami,
     call_api,
     console,
     on_asterisk,
@@ -392,6 +393,27 @@ LIVE_ROW = re.compile(r'<tr class="live-(\w+)" data-channel="([^"]*)">(.*?)</tr>
 def live_rows(html: str) -> dict[str, tuple[str, str]]:
     """The live page's rows: channel -> (state, the row's HTML)."""
     return {channel: (state, row) for state, channel, row in LIVE_ROW.findall(html)}
+
+
+async def test_the_live_page_says_so_when_asterisk_refuses_to_list_its_channels(
+    backend: RunningBackend, console: ConsoleFactory, db: Database
+) -> None:
+    """An AMI user without `reporting` (manager.conf) may not run CoreShowChannels."""
+    [call_id] = await seed_calls(
+        db, 1, datetime.now(UTC) - timedelta(minutes=1), live=True, channel="PJSIP/carrier-0000ab"
+    )
+    async with backend_with_ami(backend, write=frozenset({"call", "originate"})) as with_ami:
+        client = await console()
+        client.url = with_ami.backend.url
+        await client.sign_in("sam")
+        page = await client.get("/console/live")
+        asked = [a["Action"] for a in with_ami.ami.actions]
+    text = html.unescape(page.text)
+    assert page.status == 200 and 'id="asterisk-missing"' in text
+    assert "Asterisk refused to list its channels: Permission denied" in text
+    assert "CoreShowChannels" in asked
+    state, row = live_rows(text)["PJSIP/carrier-0000ab"]
+    assert state == "unchecked" and f"/console/calls/{call_id}" in row
 
 
 async def test_live_calls_are_joined_to_asterisks_channels_and_work_without_ami(
