@@ -26,7 +26,7 @@ from backend.app import RunningBackend, start_backend
 from backend.console.auth import create_supervisor
 from backend.console.listen import AMI
 from backend.database import Database
-from backend.models import Account, AuditEntry, Call, Token
+from backend.models import Account, AuditEntry, Call, Recording, Token
 from ivr.simulator import Command, place_call
 from tests.console import (  # noqa: F401  (fixtures)
     PASSWORD,
@@ -747,6 +747,27 @@ async def test_cli_creates_supervisors_and_its_account_changes_are_audited(
         ("account_created", "account:87654321"),
     ]
     assert not any("135790" in repr(e.detail) or "password" in repr(e.detail) for e in entries)
+
+
+async def test_the_backend_looks_for_new_recordings_by_itself(
+    backend: RunningBackend, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("backend.console.recordings.FIND_EVERY", 0.05)  # not every minute
+    [call_id] = await seed_calls(db, 1, datetime.now(UTC) - timedelta(minutes=5))
+    recorded = await _call_by_id(db, call_id)
+    running = await start_backend(backend.settings)  # its background look starts with it
+    try:
+        write_tone_wav(backend.settings.recordings_dir / f"{recorded.uniqueid}.wav", seconds=1)
+        for _ in range(200):
+            async with db.sessions() as session:
+                found = await session.scalar(select(Recording).where(Recording.call_id == call_id))
+            if found is not None:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await running.stop()
+    assert found is not None and found.file_name == f"{recorded.uniqueid}.wav"
+    assert found.size_bytes > 8000  # a second of 8 kHz 16-bit audio and its header
 
 
 async def test_new_recordings_on_disk_are_noted_for_the_list(
