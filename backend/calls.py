@@ -202,9 +202,9 @@ async def record_event(
 
 async def known_call(session: AsyncSession, call_id: int | None) -> int | None:
     """`call_id` if that call exists, else None (so a bad id never breaks a foreign key)."""
-    if call_id is None or await session.get(Call, call_id) is None:
+    if call_id is None:
         return None
-    return call_id
+    return await session.scalar(select(Call.id).where(Call.id == call_id))  # not the whole row
 
 
 def masked(value: Any) -> Any:
