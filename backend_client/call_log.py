@@ -120,14 +120,16 @@ async def deliver_left_spools(client: BackendClient, parent: Path) -> int:
             await deliver_spool(client, spool, _keeping_in(spool))
         finally:
             await spool.close()
-        if not (directory / REJECTED).exists():
+        if not await asyncio.to_thread((directory / REJECTED).exists):
             await asyncio.to_thread(shutil.rmtree, directory, True)
         delivered += 1
     return delivered
 
 
 def _left_spools(parent: Path) -> list[Path]:
-    return sorted(parent.glob(LEFT_SPOOLS))
+    """Those holding records: a classic process writes its first only once it holds the lock,
+    so one without any may be a process starting up, between making it and locking it."""
+    return sorted(d for d in parent.glob(LEFT_SPOOLS) if Spool(d).pending())
 
 
 def _keeping_in(spool: Spool) -> Reject:

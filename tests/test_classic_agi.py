@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from backend.app import RunningBackend
+from backend_client import BackendClient
+from backend_client.call_log import deliver_left_spools
 from backend_client.spool import Spool
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
@@ -179,3 +181,15 @@ async def test_ivrs_spool_deliver_sends_what_classic_agi_left_and_leaves_live_ca
         assert logged.outcome == "backend_unavailable"
     finally:
         await busy.close()
+
+
+async def test_a_classic_spool_with_no_records_yet_is_left_alone(
+    backend: RunningBackend, tmp_path: Path
+) -> None:
+    """A process starting up makes its directory, then locks it: in between it is neither
+    locked nor holding anything, and removing it would fail that call."""
+    starting = tmp_path / "spool" / "classic-1700000000.42"
+    starting.mkdir(parents=True)
+    async with BackendClient(backend.url, backend.settings.api_token) as client:
+        assert await deliver_left_spools(client, tmp_path / "spool") == 0
+    assert starting.is_dir()
