@@ -14,24 +14,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import random
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet
-
-from backend import admin
-from backend.database import open_database
-from backend.settings import BackendSettings
 from backend_client import BackendClient
-from bench.bench_calls import API_TOKEN, HOST, PASSWORD, REPOSITORY, VEHICLE, Trucker, free_port
-from bench.processes import ServerProcess, python
+from bench.bench_calls import (
+    API_TOKEN,
+    HOST,
+    PASSWORD,
+    REPOSITORY,
+    VEHICLE,
+    Trucker,
+    prepare_backend,
+    start_backend_process,
+)
+from bench.processes import ServerProcess
 
 
 def call_events(at: datetime, account: str) -> list[dict[str, Any]]:
@@ -68,50 +71,16 @@ def call_events(at: datetime, account: str) -> list[dict[str, Any]]:
     ]
 
 
-async def prepare(db_url: str, tmp: Path, calls: int) -> tuple[dict[str, str], list[Trucker]]:
-    settings = BackendSettings(
-        database_url=db_url,
-        api_token=API_TOKEN,
-        argon2_profile="test",
-        secret_key=Fernet.generate_key(),
-        recordings_dir=tmp / "recordings",
-    )
-    truckers = []
-    async with open_database(settings) as db:
-        first = 20_000_000 + random.Random().randrange(70_000_000 - calls)
-        for number in range(first, first + calls):
-            await admin.create_account(db, str(number), PASSWORD)
-            seed = await admin.add_token(db, str(number), expires_on=date(2029, 4, 30))
-            truckers.append(Trucker(str(number), seed, await admin.lodge_cargo(db)))
-    env = {
-        "IVRS_DATABASE_URL": db_url,
-        "IVRS_API_TOKEN": API_TOKEN,
-        "IVRS_SECRET_KEY": settings.secret_key.decode(),
-        "IVRS_ARGON2_PROFILE": "test",
-        "IVRS_RECORDINGS_DIR": str(settings.recordings_dir),
-        "IVRS_LOG_LEVEL": "warning",
-    }
-    return env, truckers
-
-
 @contextlib.asynccontextmanager
 async def backend_for(
     db_url: str | None, calls: int, workers: int = 1
 ) -> AsyncIterator[tuple[ServerProcess, BackendClient, list[Trucker]]]:
     """The backend (`workers` processes) with `calls` truckers, and the IVR's client to it."""
     tmp = Path(tempfile.mkdtemp(prefix="ivrs-bench-backend-"))
-    env, truckers = await prepare(db_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}", tmp, calls)
-    port = free_port()
-    backend = await ServerProcess.start(
-        "ivrs backend",
-        python(
-            *("-m", "cli.main", "backend", "--host", HOST, "--port", str(port)),
-            *("--workers", str(workers)),
-        ),
-        env,
-        lambda line: port if "Running on" in line else None,
-    )
-    client = BackendClient(f"http://{HOST}:{port}", API_TOKEN, timeout=60)
+    database_url = db_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    env, truckers = await prepare_backend(database_url, tmp, calls)
+    backend = await start_backend_process(env, workers)
+    client = BackendClient(f"http://{HOST}:{backend.port}", API_TOKEN, timeout=60)
     try:
         await client.service_status()  # the connection made, the first request's costs paid
         yield backend, client, truckers

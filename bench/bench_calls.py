@@ -58,7 +58,14 @@ from cryptography.fernet import Fernet
 from backend import admin
 from backend.database import open_database
 from backend.settings import BackendSettings
-from bench.processes import CLOCK_TICKS, ServerProcess, json_port, port_after, python
+from bench.processes import (
+    CLOCK_TICKS,
+    ServerProcess,
+    children,
+    json_port,
+    port_after,
+    python,
+)
 from cli.bench import add_arguments
 from formats import keypad_keys
 from ivr.simulator import CallRecord, Command, SimulatedAsterisk, run_classic_agi
@@ -219,11 +226,9 @@ def set_tree_affinity(pid: int, cpus: set[int]) -> None:
     """`pid` and its descendants (their children made later inherit it) run on `cpus` only."""
     try:
         os.sched_setaffinity(pid, cpus)
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(child) for child in f.read().split()]
-    except (OSError, ValueError):  # it has just ended
+    except OSError:  # it has just ended
         return
-    for child in children:
+    for child in children(pid):
         set_tree_affinity(child, cpus)
 
 
@@ -290,43 +295,58 @@ class Stack:
         return agi
 
 
-async def start_stack(
-    tmp: Path, database_url: str | None, truckers: int, backend_workers: int = 1
-) -> Stack:
+async def prepare_backend(
+    database_url: str, tmp: Path, truckers: int
+) -> tuple[dict[str, str], list[Trucker]]:
+    """The backend's environment, and `truckers` accounts (a token, lodged cargo each) in its
+    database, migrated first."""
     settings = BackendSettings(
-        database_url=database_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
+        database_url=database_url,
         api_token=API_TOKEN,
         argon2_profile="test",
         secret_key=Fernet.generate_key(),
         recordings_dir=tmp / "recordings",
     )
-    stack = Stack(
-        tmp,
-        {
-            "IVRS_DATABASE_URL": settings.database_url,
-            "IVRS_API_TOKEN": API_TOKEN,
-            "IVRS_SECRET_KEY": settings.secret_key.decode(),
-            "IVRS_ARGON2_PROFILE": "test",
-            "IVRS_RECORDINGS_DIR": str(settings.recordings_dir),
-            "IVRS_LOG_LEVEL": "warning",
-        },
-    )
-    async with open_database(settings) as db:  # migrates, then the accounts of the calls
+    made = []
+    async with open_database(settings) as db:
         first = 20_000_000 + random.Random().randrange(70_000_000 - truckers)
         for number in range(first, first + truckers):
             await admin.create_account(db, str(number), PASSWORD)
             seed = await admin.add_token(db, str(number), expires_on=date(2029, 4, 30))
-            stack.truckers.append(Trucker(str(number), seed, await admin.lodge_cargo(db)))
+            made.append(Trucker(str(number), seed, await admin.lodge_cargo(db)))
+    env = {
+        "IVRS_DATABASE_URL": database_url,
+        "IVRS_API_TOKEN": API_TOKEN,
+        "IVRS_SECRET_KEY": settings.secret_key.decode(),
+        "IVRS_ARGON2_PROFILE": "test",
+        "IVRS_RECORDINGS_DIR": str(settings.recordings_dir),
+        "IVRS_LOG_LEVEL": "warning",
+    }
+    return env, made
+
+
+async def start_backend_process(env: dict[str, str], workers: int = 1) -> ServerProcess:
+    """`ivrs backend` (`workers` processes) on a free loopback port."""
     port = free_port()
-    stack.backend = await ServerProcess.start(
+    return await ServerProcess.start(
         "ivrs backend",
         python(
             *("-m", "cli.main", "backend", "--host", HOST, "--port", str(port)),
-            *("--workers", str(backend_workers)),
+            *("--workers", str(workers)),
         ),
-        stack.backend_env,
+        env,
         lambda line: port if "Running on" in line else None,
     )
+
+
+async def start_stack(
+    tmp: Path, database_url: str | None, truckers: int, backend_workers: int = 1
+) -> Stack:
+    env, made = await prepare_backend(
+        database_url or f"sqlite+aiosqlite:///{tmp / 'bench.db'}", tmp, truckers
+    )
+    stack = Stack(tmp, env, truckers=made)
+    stack.backend = await start_backend_process(env, backend_workers)
     return stack
 
 

@@ -79,7 +79,7 @@ class ServerProcess:
     def cpu_s(self) -> float:
         """User and system CPU time used so far, its worker processes' included (`ivrs backend
         --workers`): those running, and those it has waited for."""
-        return _cpu_ticks(self.process.pid, with_children=True) / CLOCK_TICKS
+        return cpu_ticks(self.process.pid, with_children=True) / CLOCK_TICKS
 
     def rss_mib(self) -> float:
         with open(f"/proc/{self.process.pid}/status") as status:
@@ -104,19 +104,28 @@ class ServerProcess:
         await asyncio.gather(*self._drains, return_exceptions=True)
 
 
-def _cpu_ticks(pid: int, with_children: bool = False) -> int:
+def children(pid: int) -> list[int]:
+    """`pid`'s child processes now ([] if it has ended)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def cpu_ticks(pid: int, with_children: bool = False) -> int:
+    """User and system CPU of `pid` in clock ticks; with_children: its descendants' too, those
+    running and those it has waited for (0 if it has ended)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])
-        if not with_children:
-            return ticks
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(child) for child in f.read().split()]
-    except (OSError, ValueError):  # it has just ended
+    except OSError:
         return 0
+    ticks = int(fields[11]) + int(fields[12])
+    if not with_children:
+        return ticks
     waited_for = int(fields[13]) + int(fields[14])
-    return ticks + waited_for + sum(_cpu_ticks(child, True) for child in children)
+    return ticks + waited_for + sum(cpu_ticks(child, True) for child in children(pid))
 
 
 def python(*args: str) -> list[str]:
