@@ -94,7 +94,7 @@ class Ami:
             port=port,
             username=username,
             secret=secret,
-            events="off",  # it only sends actions (agi-transcripts 09's login does the same)
+            events="off",  # it only sends actions (tests/transcripts 09's login does the same)
             ping_delay=ping_s,
             ping_interval=ping_s,
             reconnect_timeout=max(1, reconnect_s),  # panoramisk takes whole seconds
@@ -154,7 +154,7 @@ class Ami:
         return reply
 
     async def mute_recording(self, channel: str, muted: bool) -> None:
-        """MixMonitorMute of both directions of `channel`'s recording (agi-transcripts 09)."""
+        """MixMonitorMute of both directions of `channel`'s recording (tests/transcripts 09)."""
         await self.send(
             {
                 "Action": "MixMonitorMute",

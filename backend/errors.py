@@ -1,6 +1,6 @@
 """Error codes of the API, each with its HTTP status, in one place.
 
-The IVR maps the codes to prompts (CALL_FLOW.md); the statuses follow HTTP's meaning.
+The IVR maps the codes to prompts (docs/call-flow.md); the statuses follow HTTP's meaning.
 """
 
 from __future__ import annotations

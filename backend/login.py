@@ -1,7 +1,7 @@
 """Login: account number, password and token code, verified together.
 
 A stranger learns only "failed". `locked` and `token_expired` are told only after the right
-password, and `no_service` only after the right password and code (CALL_FLOW.md, 2). Five
+password, and `no_service` only after the right password and code (docs/call-flow.md, 2). Five
 failures in a row lock the account for 15 minutes (settings: `lockout_*`). A token's time step
 is used up only by a successful login; failures count toward the lockout.
 

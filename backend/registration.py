@@ -1,4 +1,4 @@
-"""First call after the migration (CALL_FLOW.md, 3): a Hong Kong mobile number verified by an
+"""First call after the migration (docs/call-flow.md, 3): a Hong Kong mobile number verified by an
 SMS code, and the terms and conditions accepted. When both are done the account no longer
 needs activation.
 

@@ -38,7 +38,7 @@ class BackendSettings:
     # Fernet key that encrypts token seeds at rest; kept out of the database and of reprs.
     secret_key: bytes = field(default=b"", repr=False)
     recordings_dir: Path = Path("var/recordings")
-    # The version of the terms and conditions a caller accepts now (CALL_FLOW.md, 3).
+    # The version of the terms and conditions a caller accepts now (docs/call-flow.md, 3).
     terms_version: str = DEFAULT_TERMS_VERSION
     # A service suspension, [from, until): aware datetimes, both or neither.
     suspended_from: datetime | None = None

@@ -38,7 +38,7 @@ class Step:
     echo: str = ""  # letters read back one by one as they are keyed (SAY ALPHA)
 
 
-# CALL_FLOW.md: language, welcome, login, menu 1, vehicle AB1234, one CCRN, submit, goodbye.
+# docs/call-flow.md: language, welcome, login, menu 1, vehicle AB1234, one CCRN, submit, goodbye.
 CALL = (
     Step("language.menu", True, {}),
     Step("welcome", False, {}),

@@ -68,7 +68,7 @@ from bench.processes import (
 )
 from cli.bench import add_arguments
 from formats import keypad_keys
-from ivr.simulator import CallRecord, Command, SimulatedAsterisk, run_classic_agi
+from simulator import CallRecord, Command, SimulatedAsterisk, run_classic_agi
 
 HOST = "127.0.0.1"
 API_TOKEN = "bench-token"

@@ -32,7 +32,7 @@ from cli.phone import print_heard, token_device
 from formats import keypad_keys
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import has_sounds, place_call, recording_path, render_call
+from simulator import has_sounds, place_call, recording_path, render_call
 
 DEMO_ACCOUNT = "12345678"
 DEMO_PASSWORD = "246810"

@@ -1,5 +1,5 @@
 """`ivrs`: the one console script. Each subcommand imports only the part it runs, so the IVR
-process never loads the backend (DESIGN.md's rule of dependence)."""
+process never loads the backend (docs/design.md's rule of dependence)."""
 
 from __future__ import annotations
 

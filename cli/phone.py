@@ -12,7 +12,7 @@ from pathlib import Path
 import pyotp
 
 from ivr.settings import IvrSettings
-from ivr.simulator import SoundsMissing, check_sounds, format_heard, has_sounds, place_call, render
+from simulator import SoundsMissing, check_sounds, format_heard, has_sounds, place_call, render
 
 
 def token_device(seed: str, digits: int = 6, period: int = 60) -> Callable[[], str]:

@@ -1,7 +1,7 @@
 """The formats of what callers key in: one rule each, shared by the IVR and the backend.
 
 Pure functions, no I/O, so both sides (which must not import each other) agree on what a
-CCRN, a batch number or a vehicle mark is. Lengths are the defaults of CALL_FLOW.md.
+CCRN, a batch number or a vehicle mark is. Lengths are the defaults of docs/call-flow.md.
 """
 
 from __future__ import annotations

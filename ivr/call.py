@@ -1,6 +1,6 @@
 """One call: its channel, its backend client, its log, and the input helpers every stage uses.
 
-The helpers (`say`, `ask`, `menu`, `confirm`) own CALL_FLOW.md's "Rules at every input prompt":
+The helpers (`say`, `ask`, `menu`, `confirm`) own docs/call-flow.md's "Rules at every input prompt":
 barge-in, `#`, first-digit and inter-digit timeouts, `*` back, `0` repeat, three failures, and
 masking of secrets. Stages hold only decisions.
 """
@@ -28,7 +28,7 @@ from prompts.catalog import Catalog, Slot, Sound
 
 T = TypeVar("T")
 
-# Datetime formats per language (CALL_FLOW.md "Numbers spoken"): a.m./p.m. first in Chinese.
+# Datetime formats per language (docs/call-flow.md "Numbers spoken"): a.m./p.m. first in Chinese.
 DATETIME_FORMAT = {"zh_HK": "pIM", "zh_CN": "pIM", "en": "IMp"}
 ONE_MICROSECOND = timedelta(microseconds=1)
 

@@ -1,6 +1,6 @@
 """The typed channel layer: the only code that reads or writes FastAGI protocol text.
 
-Behaviour follows the captures in ../shared/agi-transcripts/ (Asterisk 22), not panoramisk's
+Behaviour follows the captures in tests/transcripts/ (Asterisk 22), not panoramisk's
 `Request.send_command`, which blocks after a one-line 520 and reads the unsolicited `HANGUP`
 line as the reply to the next command. Stages call the typed methods below and never see
 `200 result=`; a hang-up in any of its forms (`HANGUP` line, 511, EOF) raises `CallerHungUp`.

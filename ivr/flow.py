@@ -1,4 +1,4 @@
-"""The call flow of CALL_FLOW.md as small stages. Each reads like the script a caller hears;
+"""The call flow of docs/call-flow.md as small stages. Each reads like the script a caller hears;
 the helpers in `ivr.call` own retries, timeouts, `*` back, read-back and hang-up."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ivr.channel import CallerHungUp
 LANGUAGES = {"1": "zh_HK", "2": "zh_CN", "3": "en"}
 DEFAULT_LANGUAGE = "zh_HK"
 
-# Backend error codes -> the prompt that explains them (one table, CALL_FLOW.md).
+# Backend error codes -> the prompt that explains them (one table, docs/call-flow.md).
 ERROR_PROMPTS = {
     "login_failed": "login.failed",
     "locked": "login.locked",

@@ -3,10 +3,10 @@
 FastAGI server mutes that recording, then lifts the mute:
 
 - through AMI `MixMonitorMute` (both directions) when the server has an AMI connection
-  (ami/, made by ivr/ami.py): the file keeps the time, as silence (agi-transcripts 09);
+  (ami/, made by ivr/ami.py): the file keeps the time, as silence (tests/transcripts 09);
 - otherwise, or when AMI fails, over AGI: `EXEC StopMixMonitor`, then after the secret
   `EXEC MixMonitor <the same file>,a` (append), the file named by MIXMONITOR_FILENAME: the file
-  skips the secret (agi-transcripts 05: both answer `200 result=0`).
+  skips the secret (tests/transcripts 05: both answer `200 result=0`).
 
     async with secret_entry(call.channel, call.ami, call.log):
         password = await call.ask("login.password", ...)

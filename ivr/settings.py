@@ -1,4 +1,4 @@
-"""Settings of the FastAGI server, from `IVRS_*` environment variables (DESIGN.md)."""
+"""Settings of the FastAGI server, from `IVRS_*` environment variables (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Token seed files as vendors ship them: the OATH CSV and PSKC (RFC 6030).
 
-The CSV (DESIGN.md, "seed file") has the header `serial,key,type,digits,period,expiry`:
+The CSV (docs/design.md, "seed file") has the header `serial,key,type,digits,period,expiry`:
 
     serial,key,type,digits,period,expiry
     FTK200000001,3132333435363738393031323334353637383930,totp,6,60,2029-04-30

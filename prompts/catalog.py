@@ -1,6 +1,6 @@
 """The prompt catalog: one text per prompt id and language, cut into sound files at variables.
 
-CALL_FLOW.md fixes the naming: prompt `bundle.submitted` is played as `ivrs/bundle/submitted`,
+docs/call-flow.md fixes the naming: prompt `bundle.submitted` is played as `ivrs/bundle/submitted`,
 and a text with variables is cut at each one: part 1 `ivrs/bundle/submitted`, part 2
 `ivrs/bundle/submitted-2`, ...; the variables between parts are spoken by SAY commands.
 """
@@ -18,7 +18,7 @@ CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 LANGUAGES = ("zh_HK", "zh_CN", "en")
 DEFAULT_LANGUAGE = "zh_HK"
 
-# How each variable is spoken (CALL_FLOW.md, "Numbers spoken").
+# How each variable is spoken (docs/call-flow.md, "Numbers spoken").
 SLOT_SAY = {
     "digits": "digits",
     "mark": "alpha",

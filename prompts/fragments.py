@@ -1,5 +1,5 @@
 """The sound files Asterisk's SAY DIGITS / ALPHA / NUMBER / DATETIME play, per language
-(`agi-transcripts/11-say-files.md`): built in each language's voice so that `SAY NUMBER 105`
+(`tests/transcripts/11-say-files.md`): built in each language's voice so that `SAY NUMBER 105`
 on a Cantonese call says 一百零五 instead of falling back to the English core sounds."""
 
 from __future__ import annotations

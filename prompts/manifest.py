@@ -56,6 +56,6 @@ class Manifest:
 
 def durations_ms(sounds_dir: Path | str, lang: str) -> dict[str, int]:
     """Sound file (`ivrs/login/account`, `digits/5`, `minute`) -> length in ms of the files
-    built for `lang`; empty when nothing was built. The mapping `ivr.simulator`'s `Sounds`
+    built for `lang`; empty when nothing was built. The mapping `simulator`'s `Sounds`
     takes as `durations_ms`."""
     return Manifest.load(sounds_dir).durations_ms(lang)

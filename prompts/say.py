@@ -1,5 +1,5 @@
 """Which sound files Asterisk's SAY commands play, per channel language: the Chinese grammar
-for `zh_*`, the English one otherwise (agi-transcripts/11-say-files.md, Asterisk's say.c).
+for `zh_*`, the English one otherwise (tests/transcripts/11-say-files.md, Asterisk's say.c).
 Covers what the IVR says: digits, marks, counts up to 9999 and hour:minute times."""
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from cli.demo import DEMO_ACCOUNT, DEMO_PASSWORD, DEMO_VEHICLE, demo_keys, token
 from cli.phone import token_device  # noqa: E402
 from ivr.server import start_agi_server  # noqa: E402
 from ivr.settings import IvrSettings  # noqa: E402
-from ivr.simulator import has_sounds, place_call, render_call  # noqa: E402
+from simulator import has_sounds, place_call, render_call  # noqa: E402
 from tests.browser import Browser, start_chromium  # noqa: E402
 from tests.console import write_tone_wav  # noqa: E402
 

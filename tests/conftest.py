@@ -25,7 +25,7 @@ from backend_client import BackendClient
 from formats import keypad_keys
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import CallRecord, place_call
+from simulator import CallRecord, place_call
 
 # The database fixtures: `database_url` is SQLite, or PostgreSQL on a throwaway server.
 pytest_plugins = ["tests.postgres"]

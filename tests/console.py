@@ -27,7 +27,7 @@ from backend.console.listen import AMI
 from backend.database import Database
 from backend.models import Call, CallEvent, Recording
 from backend.settings import BackendSettings
-from ivr.simulator import RunningAmi, place_call, start_ami_server
+from simulator import RunningAmi, place_call, start_ami_server
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

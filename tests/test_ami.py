@@ -1,5 +1,5 @@
-"""AMI: the simulated manager interface (ivr/simulator/ami.py) speaks what Asterisk 22 sent in
-agi-transcripts 09 and 01; the FastAGI server's long-lived connection (ami/) mutes a
+"""AMI: the simulated manager interface (simulator/ami.py) speaks what Asterisk 22 sent in
+tests/transcripts 09 and 01; the FastAGI server's long-lived connection (ami/) mutes a
 call's recording around the password and token code, survives the AMI server restarting, and
 falls back to stopping MixMonitor over AGI when AMI is down; `listen_in` originates ChanSpy."""
 
@@ -19,7 +19,7 @@ from backend.app import RunningBackend
 from cli.main import build_parser
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import CallRecord, Command, RunningAmi, place_call, start_ami_server
+from simulator import CallRecord, Command, RunningAmi, place_call, start_ami_server
 from tests.conftest import Trucker, stored_bundles
 
 SECRET = "ami-test-secret"
@@ -93,7 +93,7 @@ class AmiPeer:
 
 
 async def test_the_simulated_ami_answers_as_asterisk_22_did(ami_server: RunningAmi) -> None:
-    """agi-transcripts 09: login, CoreShowChannels, MixMonitorMute, an unknown channel, Logoff."""
+    """tests/transcripts 09: login, CoreShowChannels, MixMonitorMute, an unknown channel, Logoff."""
     held = asyncio.Event()
 
     async def hold(command: Command) -> None:

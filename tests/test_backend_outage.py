@@ -29,7 +29,7 @@ from backend.models import Call, CallEvent
 from backend.settings import BackendSettings
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import CallRecord, Command, place_call
+from simulator import CallRecord, Command, place_call
 from tests.conftest import MakeTrucker, Trucker, stored_bundles
 from tests.postgres import free_port
 

@@ -13,7 +13,7 @@ import pytest
 from backend.app import start_backend
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import place_call
+from simulator import place_call
 from tests.conftest import Trucker
 
 # The prompt each token of Trucker.bundle_keys() answers, in order.

@@ -1,7 +1,7 @@
-"""Every branch of CALL_FLOW.md, driven by prompt ids: simulator → FastAGI over TCP → backend.
+"""Every branch of docs/call-flow.md, driven by prompt ids: simulator → FastAGI over TCP → backend.
 
 Each scenario places real calls and checks its own branch; the last test runs them all and
-fails if any prompt id of CALL_FLOW.md was never played.
+fails if any prompt id of docs/call-flow.md was never played.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from backend.database import open_database
 from formats import new_ccrn
 from tests.conftest import Trucker, stored_bundles, stored_call
 
-CALL_FLOW = Path(__file__).resolve().parents[1].parent / "shared" / "CALL_FLOW.md"
+CALL_FLOW = Path(__file__).resolve().parents[1] / "docs" / "call-flow.md"
 
 
 def call_flow_prompt_ids() -> list[str]:
-    """The ids in the first column of CALL_FLOW.md's tables."""
+    """The ids in the first column of docs/call-flow.md's tables."""
     ids = re.findall(r"^\| `([a-z_]+(?:\.[a-z_]+)*)` \|", CALL_FLOW.read_text(), re.M)
     return list(dict.fromkeys(ids))
 

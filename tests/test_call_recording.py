@@ -1,4 +1,4 @@
-"""A simulated call rendered to audio (ivr/simulator/recording.py, `ivrs call --record`).
+"""A simulated call rendered to audio (simulator/recording.py, `ivrs call --record`).
 
 English sounds are built offline once for the module; a tiny scripted FastAGI peer (plain
 asyncio, like tests/test_simulator.py) behaves as the IVR does at a menu and a password entry,
@@ -23,7 +23,7 @@ import pytest
 from cli.main import build_parser
 from cli.phone import call_from_cli
 from ivr.ami import Ami
-from ivr.simulator import (
+from simulator import (
     CallRecord,
     SimulatedAsterisk,
     place_call,

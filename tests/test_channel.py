@@ -1,4 +1,4 @@
-"""The channel layer against the exact lines a real Asterisk 22 sent (../shared/agi-transcripts).
+"""The channel layer against the exact lines a real Asterisk 22 sent (tests/transcripts/).
 
 Each test runs our real FastAGI reading code on a real TCP socket; the peer replays captured
 lines as Asterisk would: the header, then for every command the lines captured for it.

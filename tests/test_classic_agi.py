@@ -21,7 +21,7 @@ from backend_client.call_log import deliver_left_spools
 from backend_client.spool import Spool
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import CallRecord, SimulatedAsterisk, run_classic_agi
+from simulator import CallRecord, SimulatedAsterisk, run_classic_agi
 from tests.conftest import Trucker, stored_bundles, stored_call
 from tests.test_backend_client import closed_port, stored_events
 

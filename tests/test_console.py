@@ -27,7 +27,7 @@ from backend.console.auth import create_supervisor
 from backend.console.listen import AMI
 from backend.database import Database
 from backend.models import Account, AuditEntry, Call, Recording, Token
-from ivr.simulator import Command, place_call
+from simulator import Command, place_call
 from tests.console import (  # noqa: F401  (fixtures)
     PASSWORD,
     ConsoleFactory,

@@ -1,5 +1,5 @@
 """The Asterisk dialplan (dialplan/extensions.conf): it lints clean, and a call to each hotline
-reaches the FastAGI server the way agi-transcripts 05, 07 and 08 say it must.
+reaches the FastAGI server the way tests/transcripts 05, 07 and 08 say it must.
 
 Asterisk is not installed here, so a tiny reader of `exten =>`/`same =>` lines and a small
 interpreter of the few applications that decide the path (Set, Goto, GotoIf, Hangup, Return)
@@ -403,7 +403,7 @@ def test_recording_has_no_b_option_and_lands_where_the_backend_serves_it(
     mixmonitor = call.first("MixMonitor")
     filename, *options = mixmonitor.argv()
     assert filename == "${IVRS_RECORDINGS}/${UNIQUEID}.wav"
-    # `b` records only while bridged: an IVR call is never bridged (agi-transcripts 05).
+    # `b` records only while bridged: an IVR call is never bridged (tests/transcripts 05).
     assert all("b" not in option for option in options)
     assert call.expanded(mixmonitor) == f"/var/spool/asterisk/monitor/{UNIQUEID}.wav"
 
@@ -594,7 +594,7 @@ def test_test_call_and_the_simulated_ami_know_the_test_callers_of_the_dialplan(
     """`ivrs asterisk test-call` originates into [ivrs-test] with a caller of
     [ivrs-test-caller]; the simulated AMI plays those callers: all three agree."""
     from cli.asterisk import CALLERS, TEST_CALLER_CONTEXT, TEST_IVR_CONTEXT
-    from ivr.simulator import ami
+    from simulator import ami
 
     assert (TEST_IVR_CONTEXT, TEST_CALLER_CONTEXT) == (
         ami.TEST_IVR_CONTEXT,

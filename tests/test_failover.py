@@ -1,5 +1,5 @@
 """Scale-out as Asterisk does it: two FastAGI servers behind `hagi://` (DNS SRV). The simulator
-follows Asterisk's failover (ivr/simulator/failover.py): the next target only when a
+follows Asterisk's failover (simulator/failover.py): the next target only when a
 connection fails. One server stopped during load: no call fails to start, and its live calls
 finish."""
 
@@ -18,7 +18,7 @@ from backend.app import RunningBackend
 from backend.database import Database
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import Command, FailoverCall, SrvTarget, place_call_hagi, srv_order
+from simulator import Command, FailoverCall, SrvTarget, place_call_hagi, srv_order
 from tests.conftest import MakeTrucker, Trucker, stored_bundles, stored_call
 from tests.test_backend_client import closed_port
 

@@ -28,7 +28,7 @@ from backend.app import RunningBackend
 from cli.logs import configure_logging
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import SimulatedAsterisk, place_call
+from simulator import SimulatedAsterisk, place_call
 from tests.conftest import MakeTrucker
 
 EXAMPLES = 85

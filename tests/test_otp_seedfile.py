@@ -1,4 +1,4 @@
-"""Seed files: the OATH CSV of DESIGN.md and PSKC (RFC 6030), read whole or not at all, and
+"""Seed files: the OATH CSV of docs/design.md and PSKC (RFC 6030), read whole or not at all, and
 never quoting a key in an error."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The prompt catalog against CALL_FLOW.md, and the prompts build: offline with espeak-ng, and
+"""The prompt catalog against docs/call-flow.md, and the prompts build: offline with espeak-ng, and
 through gTTS against a local stand-in of Google Translate's endpoint (no network in tests)."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from prompts.manifest import Manifest, durations_ms
 from prompts.say import say_alpha, say_digits, say_number, say_time
 from prompts.speech import pinyin_ssml, spoken
 
-CALL_FLOW = Path(__file__).resolve().parents[1].parent / "shared" / "CALL_FLOW.md"
-# The files SAY DIGITS / ALPHA / NUMBER / DATETIME play (agi-transcripts/11-say-files.md).
+CALL_FLOW = Path(__file__).resolve().parents[1] / "docs" / "call-flow.md"
+# The files SAY DIGITS / ALPHA / NUMBER / DATETIME play (tests/transcripts/11-say-files.md).
 SAY_FILES = (
     [f"digits/{n}" for n in [*range(10), *range(10, 100, 10)]]
     + [f"digits/{w}" for w in ("hundred", "thousand", "oclock", "a-m", "p-m")]
@@ -41,7 +41,7 @@ RMS_FLOOR_DB = -35.0
 
 
 def call_flow_ids() -> list[str]:
-    assert CALL_FLOW.is_file(), f"CALL_FLOW.md not found at {CALL_FLOW}"
+    assert CALL_FLOW.is_file(), f"docs/call-flow.md not found at {CALL_FLOW}"
     return re.findall(r"^\|\s*`([a-z_]+(?:\.[a-z_]+)*)`\s*\|", CALL_FLOW.read_text(), re.M)
 
 

@@ -24,7 +24,7 @@ from backend.app import RunningBackend
 from backend.database import Database
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
-from ivr.simulator import CallRecord, Command, place_call
+from simulator import CallRecord, Command, place_call
 from tests.conftest import MakeTrucker, Trucker, stored_bundles, stored_call
 
 

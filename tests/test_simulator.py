@@ -1,8 +1,8 @@
-"""The simulator (ivr/simulator) against the exact lines a real Asterisk 22 sent.
+"""The simulator (simulator) against the exact lines a real Asterisk 22 sent.
 
 A small FastAGI peer written here (plain asyncio.start_server, not the project's server) reads
 the header, sends scripted commands and logs every raw line the simulator sends back. Every
-scenario of ../shared/agi-transcripts/fixtures.json and fixtures-2.json is replayed with a key
+scenario of tests/transcripts/fixtures.json and fixtures-2.json is replayed with a key
 script that makes the caller do what the captured caller did, and the lines must match.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ivr.simulator import (
+from simulator import (
     CallRecord,
     Command,
     Heard,

@@ -1,4 +1,4 @@
-"""The simulator: the Asterisk side of FastAGI (faithful to ../shared/agi-transcripts) with a
+"""The simulator: the Asterisk side of FastAGI (faithful to tests/transcripts/) with a
 caller who follows a key script, for tests, the demo and benchmarks.
 
     record = await place_call("127.0.0.1", 4573, keys="1 ^12345678# {totp}#", totp=code)

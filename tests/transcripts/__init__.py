@@ -1,4 +1,5 @@
-"""The captured Asterisk lines of ../shared/agi-transcripts, for protocol tests."""
+"""Lines captured from a real Asterisk 22.10.1 over FastAGI (this folder's .md files say what
+each shows), for protocol tests: fixtures.json and fixtures-2.json hold them as data."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-# The repo's parent holds shared/ (a developer's checkout and CI's clean clone alike).
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "agi-transcripts"
+TRANSCRIPTS = Path(__file__).resolve().parent
 
 
 def load(name: str) -> dict[str, Any]:

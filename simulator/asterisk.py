@@ -1,4 +1,4 @@
-"""The Asterisk side of a FastAGI connection, as ../shared/agi-transcripts shows Asterisk 22 do it.
+"""The Asterisk side of a FastAGI connection, as tests/transcripts/ shows Asterisk 22 do it.
 
 One `SimulatedAsterisk` is one call: it sends the `agi_*` header, then answers each command line
 the server sends, one at a time (no pipelining), until the server closes the connection; after

@@ -1,5 +1,5 @@
 """A simulated Asterisk manager interface (AMI) on loopback, for tests: the protocol as
-../shared/agi-transcripts/01 and 09 captured it from Asterisk 22, and as manager.c and
+tests/transcripts/01 and 09 captured it from Asterisk 22, and as manager.c and
 app_mixmonitor.c write their answers.
 
     ami = await start_ami_server(username="ivrs", secret="s3cret", agi=(host, port))

@@ -36,7 +36,7 @@ class PromptPart:
 
 
 def prompt_part(file: str) -> PromptPart | None:
-    """`ivrs/bundle/ccrn_confirm-2` is part 2 of `bundle.ccrn_confirm` (CALL_FLOW.md)."""
+    """`ivrs/bundle/ccrn_confirm-2` is part 2 of `bundle.ccrn_confirm` (docs/call-flow.md)."""
     if not file.startswith("ivrs/"):
         return None
     path, _, part = file.removeprefix("ivrs/").rpartition("-")

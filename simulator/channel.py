@@ -137,7 +137,7 @@ class Channel:
     def hear_keys(self, keys: str, ms: int = 0) -> None:
         """The caller sent `keys`, taking `ms` of the clock from now (the caller advances it)."""
         if keys:
-            # What is printed of a secret is its length only (CALL_FLOW.md: never shown).
+            # What is printed of a secret is its length only (docs/call-flow.md: never shown).
             secret = bool(self.record.prompt_ids) and self.record.prompt_ids[-1] in SECRET_PROMPTS
             shown = f"{len(keys)} secret key" + "s" * (len(keys) > 1) if secret else " ".join(keys)
             self.on_line(Span("keys", self.now_ms, ms, lang=self.record.language, keys=keys))
