@@ -29,7 +29,7 @@ def create_app(
     """The app; SMS go through `sms_sender`, else the sender `settings.sms_sender` names."""
     app = web.Application(middlewares=[errors_as_json, require_api_token, refuse_nul_characters])
     app[SETTINGS] = settings
-    app[SMS_SENDER] = sms_sender or sender_for(settings.sms_sender)
+    app[SMS_SENDER] = sms_sender or sender_for(settings.sms_sender, settings.sms_gateway)
     app.cleanup_ctx.append(_database)
     app.add_routes(routes)
     mount_console(app, settings)  # after the database: its background work stops first

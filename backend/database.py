@@ -121,7 +121,7 @@ async def open_database(
             passwords=Passwords(settings.argon2_profile),
             seeds=SeedCipher(settings.secret_key),
             sms_codes=SmsCodes(settings.secret_key),
-            sms_sender=sms_sender or sender_for(settings.sms_sender),
+            sms_sender=sms_sender or sender_for(settings.sms_sender, settings.sms_gateway),
         )
     finally:
         await engine.dispose()

@@ -25,6 +25,8 @@ STATUS_BY_CODE = {
     "mobile_invalid": 422,
     "sms_code_limit": 429,
     "sms_code_wrong": 401,
+    # The SMS provider refused the message or was down: a 5xx would read as the backend down.
+    "sms_not_sent": 424,
     "no_pending_mobile": 404,
     "terms_not_current": 422,
     "internal": 500,

@@ -40,17 +40,16 @@ TokenStatus = Literal["active", "pending", "revoked"]
 CargoKind = Literal["packages", "bulk"]
 BundleStatus = Literal["active", "cancelled"]
 SmsKind = Literal["sms_code", "bundle_confirmation"]
+SmsStatus = Literal["pending", "sent", "refused", "not_sent", "unknown"]  # backend/sms/outbox.py
 # Console roles: supervisor (calls, recordings), admin (also accounts and tokens), auditor (also
 # the audit log). backend/console/auth.py says what each may do.
 SupervisorRole = Literal["supervisor", "admin", "auditor"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out on every database.
-
-    SQLite keeps no offset and hands back naive values; PostgreSQL's timestamptz keeps the
-    instant. Storing UTC and re-attaching it on read makes both behave the same.
-    """
+    """Aware UTC datetimes in and out on every database. SQLite keeps no offset and hands back
+    naive values; PostgreSQL's timestamptz keeps the instant. Storing UTC and re-attaching it
+    on read makes both behave the same."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -319,8 +318,8 @@ class TermsAcceptance(Base):
 
 
 class SmsOutbox(Base):
-    """Every SMS, queued in the transaction that decided it and delivered after the commit.
-    A code is stored masked ("******"): it travels to the sender only, never rests here."""
+    """Every SMS, queued in the transaction that decided it and delivered after the commit,
+    with every attempt. A code is stored masked ("******"): it never rests here."""
 
     __tablename__ = "sms_outbox"
 
@@ -329,13 +328,15 @@ class SmsOutbox(Base):
     kind: Mapped[SmsKind]
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
-    sent_at: Mapped[datetime | None]  # None: not delivered (yet, or the sender failed)
+    sent_at: Mapped[datetime | None]  # when the provider accepted it
+    status: Mapped[SmsStatus] = mapped_column(default="pending", server_default="pending")
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    provider_ref: Mapped[str | None] = mapped_column(String(64))  # e.g. Twilio's message SID
 
 
 class Recording(Base):
-    """A call's recording found in IVRS_RECORDINGS_DIR (`<uniqueid>.wav`, written by Asterisk's
-    MixMonitor): a row lets the console filter calls by "has recording" without touching the
-    disk."""
+    """A call's recording found in IVRS_RECORDINGS_DIR (`<uniqueid>.wav`, by MixMonitor): a row
+    lets the console filter calls by "has recording" without touching the disk."""
 
     __tablename__ = "recordings"
 

@@ -36,6 +36,7 @@ NO_CALL_WINDOW = timedelta(hours=1)
 WRONG_CODE = ("sms_code_wrong", "The code is not correct, or it has expired.")
 NO_PENDING = ("no_pending_mobile", "No mobile number is waiting for a code.")
 CODE_LIMIT = ("sms_code_limit", f"At most {MAX_CODES_PER_CALL} codes per call.")
+NOT_SENT = ("sms_not_sent", "The SMS provider refused the code or could not be reached.")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,13 @@ async def send_code(db: Database, number: str, mobile: str, call_id: int | None)
             continue
     else:
         raise BackendError(*CODE_LIMIT)
-    await sms.deliver(db, [message])
+    if message is not None and (delivery := await sms.deliver_one(db, message)).failed:
+        # Certainly not sent (refused, or the provider down): the caller hears it at once.
+        async with db.sessions.begin() as session:
+            detail = {"account": number, "mobile_last4": sms.last4(mobile), "seq": seq}
+            await record_event(session, call, now, "sms_code_not_sent", detail | delivery.brief)
+        log.warning("sms_code_not_sent", account=number, call_id=call_id, seq=seq)
+        raise BackendError(*NOT_SENT)
     log.info("sms_code_sent", account=number, call_id=call_id, seq=seq)
     return MAX_CODES_PER_CALL - seq
 

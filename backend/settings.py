@@ -12,10 +12,11 @@ import structlog
 from cryptography.fernet import Fernet
 from yarl import URL
 
+from backend.sms import config as sms_config
+
 log = structlog.get_logger(__name__)
 
 ARGON2_PROFILES = ("rfc9106", "test")
-SMS_SENDERS = ("log", "memory")
 DEFAULT_TERMS_VERSION = "2026-11"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/ivrs.db"
 DEFAULT_API_TOKEN = "ivrs-dev-token"
@@ -43,9 +44,13 @@ class BackendSettings:
     # A service suspension, [from, until): aware datetimes, both or neither.
     suspended_from: datetime | None = None
     suspended_until: datetime | None = None
-    # Who delivers SMS when the app is not given a sender: "log" (records delivery only) or
-    # "memory" (kept in the process, for demos and tests).
+    # Who delivers SMS when the app is not given a sender: "log" (records delivery only),
+    # "memory" (kept in the process, for demos and tests), "file" (for tests in another
+    # process), "twilio" or "webhook", with its settings (backend/sms/config.py); and the
+    # longest one message may take, retries included (the caller waits meanwhile).
     sms_sender: str = "log"
+    sms_gateway: sms_config.SmsGateway | None = field(default=None, repr=False)
+    sms_send_seconds: float = sms_config.DEFAULT_SEND_SECONDS
     # Per-account lockout: this many failed logins in a row lock the account for this long.
     lockout_failures: int = 5
     lockout_period: timedelta = timedelta(minutes=15)
@@ -83,6 +88,7 @@ class BackendSettings:
         profile = env.get("IVRS_ARGON2_PROFILE", "rfc9106")
         if profile not in ARGON2_PROFILES:
             raise ValueError(f"IVRS_ARGON2_PROFILE must be one of {ARGON2_PROFILES}")
+        sms_sender = env.get("IVRS_SMS_SENDER") or "log"
         return cls(
             database_url=env.get("IVRS_DATABASE_URL", DEFAULT_DATABASE_URL),
             api_token=env.get("IVRS_API_TOKEN", DEFAULT_API_TOKEN),
@@ -95,7 +101,9 @@ class BackendSettings:
             terms_version=env.get("IVRS_TERMS_VERSION") or DEFAULT_TERMS_VERSION,
             suspended_from=_moment(env, "IVRS_SUSPENDED_FROM"),
             suspended_until=_moment(env, "IVRS_SUSPENDED_UNTIL"),
-            sms_sender=env.get("IVRS_SMS_SENDER") or "log",
+            sms_sender=sms_sender,
+            sms_gateway=sms_config.gateway_from_env(sms_sender, env),
+            sms_send_seconds=sms_config.send_seconds_from_env(env),
             lockout_failures=_count(env, "IVRS_LOCKOUT_FAILURES", 5),
             lockout_period=_seconds(env, "IVRS_LOCKOUT_SECONDS", 15 * 60),
             caller_throttle_failures=_count(env, "IVRS_CALLER_THROTTLE_FAILURES", 10),
@@ -124,8 +132,7 @@ class BackendSettings:
                 raise ValueError("a suspension needs times with a UTC offset")
             if start >= end:
                 raise ValueError("IVRS_SUSPENDED_FROM must come before IVRS_SUSPENDED_UNTIL")
-        if self.sms_sender not in SMS_SENDERS:
-            raise ValueError(f"IVRS_SMS_SENDER must be one of {SMS_SENDERS}")
+        sms_config.check(self.sms_sender, self.sms_gateway, self.sms_send_seconds)
         if self.lockout_failures < 1 or self.lockout_period <= timedelta(0):
             raise ValueError("the lockout needs at least 1 failure and a positive period")
         if min(self.caller_throttle_failures, self.caller_throttle_anonymous_failures) < 0 or min(
