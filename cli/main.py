@@ -28,10 +28,13 @@ def _agi(args: argparse.Namespace) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from backend.app import run
     from backend.settings import BackendSettings
 
-    settings = _listen_at(BackendSettings.from_env(), args, "host", "port")
+    try:
+        settings = _listen_at(BackendSettings.from_env(), args, "host", "port")
+    except ValueError as e:  # a setting missing or wrong: one line with the remedy
+        raise SystemExit(f"ivrs backend: {e}") from None
+    from backend.app import run  # after the check: its imports log (alembic)
     if args.workers:
         settings = replace(settings, workers=args.workers)
     run(settings)

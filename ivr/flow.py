@@ -37,6 +37,7 @@ ERROR_PROMPTS = {
     "bundle_not_found": "unbundle.not_found",
     "mobile_invalid": "register.mobile_invalid",
     "sms_code_wrong": "register.sms_code_wrong",
+    "sms_not_sent": "register.sms_failed",
 }
 SMS_CODE_TRIES = 3  # wrong codes before the caller is offered a new code
 # Login answers after which the call ends (the prompt says why).
@@ -183,6 +184,12 @@ async def send_sms_code(call: Call, mobile: str) -> None:
             await call.say("call.goodbye")
             raise CallEnded("sms_code_limit") from None
         await call.say(prompt_for(e))
+        if e.code == "sms_not_sent":  # the SMS provider refused it or is down: the helpdesk
+            if call.helpdesk:
+                await call.channel.set_var("IVRS_TRANSFER", "helpdesk")
+                raise CallEnded("transferred_to_helpdesk") from None
+            await call.say("call.goodbye")
+            raise CallEnded("sms_not_sent") from None
         raise GoBack() from None
     call.events.add("backend", "register_mobile", result="sent")
 

@@ -44,6 +44,7 @@ OUTCOMES = (
     "terms_declined",
     "registration_abandoned",
     "sms_code_limit",
+    "sms_not_sent",
 )
 FILTER_FIELDS = ("from", "to", "hotline", "caller", "account", "outcome", "language", "recording")
 TICKETS: web.AppKey[Tickets] = web.AppKey("console_tickets", Tickets)
