@@ -113,6 +113,7 @@ class TwilioSender:
         self.url = (
             f"{config.api_url.rstrip('/')}/2010-04-01/Accounts/{config.account_sid}/Messages.json"
         )
+        self._auth = aiohttp.encode_basic_auth(config.account_sid, config.auth_token)
 
     async def send(self, mobile: str, text: str) -> Receipt:
         config = self.config
@@ -121,9 +122,7 @@ class TwilioSender:
             form["MessagingServiceSid"] = config.messaging_service_sid
         else:
             form["From"] = config.from_number or ""
-        answer = await post(
-            self.url, data=form, auth=aiohttp.BasicAuth(config.account_sid, config.auth_token)
-        )
+        answer = await post(self.url, data=form, headers={"Authorization": self._auth})
         code = answer.body.get("code")  # Twilio's error code: 20429, 21211, ...
         error = f"twilio_{code}" if isinstance(code, int) else f"http_{answer.status}"
         sid = answer.body.get("sid")
