@@ -35,6 +35,7 @@ def _backend(args: argparse.Namespace) -> int:
     except ValueError as e:  # a setting missing or wrong: one line with the remedy
         raise SystemExit(f"ivrs backend: {e}") from None
     from backend.app import run  # after the check: its imports log (alembic)
+
     if args.workers:
         settings = replace(settings, workers=args.workers)
     run(settings)
