@@ -26,7 +26,7 @@ from pydantic import (
     ValidationError,
 )
 
-from backend import bundling, calls, login, registration
+from backend import bundling, calls, login, registration, sessions
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Bundle, Call
@@ -300,8 +300,10 @@ async def create_session(request: web.Request) -> web.Response:
         caller_id=body.caller_id,
     )
     state = registration.activation(account, request.app[SETTINGS].terms_version)
+    token, expires_at = await sessions.open_session(request.app[DATABASE], account, body.call_id)
     return web.json_response(
         {
+            "session": {"token": token, "expires_at": expires_at.isoformat()},
             "account": {
                 "number": account.number,
                 "type": account.type,
@@ -309,7 +311,7 @@ async def create_session(request: web.Request) -> web.Response:
                 "mobile": account.mobile,
                 "mobile_registered": state.mobile_registered,
                 "terms_accepted": state.terms_accepted,
-            }
+            },
         }
     )
 
@@ -384,6 +386,7 @@ async def check_cargo(request: web.Request) -> web.Response:
 async def create_bundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = await _body(request, BundleSubmission)
+    await _require_session(request, body.account, body.call_id)
     bundle, created = await bundling.create_bundle(
         request.app[DATABASE], body.account, body.vehicle_mark, body.numbers, key, body.call_id
     )
@@ -395,6 +398,7 @@ async def list_bundles(request: web.Request) -> web.Response:
     account = request.query.get("account")
     if not account:
         raise BackendError("invalid_request", "The account query parameter is required.")
+    await _require_session(request, account, None, any_call=True)
     bundles = await bundling.list_bundles(
         request.app[DATABASE], account, request.query.get("vehicle_mark")
     )
@@ -405,6 +409,7 @@ async def list_bundles(request: web.Request) -> web.Response:
 async def unbundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = await _body(request, UnbundleRequest)
+    await _require_session(request, body.account, body.call_id)
     cancellation = await bundling.unbundle(
         request.app[DATABASE], body.account, body.vehicle_mark, body.ccrn, key, body.call_id
     )
@@ -425,6 +430,14 @@ def _idempotency_key(request: web.Request) -> str:
             status=400,
         )
     return key
+
+
+async def _require_session(
+    request: web.Request, account: str, call_id: int | None, any_call: bool = False
+) -> None:
+    """The account acts only through its login session (backend/sessions.py)."""
+    token = request.headers.get(sessions.HEADER)
+    await sessions.require(request.app[DATABASE], token, account, call_id, any_call)
 
 
 def _minimal(request: web.Request) -> bool:
