@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
 )
 
+from ami import CHANNEL_NAME
 from backend import bundling, calls, login, registration, sessions
 from backend.database import Database
 from backend.errors import BackendError
@@ -83,7 +84,8 @@ class CallOpening(_Body):
     uniqueid: str = Field(min_length=1, max_length=64)
     hotline: str = Field(min_length=1, max_length=32)
     caller_id: str | None = Field(default=None, max_length=64)
-    channel: str | None = Field(default=None, max_length=128)
+    # Asterisk's form only: the console hands it to AMI (listen in), docs/security.md.
+    channel: str | None = Field(default=None, max_length=128, pattern=f"^{CHANNEL_NAME}$")
     language: str | None = Field(default=None, max_length=8)
 
 

@@ -666,8 +666,8 @@ async def test_listen_in_originates_chanspy_through_ami_and_is_audited(
     assert "Listen in" not in page.text  # Asterisk has no such channel: nothing to listen to
     async with on_asterisk(ami, "PJSIP/hk-0001a"):
         page = await client.get("/console/live")
-    assert "Listen in" in page.text
-    page = await client.post(f"/console/live/{call_id}/listen")
+        assert "Listen in" in page.text
+        page = await client.post(f"/console/live/{call_id}/listen")
     assert page.status == 200 and "Your phone is ringing" in page.text
     originates = [a for a in ami.actions if a.get("Action") == "Originate"]
     assert len(originates) == 1
