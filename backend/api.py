@@ -9,6 +9,7 @@ password or an SMS code must never come back in an echo).
 from __future__ import annotations
 
 import hmac
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -170,10 +171,26 @@ async def _body(request: web.Request, model: type[BodyT]) -> BodyT:
         raise BackendError("invalid_request", message) from None
     if _has_nul(body):
         raise BackendError("invalid_request", NUL_REFUSED)
+    if not _finite(body):
+        raise BackendError("invalid_request", NOT_FINITE)
     return body
 
 
 NUL_REFUSED = "Text must not contain NUL characters."
+# JSON has no NaN or infinity: stored, they made a call's JSON invalid (and PostgreSQL refuses).
+NOT_FINITE = "Numbers must be finite (no NaN, Infinity or numbers beyond a double's range)."
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True
 
 
 def _has_nul(value: Any) -> bool:

@@ -99,9 +99,10 @@ async def test_sign_in_cookie_is_httponly_strict_and_secure_unless_plain_http_is
         page = await client.post(
             "/console/sign-in",
             {"name": "sam", "password": PASSWORD},
-            headers={"Cookie": f"ivrs_console_sign_in={client.csrf}"},
+            headers={"Cookie": f"__Host-ivrs_console_sign_in={client.csrf}"},
             allow_redirects=False,
         )
+        assert form.headers["Set-Cookie"].startswith("__Host-ivrs_console_sign_in=")
         assert "Secure" in form.headers["Set-Cookie"]
         cookie = next(c for c in page.headers.getall("Set-Cookie") if "ivrs_console=" in c)
         assert cookie.startswith("__Host-ivrs_console=")

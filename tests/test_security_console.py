@@ -4,19 +4,24 @@ over HTTP, a simulated Asterisk manager (AMI) for listening in."""
 # ruff: noqa: F811  (the fixtures imported from tests.console are used as arguments)
 from __future__ import annotations
 
+import os
 import re
+import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from ami import AmiError, listen_in
 from backend.console.listen import AMI
 from backend.database import Database
 from backend.models import AuditEntry, Call
 from tests.console import (  # noqa: F401  (fixtures)
+    PASSWORD,
     ConsoleFactory,
     WithAmi,
     backend_settings,
@@ -140,3 +145,53 @@ async def test_listening_in_only_to_a_call_live_on_asterisk(
     page = await client.post(f"/console/live/{live}/listen")  # Asterisk no longer has it
     assert "That call has ended" in page.text
     assert len([a for a in ami.actions if a.get("Action") == "Originate"]) == 1
+
+
+# --- row 11: dates out of range -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/summary?day=9999-12-31",
+        "/console/summary?day=0001-01-01",
+        "/console/audit?day=0001-01-01",
+        "/console/audit?day=9999-12-31",
+        "/console/calls?from=0001-01-01T00:00",
+        "/console/calls?to=9999-12-31T23:59",
+    ],
+)
+async def test_a_date_out_of_range_is_a_bad_request(console: ConsoleFactory, path: str) -> None:
+    client = await console("auditor")
+    page = await client.get(path)
+    assert page.status == 400 and "Dates run from 1900-01-01 to 9998-12-31" in page.text
+
+
+# --- row 12: files and the sign-in form ----------------------------------------------------
+
+
+def modes(database: str, spool: str) -> tuple[int, int, set[int]]:
+    spooled = {stat.S_IMODE(os.stat(f).st_mode) for f in Path(spool).iterdir()}
+    mode = stat.S_IMODE(os.stat(database).st_mode)
+    return mode, stat.S_IMODE(os.stat(spool).st_mode), spooled
+
+
+async def test_the_database_and_spool_are_the_owners_only(backend, ivr) -> None:
+    database = make_url(backend.settings.database_url).database
+    assert database
+    assert modes(database, ivr.app.settings.spool_dir) == (0o600, 0o700, {0o600})
+
+
+async def test_the_sign_in_form_token_must_be_the_servers(
+    console: ConsoleFactory, db: Database
+) -> None:
+    client = await console()
+    made_up = "attacker-chosen-token"
+    form = {"name": "sam", "password": PASSWORD, "csrf_token": made_up}
+    url = client.url + "/console/sign-in"
+    cookies = {"Cookie": f"ivrs_console_sign_in={made_up}"}
+    async with client.http.post(url, data=form, headers=cookies) as response:
+        assert response.status == 403
+    assert await audited(db, "signed_in") == 0
+    page = await client.sign_in("sam")  # the form's own token
+    assert page.url.endswith("/console/calls")

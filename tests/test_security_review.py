@@ -142,3 +142,42 @@ async def test_a_session_ends_with_the_hang_up_too(api: Api, make_trucker: MakeT
     assert (await api.request("POST", "/v1/calls/hangup", hang_up))[0] == 200
     reply = await api.bundle(trucker, call_id, "k1", Login_Session=session)
     assert code(reply) == (401, "session_required")
+
+
+# --- row 7: numbers JSON cannot carry -----------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_a_number_json_cannot_carry_is_refused(api: Api, number: str) -> None:
+    call_id = await api.open_call("1700000000.1")
+    at = '"at": "2026-12-06T01:00:00+00:00"'
+    event = f'{{{at}, "kind": "stage", "name": "x", "detail": {{"v": {number}}}}}'
+    headers = {"Authorization": f"Bearer {api.token}", "Content-Type": "application/json"}
+    for path, body in (
+        (f"/v1/calls/{call_id}/events", f'{{"events": [{event}]}}'),
+        (f"/v1/calls/{call_id}/end", f'{{"outcome": "x", "last_stage": "y", "events": [{event}]}}'),
+    ):
+        async with api.http.post(api.url + path, data=body, headers=headers) as response:
+            assert response.status == 422, await response.text()
+            assert "finite" in (await response.json())["error"]["message"]
+    status, call = await api.request("GET", f"/v1/calls/{call_id}")
+    assert status == 200 and call["events"] == []  # valid JSON, nothing stored
+
+
+# --- row 10: an Idempotency-Key names one submission ---------------------------------------
+
+
+async def test_a_key_reused_with_other_ccrns_is_refused(
+    api: Api, make_trucker: MakeTrucker
+) -> None:
+    trucker = await make_trucker(cargo=2)
+    call_id = await api.open_call("1700000000.1")
+    session = {"Login_Session": await api.login(trucker, call_id)}
+    first, second = trucker.ccrns
+    assert code(await api.bundle(trucker, call_id, "k1", [first], **session)) == (201, "ok")
+    assert code(await api.bundle(trucker, call_id, "k1", [first], **session)) == (200, "ok")
+    other = await api.bundle(trucker, call_id, "k1", [second], **session)
+    assert code(other) == (422, "invalid_request") and "different bundle" in str(other[1])
+    more = await api.bundle(trucker, call_id, "k1", [first, second], **session)
+    assert code(more) == (422, "invalid_request")
+    assert code(await api.bundle(trucker, call_id, "k2", [second], **session)) == (201, "ok")

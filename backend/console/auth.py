@@ -42,7 +42,10 @@ SIGN_IN_PATH = f"{PREFIX}/sign-in"
 CSRF_FIELD = "csrf_token"
 SECURE_COOKIE = "__Host-ivrs_console"  # the prefix makes browsers insist on Secure and Path=/
 PLAIN_COOKIE = "ivrs_console"
-SIGN_IN_COOKIE = "ivrs_console_sign_in"  # the sign-in form's CSRF token (double submit)
+# The sign-in form's CSRF token (double submit, the token signed by the server: a pair the
+# client made up is refused).
+SECURE_SIGN_IN_COOKIE = "__Host-ivrs_console_sign_in"
+PLAIN_SIGN_IN_COOKIE = "ivrs_console_sign_in"
 LAST_SEEN_STEP = timedelta(minutes=1)  # last_seen_at is written at most this often
 # Five failed sign-ins for a name within 15 minutes refuse it for 15 minutes; each attempt takes
 # its slot before the password is checked, so attempts sent together count too.
@@ -94,6 +97,27 @@ async def create_supervisor(
 
 def cookie_name(config: BackendSettings) -> str:
     return PLAIN_COOKIE if config.console_plain_http else SECURE_COOKIE
+
+
+def sign_in_cookie(config: BackendSettings) -> str:
+    return PLAIN_SIGN_IN_COOKIE if config.console_plain_http else SECURE_SIGN_IN_COOKIE
+
+
+def _form_signature(config: BackendSettings, nonce: str) -> str:
+    key = hmac.new(config.secret_key, b"ivrs console sign-in v1", hashlib.sha256).digest()
+    return hmac.new(key, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def new_form_token(config: BackendSettings) -> str:
+    nonce = secrets.token_urlsafe(24)
+    return f"{nonce}.{_form_signature(config, nonce)}"
+
+
+def _form_token_ok(config: BackendSettings, token: object) -> bool:
+    if not isinstance(token, str) or len(token) > 128:
+        return False
+    nonce, _, signature = token.partition(".")
+    return _same(signature, _form_signature(config, nonce))
 
 
 def token_hash(token: str) -> str:
@@ -230,7 +254,7 @@ async def sign_in_form(request: web.Request) -> web.StreamResponse:
 def _sign_in_page(
     request: web.Request, error: str | None = None, expired: bool = False, status: int = 200
 ) -> web.Response:
-    form_token = secrets.token_urlsafe(32)
+    form_token = new_form_token(settings(request))
     response = render(
         request,
         "sign_in.html",
@@ -242,16 +266,16 @@ def _sign_in_page(
         },
         status,
     )
-    _set_cookie(response, settings(request), SIGN_IN_COOKIE, form_token)
+    _set_cookie(response, settings(request), sign_in_cookie(settings(request)), form_token)
     return response
 
 
 @routes.post(SIGN_IN_PATH)
 async def sign_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    if not _same(form.get(CSRF_FIELD), request.cookies.get(SIGN_IN_COOKIE, "")) or not (
-        request.cookies.get(SIGN_IN_COOKIE)
-    ):
+    config = settings(request)
+    cookie = request.cookies.get(sign_in_cookie(config), "")
+    if not _same(form.get(CSRF_FIELD), cookie) or not _form_token_ok(config, cookie):
         raise web.HTTPForbidden(text=CSRF_REFUSED)
     name, password = form.get("name"), form.get("password")
     if not isinstance(name, str) or not isinstance(password, str):
@@ -288,7 +312,6 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 
     token = secrets.token_urlsafe(32)
     now = db.now()
-    config = settings(request)
     async with db.sessions.begin() as session:
         await session.execute(  # housekeeping: this supervisor's expired sessions
             delete(ConsoleSession).where(
@@ -319,7 +342,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         )
     response = web.HTTPFound(_next(form.get("next")))
     _set_cookie(response, config, cookie_name(config), token)
-    response.del_cookie(SIGN_IN_COOKIE, path="/")
+    response.del_cookie(sign_in_cookie(config), path="/")
     raise response
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import aliased, selectinload
 
 from backend import audit
 from backend.console.auth import allow, signed_in
-from backend.console.pages import PREFIX, database, render, settings
+from backend.console.pages import PREFIX, database, in_range, render, settings
 from backend.console.recordings import Tickets, find_recording, recording_path
 from backend.database import Database
 from backend.models import Bundle, Call, CallEvent, Recording
@@ -79,9 +79,15 @@ class CallFilters:
             times[name] = None
             if form[name]:
                 try:
-                    times[name] = datetime.fromisoformat(form[name]).replace(tzinfo=HONG_KONG)
+                    moment = datetime.fromisoformat(form[name]).replace(tzinfo=HONG_KONG)
                 except ValueError:
                     problems.append(f"'{name}' is not a date and time (YYYY-MM-DDTHH:MM).")
+                    continue
+                try:
+                    in_range(moment.date())
+                    times[name] = moment
+                except ValueError as e:
+                    problems.append(f"'{name}': {e}")
         recording = form["recording"]
         if recording not in ("", "yes", "no"):
             problems.append("'recording' is yes, no or empty.")
