@@ -20,13 +20,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import structlog
 from panoramisk import Manager
 from panoramisk.message import Message
 
-__all__ = ["Ami", "AmiError", "AmiUnavailable", "CHANSPY_OPTIONS", "listen_in"]
+__all__ = [
+    "Ami",
+    "AmiError",
+    "AmiUnavailable",
+    "CHANNEL_NAME",
+    "CHANSPY_OPTIONS",
+    "is_channel_name",
+    "listen_in",
+]
 
 log = structlog.get_logger("ami")
 
@@ -42,6 +51,16 @@ NEVER_RESENT = ("ping", "login", "mixmonitormute", "coreshowchannels", "originat
 # supervisor. No b: an IVR call is never bridged.
 CHANSPY_OPTIONS = "qES"
 RING_FOR_MS = 30_000  # how long the supervisor's phone rings
+# A channel name as Asterisk makes them: TECH/resource, e.g. PJSIP/carrier-0000002a,
+# Local/201@ivrs-supervisors-00000002;1, DAHDI/1-1. Never a ',' or '|' (application argument
+# separators: "PJSIP/,wB" would make ChanSpy whisper and barge), a space, CR or LF (a new AMI
+# header), nor an empty resource (ChanSpy takes a prefix: "PJSIP/" is every PJSIP channel).
+CHANNEL_NAME = r"[A-Za-z][A-Za-z0-9]{0,15}/[A-Za-z0-9][A-Za-z0-9@._+:#*~/-]{0,110}(;[12])?"
+_CHANNEL = re.compile(CHANNEL_NAME)
+
+
+def is_channel_name(name: str) -> bool:
+    return _CHANNEL.fullmatch(name) is not None
 
 
 class AmiUnavailable(Exception):
@@ -137,6 +156,8 @@ class Ami:
     async def send(self, action: dict[str, Any], *, as_list: bool | None = False) -> Any:
         """Send one action; its response (a list: response and events, with as_list; None:
         a list when Asterisk says one follows, else the one response)."""
+        if any("\r" in f"{k}{v}" or "\n" in f"{k}{v}" for k, v in action.items()):
+            raise AmiError("a CR or LF in an action's field (it would start another header)")
         if not self.ready.is_set():
             raise AmiUnavailable(f"AMI {self.host}:{self.port} not connected")
         try:
@@ -179,6 +200,8 @@ async def listen_in(ami: Ami, channel: str, extension: str, context: str) -> Mes
     `channel`, and only hear it (ChanSpy with CHANSPY_OPTIONS). Returns Asterisk's
     acknowledgement once the call is queued (Async: the ringing does not hold the connection).
     """
+    if not is_channel_name(channel):
+        raise AmiError("not a channel name Asterisk makes")
     reply: Message = await ami.send(
         {
             "Action": "Originate",

@@ -9,6 +9,7 @@ password or an SMS code must never come back in an echo).
 from __future__ import annotations
 
 import hmac
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -26,7 +27,8 @@ from pydantic import (
     ValidationError,
 )
 
-from backend import bundling, calls, login, registration
+from ami import CHANNEL_NAME
+from backend import bundling, calls, login, registration, sessions
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Bundle, Call
@@ -83,7 +85,8 @@ class CallOpening(_Body):
     uniqueid: str = Field(min_length=1, max_length=64)
     hotline: str = Field(min_length=1, max_length=32)
     caller_id: str | None = Field(default=None, max_length=64)
-    channel: str | None = Field(default=None, max_length=128)
+    # Asterisk's form only: the console hands it to AMI (listen in), docs/security.md.
+    channel: str | None = Field(default=None, max_length=128, pattern=f"^{CHANNEL_NAME}$")
     language: str | None = Field(default=None, max_length=8)
 
 
@@ -168,10 +171,26 @@ async def _body(request: web.Request, model: type[BodyT]) -> BodyT:
         raise BackendError("invalid_request", message) from None
     if _has_nul(body):
         raise BackendError("invalid_request", NUL_REFUSED)
+    if not _finite(body):
+        raise BackendError("invalid_request", NOT_FINITE)
     return body
 
 
 NUL_REFUSED = "Text must not contain NUL characters."
+# JSON has no NaN or infinity: stored, they made a call's JSON invalid (and PostgreSQL refuses).
+NOT_FINITE = "Numbers must be finite (no NaN, Infinity or numbers beyond a double's range)."
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True
 
 
 def _has_nul(value: Any) -> bool:
@@ -300,8 +319,10 @@ async def create_session(request: web.Request) -> web.Response:
         caller_id=body.caller_id,
     )
     state = registration.activation(account, request.app[SETTINGS].terms_version)
+    token, expires_at = await sessions.open_session(request.app[DATABASE], account, body.call_id)
     return web.json_response(
         {
+            "session": {"token": token, "expires_at": expires_at.isoformat()},
             "account": {
                 "number": account.number,
                 "type": account.type,
@@ -309,7 +330,7 @@ async def create_session(request: web.Request) -> web.Response:
                 "mobile": account.mobile,
                 "mobile_registered": state.mobile_registered,
                 "terms_accepted": state.terms_accepted,
-            }
+            },
         }
     )
 
@@ -384,6 +405,7 @@ async def check_cargo(request: web.Request) -> web.Response:
 async def create_bundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = await _body(request, BundleSubmission)
+    await _require_session(request, body.account, body.call_id)
     bundle, created = await bundling.create_bundle(
         request.app[DATABASE], body.account, body.vehicle_mark, body.numbers, key, body.call_id
     )
@@ -395,6 +417,7 @@ async def list_bundles(request: web.Request) -> web.Response:
     account = request.query.get("account")
     if not account:
         raise BackendError("invalid_request", "The account query parameter is required.")
+    await _require_session(request, account, None, any_call=True)
     bundles = await bundling.list_bundles(
         request.app[DATABASE], account, request.query.get("vehicle_mark")
     )
@@ -405,6 +428,7 @@ async def list_bundles(request: web.Request) -> web.Response:
 async def unbundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = await _body(request, UnbundleRequest)
+    await _require_session(request, body.account, body.call_id)
     cancellation = await bundling.unbundle(
         request.app[DATABASE], body.account, body.vehicle_mark, body.ccrn, key, body.call_id
     )
@@ -425,6 +449,14 @@ def _idempotency_key(request: web.Request) -> str:
             status=400,
         )
     return key
+
+
+async def _require_session(
+    request: web.Request, account: str, call_id: int | None, any_call: bool = False
+) -> None:
+    """The account acts only through its login session (backend/sessions.py)."""
+    token = request.headers.get(sessions.HEADER)
+    await sessions.require(request.app[DATABASE], token, account, call_id, any_call)
 
 
 def _minimal(request: web.Request) -> bool:

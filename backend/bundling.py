@@ -74,7 +74,8 @@ async def create_bundle(
         async with db.sessions.begin() as session:
             account = await _account(session, account_number)
             if earlier := await _bundle_by_key(session, idempotency_key):
-                return _same_request(earlier, account, vehicle_mark), False
+                ccrns = await _expand(session, numbers)
+                return _same_request(earlier, account, vehicle_mark, ccrns), False
             ccrns = await _expand(session, numbers)
             if len(ccrns) > MAX_CCRNS:
                 raise BackendError("invalid_request", f"At most {MAX_CCRNS} CCRNs per bundle.")
@@ -282,7 +283,7 @@ async def _after_conflict(
     async with db.sessions() as session:
         if earlier := await _bundle_by_key(session, idempotency_key):
             account = await _account(session, account_number)
-            return _same_request(earlier, account, vehicle_mark), False
+            return _same_request(earlier, account, vehicle_mark, ccrns), False
         await _check_available(session, ccrns, now)
     raise BackendError("ccrn_taken", "That cargo is already bundled to a vehicle.")
 
@@ -363,9 +364,17 @@ def _same_cancellation(
     return Cancellation(earlier.vehicle_mark, list(earlier.cancelled))
 
 
-def _same_request(earlier: Bundle, account: Account, vehicle_mark: str) -> Bundle:
-    """A key names one submission: reusing it for another account or vehicle is a client bug."""
-    if earlier.account_id != account.id or earlier.vehicle_mark != vehicle_mark:
+def _same_request(
+    earlier: Bundle, account: Account, vehicle_mark: str, ccrns: Sequence[str]
+) -> Bundle:
+    """A key names one submission: reusing it for another account, vehicle or CCRNs is a
+    client bug (answering with the old bundle would leave the new CCRNs silently unbundled)."""
+    bundled = {item.ccrn for item in earlier.items}
+    if (earlier.account_id, earlier.vehicle_mark, bundled) != (
+        account.id,
+        vehicle_mark,
+        set(ccrns),
+    ):
         raise BackendError(
             "invalid_request", "This Idempotency-Key was used for a different bundle."
         )

@@ -7,11 +7,13 @@ never overwrite each other.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import structlog
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +23,8 @@ from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Call, CallEvent
 
+log = structlog.get_logger(__name__)
+
 # Defence in depth: the IVR masks secrets before sending events; anything it missed is masked
 # here, before it can reach the database.
 SECRET_KEYS = frozenset({"password", "token_code", "sms_code", "code", "pin"})
@@ -28,6 +32,7 @@ MASK = "***"
 HUNG_UP = "caller_hung_up"
 EVENTS_TABLE = cast(Table, CallEvent.__table__)
 UNKNOWN_STAGE = "unknown"
+REUSED = "uniqueid_reused"  # the flag of a call that came with an ended call's uniqueid
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,9 @@ async def open_call(
 
     A retried open (the IVR retries safe calls) finds the first one: the unique uniqueid
     decides, even when both attempts race. A new call is the rule: tried first, it costs one
-    statement; a known one costs a refused insert and a read.
+    statement; a known one costs a refused insert and a read. The uniqueid of a call already
+    ended is never reopened (Asterisk never reuses one: a peer posing as Asterisk does): a new
+    call log is made, flagged with a `uniqueid_reused` event, and nothing joins the old one.
     """
     call = Call(
         uniqueid=uniqueid,
@@ -65,10 +72,34 @@ async def open_call(
         async with db.sessions.begin() as session:
             session.add(call)
     except IntegrityError:
-        if existing := await _call_by_uniqueid(db, uniqueid):
+        existing = await _call_by_uniqueid(db, uniqueid)
+        if existing is None:
+            raise
+        if existing.ended_at is None:
             return existing, False
-        raise
+        return await _reused(db, call, existing), True
     return call, True
+
+
+async def _reused(db: Database, call: Call, ended: Call) -> Call:
+    """A new call log for a call that came with an ended call's uniqueid, flagged."""
+    call = Call(
+        uniqueid=f"{ended.uniqueid[:40]}~reused-{secrets.token_hex(4)}",
+        hotline=call.hotline,
+        caller_id=call.caller_id,
+        channel=call.channel,
+        language=call.language,
+        started_at=call.started_at,
+    )
+    async with db.sessions.begin() as session:
+        session.add(call)
+        await session.flush()
+        detail = {"uniqueid": ended.uniqueid, "ended_call_id": ended.id}
+        session.add(
+            CallEvent(call_id=call.id, at=call.started_at, kind="error", name=REUSED, detail=detail)
+        )
+    log.warning("call_uniqueid_reused", uniqueid=ended.uniqueid, call_id=call.id)
+    return call
 
 
 async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> int:

@@ -13,6 +13,7 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "method_not_allowed": 405,
     "login_failed": 401,
+    "session_required": 401,
     "locked": 403,
     "token_expired": 403,
     "no_service": 403,

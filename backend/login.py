@@ -6,10 +6,11 @@ failures in a row lock the account for 15 minutes (settings: `lockout_*`). A tok
 is used up only by a successful login; failures count toward the lockout.
 
 Against one caller trying many accounts (each staying under its lockout), failed logins are
-also counted per caller number: past `caller_throttle_failures` within the window, that
-number's logins fail for `caller_throttle_period` without any check (no password or code is
-even compared, so nothing can be learnt meanwhile). Callers without a number share one count,
-with its own, higher limit (`caller_throttle_anonymous_failures`).
+also counted per caller number (backend/limits.py): past `caller_throttle_failures` within the
+window, that number's logins fail for `caller_throttle_period` without any check. Each attempt
+reserves its slot before any check, so attempts sent together are counted too. Callers without
+a number are not throttled by default (`caller_throttle_anonymous_failures` = 0): one attacker
+withholding the number would otherwise lock every such caller out; the account lockout holds.
 
 A replacement token (FortiToken Mobile enrolment) is `pending`: the account's old token keeps
 working until the first login with a correct code of the new one, which activates it and
@@ -19,29 +20,33 @@ than `enrolment_expiry` (24 h) is refused, and the next login of its account rev
 Event (HOTP) tokens log in like the others: their "step" is the counter (otp.verify_hotp looks
 ahead from the next one expected, `tokens.counter`), claimed the same way.
 
-Races are settled by single UPDATE statements rather than read-then-write: the failure counter
-is incremented in SQL, and a step is claimed only if it is later than the last one used, so two
-concurrent logins with one code cannot both succeed.
+Concurrency: a login first takes its account's lease (one conditional UPDATE); a login that
+finds it held is refused unchecked with the generic failure. So the logins of one account run
+one at a time in every worker: at most `lockout_failures` codes are compared before the lock,
+Argon2 work per account is one verification at a time, and a success cannot clear a lock a
+concurrent failure set. A step is claimed only if it is later than the last one used, so two
+logins with one code (of different accounts' leases, or after a lease ran out) cannot both win.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import case, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 import formats
 import otp
+from backend import limits
 from backend.calls import record_event
 from backend.database import Database
 from backend.errors import BackendError
-from backend.models import Account, CallerThrottle, Token, UtcDateTime
+from backend.models import Account, Token
 from backend.settings import BackendSettings
 from backend.timezones import hong_kong_date
 
@@ -51,7 +56,9 @@ SERVICE = "road_bundling"
 # Reasons are kept in the call log for supervisors; callers hear only the public code.
 COUNTED = frozenset({"wrong_password", "wrong_code", "replayed_code", "no_token"})
 # What counts against a caller number: every guess that failed, whatever the account.
-CALLER_COUNTED = COUNTED | {"account_unknown", "locked"}
+CALLER_COUNTED = COUNTED | {"account_unknown", "locked", "busy"}
+# Longer than any login takes (Argon2 and a few queries): a lease a crashed worker left runs out.
+LOGIN_LEASE = timedelta(seconds=60)
 ANONYMOUS = "anonymous"
 PUBLIC = {
     "locked": ("locked", "This account cannot log in now."),
@@ -80,54 +87,124 @@ async def login(
     caller_id: str | None = None,
 ) -> Account:
     """The account when all three are right; otherwise BackendError (login_failed, ...)."""
-    now = db.now()
     caller = caller_key(caller_id)
-    if await _caller_blocked(db, caller, now):
-        async with db.sessions.begin() as session:
-            detail = {"account": number, "reason": "caller_throttled"}
-            await record_event(session, call_id, now, "login_failed", detail)
-        log.info(
-            "login_failed",
-            account=number,
-            reason="caller_throttled",
-            call_id=call_id,
-            caller_id=caller_id,
-        )
-        raise BackendError(*FAILED)
-    async with db.sessions() as session:
-        account = await session.scalar(
-            select(Account).where(Account.number == number).options(selectinload(Account.tokens))
-        )
-    expired = _expired_enrolments(account, now, db.settings.enrolment_expiry)
-    reason, match = await _verify(db, account, password, token_code, now, expired)
-    new_hash = None
-    if account and match and db.passwords.needs_rehash(account.password_hash):
-        new_hash = await db.passwords.hash(password)  # the Argon2 profile changed since
-
-    async with db.sessions.begin() as session:
-        if expired:
-            await _revoke(session, expired, now)
-        if match is not None and not await _claim_step(session, match):
-            reason = "replayed_code"  # another login used this step since we read the token
-        if account is not None and reason is None and match is not None:
-            await _reset_failures(session, account, new_hash)
-            if match.pending:
-                await _activate(session, account, match, now)
-        elif account is not None and reason in COUNTED and not _locked(account, now):
-            await _count_failure(session, account, now, db.settings)
-        if reason in CALLER_COUNTED:
-            await _count_caller_failure(session, caller, now, db.settings)
-        detail = {"account": number} | ({"reason": reason} if reason else {})
-        await record_event(session, call_id, now, "login_failed" if reason else "login_ok", detail)
-
+    throttle = _caller_limit(db.settings, caller)
+    if not await limits.reserve(db, caller, throttle):
+        await _refused(db, number, "caller_throttled", call_id, caller_id)
+    reason: str | None = "busy"
+    try:
+        reason, account = await _attempt(db, number, password, token_code, call_id, caller_id)
+    finally:
+        await limits.settle(db, caller, throttle, failed=reason in CALLER_COUNTED)
     if reason is not None or account is None:
-        log.info(
-            "login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id
-        )
         code, message = PUBLIC.get(reason or "", FAILED)
         raise BackendError(code, message)
     log.info("login_succeeded", account=number, call_id=call_id)
     return account
+
+
+async def _attempt(
+    db: Database,
+    number: str,
+    password: str,
+    token_code: str,
+    call_id: int | None,
+    caller_id: str | None,
+) -> tuple[str | None, Account | None]:
+    """One login with the account's lease held: why it fails (None: it succeeds), and the
+    account."""
+    now = db.now()
+    lease = secrets.token_hex(16)
+    leased = await _take_lease(db, number, lease, now)
+    async with db.sessions() as session:
+        account = await session.scalar(
+            select(Account).where(Account.number == number).options(selectinload(Account.tokens))
+        )
+    if account is not None and not leased:
+        # Another login of this account is running: refused unchecked, like any failure.
+        await _refused(db, number, "busy", call_id, caller_id, raise_=False)
+        return "busy", None
+    held = account is not None
+    try:
+        expired = _expired_enrolments(account, now, db.settings.enrolment_expiry)
+        reason, match = await _verify(db, account, password, token_code, now, expired)
+        new_hash = None
+        if account and match and db.passwords.needs_rehash(account.password_hash):
+            new_hash = await db.passwords.hash(password)  # the Argon2 profile changed since
+
+        async with db.sessions.begin() as session:
+            if account is not None:
+                held = False
+                if not await _release_lease(session, account.id, lease) and reason is None:
+                    reason, match = "busy", None  # the lease ran out: another login may run
+            if expired:
+                await _revoke(session, expired, now)
+            if match is not None and not await _claim_step(session, match):
+                reason = "replayed_code"  # another login used this step since we read it
+            if account is not None and reason is None and match is not None:
+                await _reset_failures(session, account, new_hash)
+                if match.pending:
+                    await _activate(session, account, match, now)
+            elif account is not None and reason in COUNTED and not _locked(account, now):
+                await _count_failure(session, account, now, db.settings)
+            detail = {"account": number} | ({"reason": reason} if reason else {})
+            name = "login_failed" if reason else "login_ok"
+            await record_event(session, call_id, now, name, detail)
+    finally:
+        if held and account is not None:  # an error before the release: do not keep the lease
+            async with db.sessions.begin() as session:
+                await _release_lease(session, account.id, lease)
+    if reason is not None:
+        log.info(
+            "login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id
+        )
+    return reason, account
+
+
+async def _refused(
+    db: Database,
+    number: str,
+    reason: str,
+    call_id: int | None,
+    caller_id: str | None,
+    raise_: bool = True,
+) -> None:
+    """A login refused before any check: the call log and the log say why, the caller hears
+    the generic failure."""
+    async with db.sessions.begin() as session:
+        detail = {"account": number, "reason": reason}
+        await record_event(session, call_id, db.now(), "login_failed", detail)
+    log.info("login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id)
+    if raise_:
+        raise BackendError(*FAILED)
+
+
+async def _take_lease(db: Database, number: str, lease: str, now: datetime) -> bool:
+    """The account's login lease, if no other login holds it: one conditional UPDATE, so of
+    attempts arriving together (in any worker) one goes on and the others are refused."""
+    async with db.sessions.begin() as session:
+        taken = await session.scalar(
+            update(Account)
+            .where(
+                Account.number == number,
+                or_(Account.login_lease_until.is_(None), Account.login_lease_until <= now),
+            )
+            .values(login_lease=lease, login_lease_until=now + LOGIN_LEASE)
+            .returning(Account.id)
+            .execution_options(synchronize_session=False)
+        )
+    return taken is not None
+
+
+async def _release_lease(session: AsyncSession, account_id: int, lease: str) -> bool:
+    """Give the lease back; False: it was no longer ours (it ran out and another took it)."""
+    result = await session.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.login_lease == lease)
+        .values(login_lease=None, login_lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 async def _verify(
@@ -307,60 +384,9 @@ def caller_key(caller_id: str | None) -> str:
     return digits or ANONYMOUS
 
 
-def _caller_limit(settings: BackendSettings, caller: str) -> int:
-    """Failures allowed in a window (0: not throttled)."""
+def _caller_limit(settings: BackendSettings, caller: str) -> limits.Limit:
+    """Failures a caller number may make in a window (0: not throttled)."""
+    failures = settings.caller_throttle_failures
     if caller == ANONYMOUS:
-        return settings.caller_throttle_anonymous_failures
-    return settings.caller_throttle_failures
-
-
-async def _caller_blocked(db: Database, caller: str, now: datetime) -> bool:
-    if _caller_limit(db.settings, caller) == 0:
-        return False
-    async with db.sessions() as session:
-        until = await session.scalar(
-            select(CallerThrottle.blocked_until).where(CallerThrottle.caller == caller)
-        )
-    return until is not None and until > now
-
-
-async def _count_caller_failure(
-    session: AsyncSession, caller: str, now: datetime, settings: BackendSettings
-) -> None:
-    """One more failure for `caller`, in a fixed window; at the limit the caller is blocked.
-
-    Race-free like the rest: the row is created by an insert that ignores a concurrent twin,
-    and counted by one UPDATE whose SET clauses all read the row as it was.
-    """
-    limit = _caller_limit(settings, caller)
-    if limit == 0:
-        return
-    dialect = (await session.connection()).dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(CallerThrottle)
-        .values(caller=caller, failures=0, window_started_at=now)
-        .on_conflict_do_nothing(index_elements=[CallerThrottle.caller])
-    )
-    stale = CallerThrottle.window_started_at <= now - settings.caller_throttle_window
-    failures = await session.scalar(
-        update(CallerThrottle)
-        .where(CallerThrottle.caller == caller)
-        .values(
-            failures=case((stale, 1), else_=CallerThrottle.failures + 1),
-            window_started_at=case(
-                (stale, literal(now, UtcDateTime())), else_=CallerThrottle.window_started_at
-            ),
-        )
-        .returning(CallerThrottle.failures)
-        .execution_options(synchronize_session=False)
-    )
-    if failures is not None and failures >= limit:
-        until = now + settings.caller_throttle_period
-        await session.execute(
-            update(CallerThrottle)
-            .where(CallerThrottle.caller == caller)
-            .values(failures=0, window_started_at=now, blocked_until=until)
-            .execution_options(synchronize_session=False)
-        )
-        log.warning("caller_throttled", caller_id=caller, until=until.isoformat())
+        failures = settings.caller_throttle_anonymous_failures
+    return limits.Limit(failures, settings.caller_throttle_window, settings.caller_throttle_period)

@@ -10,26 +10,24 @@ Async sessions cannot lazy-load, so relationships are loaded explicitly (`select
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     MetaData,
     Numeric,
     String,
     Text,
-    TypeDecorator,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 import otp
+from backend.columns import UtcDateTime
 
 AccountType = Literal["trucker", "agent", "shipper"]
 AccountStatus = Literal["active", "locked", "disabled"]
@@ -44,27 +42,6 @@ SmsStatus = Literal["pending", "sent", "refused", "not_sent", "unknown"]  # back
 # Console roles: supervisor (calls, recordings), admin (also accounts and tokens), auditor (also
 # the audit log). backend/console/auth.py says what each may do.
 SupervisorRole = Literal["supervisor", "admin", "auditor"]
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out on every database. SQLite keeps no offset and hands back
-    naive values; PostgreSQL's timestamptz keeps the instant. Storing UTC and re-attaching it
-    on read makes both behave the same."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: the backend stores aware UTC times only")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # Every constraint and index gets a predictable name, the same on SQLite and PostgreSQL, so a
@@ -98,6 +75,9 @@ class Account(Base):
     services: Mapped[list[str]] = mapped_column(default=list)
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
+    # One login at a time per account (backend/login.py): who holds it, and until when.
+    login_lease: Mapped[str | None] = mapped_column(String(32))
+    login_lease_until: Mapped[datetime | None]
 
     tokens: Mapped[list[Token]] = relationship(back_populates="account", lazy="raise")
 
@@ -376,6 +356,18 @@ class ConsoleSession(Base):
     last_seen_at: Mapped[datetime]  # the idle expiry counts from here
 
     supervisor: Mapped[Supervisor] = relationship(lazy="raise")
+
+
+class LoginSession(Base):
+    """A phone login's session: bundling, cancelling and enquiries need it (backend/sessions.py)."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    expires_at: Mapped[datetime]
 
 
 class AuditEntry(Base):

@@ -56,10 +56,11 @@ class BackendSettings:
     lockout_period: timedelta = timedelta(minutes=15)
     # Per-caller-number throttle, against one caller trying many accounts: this many failed
     # logins from one caller id within the window refuse its logins, unchecked, for the period.
-    # 0 failures turns it off. Callers without a number share one count, with a higher limit
-    # (many honest callers withhold their number; withholding must not escape the throttle).
+    # 0 failures turns it off. Callers without a number would share one count, which one
+    # attacker could fill to shut out every honest caller who withholds the number: off by
+    # default (the per-account lockout still holds for them; docs/security.md).
     caller_throttle_failures: int = 10
-    caller_throttle_anonymous_failures: int = 30
+    caller_throttle_anonymous_failures: int = 0
     caller_throttle_window: timedelta = timedelta(minutes=15)
     caller_throttle_period: timedelta = timedelta(minutes=30)
     # A FortiToken Mobile enrolment never activated by a login within this time is refused and
@@ -108,7 +109,7 @@ class BackendSettings:
             lockout_period=_seconds(env, "IVRS_LOCKOUT_SECONDS", 15 * 60),
             caller_throttle_failures=_count(env, "IVRS_CALLER_THROTTLE_FAILURES", 10),
             caller_throttle_anonymous_failures=_count(
-                env, "IVRS_CALLER_THROTTLE_ANONYMOUS_FAILURES", 30
+                env, "IVRS_CALLER_THROTTLE_ANONYMOUS_FAILURES", 0
             ),
             caller_throttle_window=_seconds(env, "IVRS_CALLER_THROTTLE_WINDOW_SECONDS", 15 * 60),
             caller_throttle_period=_seconds(env, "IVRS_CALLER_THROTTLE_PERIOD_SECONDS", 30 * 60),

@@ -23,6 +23,7 @@ import aiohttp
 import structlog
 
 from backend_client.breaker import CircuitBreaker
+from backend_client.sessions import LoginSessions
 
 log = structlog.get_logger("backend_client")
 
@@ -112,6 +113,7 @@ class BackendClient:
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     _status: tuple[float, ServiceStatus] | None = field(default=None, repr=False)
     _status_asked: asyncio.Task[ServiceStatus] | None = field(default=None, repr=False)
+    logins: LoginSessions = field(default_factory=LoginSessions, repr=False)
 
     async def __aenter__(self) -> BackendClient:
         return self
@@ -256,6 +258,7 @@ class BackendClient:
         events: list[dict[str, Any]] | None = None,
     ) -> None:
         """End the call log; `events`, its last events, are stored with the end."""
+        self.logins.end_call(call_id)
         ending: dict[str, Any] = {"outcome": outcome, "last_stage": last_stage, "account": account}
         if language is not None:
             ending["language"] = language
@@ -291,6 +294,7 @@ class BackendClient:
                 "caller_id": caller_id,
             },
         )
+        self.logins.keep(account, call_id, body)
         a = body["account"]
         return AccountInfo(
             a["number"],
@@ -376,7 +380,7 @@ class BackendClient:
                 "numbers": numbers,
                 "call_id": call_id,
             },
-            headers={"Idempotency-Key": idempotency_key},
+            headers={"Idempotency-Key": idempotency_key} | self.logins.header(account, call_id),
             safe=True,  # the idempotency key makes a retry harmless
         )
         return Bundle.from_json(body)
@@ -399,7 +403,7 @@ class BackendClient:
                 "ccrn": ccrn,
                 "call_id": call_id,
             },
-            headers={"Idempotency-Key": idempotency_key},
+            headers={"Idempotency-Key": idempotency_key} | self.logins.header(account, call_id),
             safe=True,
         )
         return list(body["cancelled"])
@@ -408,5 +412,6 @@ class BackendClient:
         params = {"account": account}
         if vehicle_mark:
             params["vehicle_mark"] = vehicle_mark
-        body = await self._request("GET", "/v1/bundles", params=params, safe=True)
+        headers = self.logins.header(account, any_call=True)
+        body = await self._request("GET", "/v1/bundles", params=params, headers=headers, safe=True)
         return [Bundle.from_json(b) for b in body["bundles"]]

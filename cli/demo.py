@@ -19,14 +19,13 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from backend import admin
+from backend import admin, bundling
 from backend.app import start_backend
 from backend.console.auth import create_supervisor
 from backend.database import open_database
 from backend.models import SupervisorRole
 from backend.settings import BackendSettings
 from backend.sms import MemorySender
-from backend_client import BackendClient
 from cli.logs import configure_logging
 from cli.phone import print_heard, token_device
 from formats import keypad_keys
@@ -138,8 +137,8 @@ async def demo(keep_running: bool = False) -> int:
         )
         print("-" * 78)
 
-        async with BackendClient(backend.url, settings.api_token) as client:
-            bundles = await client.bundles(DEMO_ACCOUNT, DEMO_VEHICLE)
+        async with open_database(settings) as db:  # the call's login session ended with it
+            bundles = await bundling.list_bundles(db, DEMO_ACCOUNT, DEMO_VEHICLE)
         if not bundles:
             print("No bundle was made: see the call above.")
             return 1
@@ -152,7 +151,7 @@ async def demo(keep_running: bool = False) -> int:
             + ("  (read back to the caller)" if heard_reference else "")
         )
         print(f"  vehicle            {b.vehicle_mark}")
-        print(f"  CCRNs              {', '.join(b.ccrns)}")
+        print(f"  CCRNs              {', '.join(bundling.active_ccrns(b))}")
         print(f"  earliest crossing  {crossing:%Y-%m-%d %H:%M} Hong Kong time")
         print(f"  call               {record.uniqueid}, {len(record.exchanges)} AGI commands")
         if has_sounds(SOUNDS):

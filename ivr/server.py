@@ -27,7 +27,7 @@ from backend_client.call_log import CallLogOutbox
 from backend_client.spool import Spool
 from ivr.ami import Ami, ami_from_settings
 from ivr.call import Call, ServerClosing
-from ivr.channel import Channel, HeaderError, Reply, read_header, script_name
+from ivr.channel import CallerHungUp, Channel, HeaderError, Reply, read_header, script_name
 from ivr.flow import run_call
 from ivr.settings import IvrSettings
 from prompts.catalog import Catalog, default_catalog
@@ -40,15 +40,23 @@ GOODBYE_LIMIT_S = 10.0
 
 class ServedChannel(Channel):
     """A call's channel on this server: once the server asks it to close, its next command
-    raises ServerClosing (once: the goodbye that follows goes through)."""
+    raises ServerClosing (once: the goodbye that follows goes through). A command unanswered
+    within `reply_timeout` ends the call as hung up (a peer that never replies holds nothing)."""
 
     closing = False
+    reply_timeout = IvrSettings.agi_reply_timeout_s
 
     async def command(self, command: str) -> Reply:
         if self.closing:
             self.closing = False
             raise ServerClosing()
-        return await super().command(command)
+        try:
+            async with asyncio.timeout(self.reply_timeout):
+                return await super().command(command)
+        except TimeoutError:
+            self.hung_up = True
+            self.log.warning("agi_no_reply", command=command.split(" ", 1)[0])
+            raise CallerHungUp("no reply in time") from None
 
 
 class IvrApplication(Application):
@@ -100,6 +108,11 @@ class IvrApplication(Application):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        allowed = self.settings.agi_allowed_peers
+        if allowed and (not peer or peer[0] not in allowed):
+            log.warning("agi_peer_refused", peer=peer)  # not one of our Asterisk servers
+            writer.close()
+            return
         try:
             headers = await read_header(reader)
         except (HeaderError, ConnectionError) as e:  # a reset comes as ConnectionResetError
@@ -108,6 +121,7 @@ class IvrApplication(Application):
             return
         call_log = log.bind(call=headers.get("agi_uniqueid"))
         channel = ServedChannel(reader, writer, headers, call_log)
+        channel.reply_timeout = self.settings.agi_reply_timeout_s
         route = self._route.get(script_name(headers))
         try:
             if route is None:

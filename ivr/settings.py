@@ -35,6 +35,13 @@ class IvrSettings:
     ami_username: str = "ivrs"
     ami_secret: str = field(default="", repr=False)
     ami_timeout: float = 2.0
+    # Who may connect (docs/security.md): the address above is loopback unless set; these
+    # peers' addresses only, when given (IVRS_AGI_ALLOWED_PEERS, comma-separated).
+    agi_allowed_peers: tuple[str, ...] = ()
+    # Seconds Asterisk may take to answer one command: longer than the longest prompt plus a
+    # GET DATA's whole wait (its prompt, then up to 32 digits at inter_digit_timeout_ms).
+    # A peer silent longer is taken for gone: the call ends as hung up.
+    agi_reply_timeout_s: float = 300.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> IvrSettings:
@@ -53,4 +60,8 @@ class IvrSettings:
             ami_port=int(env.get("IVRS_AMI_PORT", cls.ami_port)),
             ami_username=env.get("IVRS_AMI_USERNAME", cls.ami_username),
             ami_secret=env.get("IVRS_AMI_SECRET", cls.ami_secret),
+            agi_allowed_peers=tuple(
+                p.strip() for p in env.get("IVRS_AGI_ALLOWED_PEERS", "").split(",") if p.strip()
+            ),
+            agi_reply_timeout_s=float(env.get("IVRS_AGI_REPLY_TIMEOUT_S", cls.agi_reply_timeout_s)),
         )

@@ -25,11 +25,11 @@ from sqlalchemy.exc import IntegrityError
 
 import formats
 import otp
-from backend import admin
+from backend import admin, sessions
 from backend.api import DATABASE
 from backend.app import start_backend
 from backend.database import Database
-from backend.models import Bundle, BundleItem, Token
+from backend.models import Account, Bundle, BundleItem, Token
 from backend.settings import BackendSettings
 from tests.postgres import DATABASES
 
@@ -74,6 +74,9 @@ class Api:
 
     http: aiohttp.ClientSession
     base_url: str
+    # Set: bundling, cancelling and enquiries carry a login session of their account, as if the
+    # IVR had logged in (the login's own tests: test_security_review.py).
+    db: Database | None = None
 
     async def request(
         self,
@@ -89,6 +92,8 @@ class Api:
         headers = dict(headers or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        if path in SESSION_PATHS and sessions.HEADER not in headers and self.db is not None:
+            headers |= await login_session(self.db, body, params)
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         if data is not None:
             headers["Content-Type"] = "application/json"
@@ -127,6 +132,23 @@ class Api:
         return await self.post("/v1/bundles", submission, headers={"Idempotency-Key": key})
 
 
+SESSION_PATHS = ("/v1/bundles", "/v1/unbundle")
+
+
+async def login_session(db: Database, body: Any, params: dict[str, str] | None) -> dict[str, str]:
+    """A login session of the request's account (none for an unknown account)."""
+    fields = (body if isinstance(body, dict) else None) or params or {}
+    async with db.sessions() as session:
+        account = await session.scalar(
+            select(Account).where(Account.number == fields.get("account"))
+        )
+    if account is None:
+        return {}
+    call_id = fields.get("call_id") if isinstance(fields.get("call_id"), int) else None
+    token, _ = await sessions.open_session(db, account, call_id)
+    return {sessions.HEADER: token}
+
+
 @dataclass
 class Service:
     api: Api
@@ -162,7 +184,8 @@ async def service(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
     running = await start_backend(settings)
     try:
         async with aiohttp.ClientSession() as http:
-            yield Service(Api(http, running.url), running.app[DATABASE], clock)
+            db = running.app[DATABASE]
+            yield Service(Api(http, running.url, db), db, clock)
     finally:
         await running.stop()
 
@@ -333,16 +356,16 @@ async def test_login_with_the_current_code_succeeds(service: Service) -> None:
     seed = await service.trucker()
     reply = await service.api.login(service.code(seed))
     assert reply.status == 200
-    assert reply.body == {
-        "account": {
-            "number": ACCOUNT,
-            "type": "trucker",
-            "needs_activation": False,
-            "mobile": None,
-            "mobile_registered": False,
-            "terms_accepted": False,
-        }
+    assert reply.body["account"] == {
+        "number": ACCOUNT,
+        "type": "trucker",
+        "needs_activation": False,
+        "mobile": None,
+        "mobile_registered": False,
+        "terms_accepted": False,
     }
+    session = reply.body["session"]  # what bundling, cancelling and enquiries need
+    assert len(session["token"]) >= 43 and session["expires_at"] > service.clock().isoformat()
 
 
 async def test_login_records_an_event_without_secrets(service: Service) -> None:
@@ -621,7 +644,7 @@ async def test_bundle_of_more_than_50_ccrns_is_an_invalid_request(service: Servi
 async def test_bundle_for_an_unknown_account_is_refused(service: Service) -> None:
     ccrn = await admin.lodge_cargo(service.db)
     reply = await service.api.bundle([ccrn], key="k1", account="87654321")
-    assert (reply.status, reply.error_code()) == (404, "account_unknown")
+    assert (reply.status, reply.error_code()) == (401, "session_required")  # no login can exist
 
 
 async def test_bundle_records_an_event_on_its_call(service: Service) -> None:

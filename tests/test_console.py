@@ -99,9 +99,10 @@ async def test_sign_in_cookie_is_httponly_strict_and_secure_unless_plain_http_is
         page = await client.post(
             "/console/sign-in",
             {"name": "sam", "password": PASSWORD},
-            headers={"Cookie": f"ivrs_console_sign_in={client.csrf}"},
+            headers={"Cookie": f"__Host-ivrs_console_sign_in={client.csrf}"},
             allow_redirects=False,
         )
+        assert form.headers["Set-Cookie"].startswith("__Host-ivrs_console_sign_in=")
         assert "Secure" in form.headers["Set-Cookie"]
         cookie = next(c for c in page.headers.getall("Set-Cookie") if "ivrs_console=" in c)
         assert cookie.startswith("__Host-ivrs_console=")
@@ -666,8 +667,8 @@ async def test_listen_in_originates_chanspy_through_ami_and_is_audited(
     assert "Listen in" not in page.text  # Asterisk has no such channel: nothing to listen to
     async with on_asterisk(ami, "PJSIP/hk-0001a"):
         page = await client.get("/console/live")
-    assert "Listen in" in page.text
-    page = await client.post(f"/console/live/{call_id}/listen")
+        assert "Listen in" in page.text
+        page = await client.post(f"/console/live/{call_id}/listen")
     assert page.status == 200 and "Your phone is ringing" in page.text
     originates = [a for a in ami.actions if a.get("Action") == "Originate"]
     assert len(originates) == 1

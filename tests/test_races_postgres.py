@@ -84,6 +84,10 @@ async def test_one_submission_sent_twice_with_one_key_makes_one_bundle(
             return r.status, await r.json()
 
     async with aiohttp.ClientSession() as http:
+        login = {"account": trucker.account, "password": trucker.password}
+        login["token_code"] = trucker.code()
+        async with http.post(f"{backend.url}/v1/sessions", json=login, headers=headers) as r:
+            headers["Login-Session"] = (await r.json())["session"]["token"]
         together = await asyncio.gather(send(http), send(http))
         later = await send(http)
 

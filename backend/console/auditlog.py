@@ -10,7 +10,7 @@ from aiohttp import web
 from sqlalchemy import select, tuple_
 
 from backend.console.auth import allow
-from backend.console.pages import PREFIX, database, render
+from backend.console.pages import OUT_OF_RANGE, PREFIX, database, in_range, render
 from backend.database import Database
 from backend.models import AuditEntry
 from backend.timezones import HONG_KONG
@@ -74,9 +74,10 @@ async def audit_page(request: web.Request) -> web.Response:
     problem, day = None, None
     if form["day"]:
         try:
-            day = date.fromisoformat(form["day"])
-        except ValueError:
-            problem = "The day is a date (YYYY-MM-DD)."
+            day = in_range(date.fromisoformat(form["day"]))
+        except ValueError as e:
+            problem = OUT_OF_RANGE if str(e) == OUT_OF_RANGE else "The day is a date (YYYY-MM-DD)."
+            day = None
     before = request.query.get("before", "")
     entries = await audit_entries(
         database(request),

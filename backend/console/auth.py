@@ -3,7 +3,7 @@
 - Passwords are Argon2 (backend/security.py), checked off the event loop; an unknown name
   takes as long to refuse as a wrong password. Every sign-in, failed or not, is audited
   (never with the password); five failures for a name within 15 minutes refuse that name for
-  the rest of the window.
+  15 minutes, however many sign-ins arrive together (backend/limits.py).
 - A session is a random token in an HttpOnly, SameSite=Strict cookie (Secure, with the
   `__Host-` prefix, unless plain HTTP is allowed for a loopback demo); the database keeps only
   its SHA-256. Sessions end after `console_idle_timeout` without a request and after
@@ -25,15 +25,15 @@ from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from backend import audit
+from backend import audit, limits
 from backend.admin import AdminError
 from backend.console.pages import PREFIX, database, render, settings
 from backend.console.roles import ROLES, SIGNED_IN, Permission, SignedIn
 from backend.database import Database
-from backend.models import AuditEntry, ConsoleSession, Supervisor, SupervisorRole
+from backend.models import ConsoleSession, Supervisor, SupervisorRole
 from backend.settings import BackendSettings
 
 routes = web.RouteTableDef()
@@ -42,10 +42,14 @@ SIGN_IN_PATH = f"{PREFIX}/sign-in"
 CSRF_FIELD = "csrf_token"
 SECURE_COOKIE = "__Host-ivrs_console"  # the prefix makes browsers insist on Secure and Path=/
 PLAIN_COOKIE = "ivrs_console"
-SIGN_IN_COOKIE = "ivrs_console_sign_in"  # the sign-in form's CSRF token (double submit)
+# The sign-in form's CSRF token (double submit, the token signed by the server: a pair the
+# client made up is refused).
+SECURE_SIGN_IN_COOKIE = "__Host-ivrs_console_sign_in"
+PLAIN_SIGN_IN_COOKIE = "ivrs_console_sign_in"
 LAST_SEEN_STEP = timedelta(minutes=1)  # last_seen_at is written at most this often
-SIGN_IN_FAILURES = 5
-SIGN_IN_WINDOW = timedelta(minutes=15)
+# Five failed sign-ins for a name within 15 minutes refuse it for 15 minutes; each attempt takes
+# its slot before the password is checked, so attempts sent together count too.
+SIGN_IN_LIMIT = limits.Limit(5, timedelta(minutes=15), timedelta(minutes=15))
 MIN_PASSWORD = 12
 NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_FORM_FIELD = 256  # no sign-in field is longer; a longer one is refused unread
@@ -93,6 +97,27 @@ async def create_supervisor(
 
 def cookie_name(config: BackendSettings) -> str:
     return PLAIN_COOKIE if config.console_plain_http else SECURE_COOKIE
+
+
+def sign_in_cookie(config: BackendSettings) -> str:
+    return PLAIN_SIGN_IN_COOKIE if config.console_plain_http else SECURE_SIGN_IN_COOKIE
+
+
+def _form_signature(config: BackendSettings, nonce: str) -> str:
+    key = hmac.new(config.secret_key, b"ivrs console sign-in v1", hashlib.sha256).digest()
+    return hmac.new(key, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def new_form_token(config: BackendSettings) -> str:
+    nonce = secrets.token_urlsafe(24)
+    return f"{nonce}.{_form_signature(config, nonce)}"
+
+
+def _form_token_ok(config: BackendSettings, token: object) -> bool:
+    if not isinstance(token, str) or len(token) > 128:
+        return False
+    nonce, _, signature = token.partition(".")
+    return _same(signature, _form_signature(config, nonce))
 
 
 def token_hash(token: str) -> str:
@@ -229,7 +254,7 @@ async def sign_in_form(request: web.Request) -> web.StreamResponse:
 def _sign_in_page(
     request: web.Request, error: str | None = None, expired: bool = False, status: int = 200
 ) -> web.Response:
-    form_token = secrets.token_urlsafe(32)
+    form_token = new_form_token(settings(request))
     response = render(
         request,
         "sign_in.html",
@@ -241,16 +266,16 @@ def _sign_in_page(
         },
         status,
     )
-    _set_cookie(response, settings(request), SIGN_IN_COOKIE, form_token)
+    _set_cookie(response, settings(request), sign_in_cookie(settings(request)), form_token)
     return response
 
 
 @routes.post(SIGN_IN_PATH)
 async def sign_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    if not _same(form.get(CSRF_FIELD), request.cookies.get(SIGN_IN_COOKIE, "")) or not (
-        request.cookies.get(SIGN_IN_COOKIE)
-    ):
+    config = settings(request)
+    cookie = request.cookies.get(sign_in_cookie(config), "")
+    if not _same(form.get(CSRF_FIELD), cookie) or not _form_token_ok(config, cookie):
         raise web.HTTPForbidden(text=CSRF_REFUSED)
     name, password = form.get("name"), form.get("password")
     if not isinstance(name, str) or not isinstance(password, str):
@@ -261,7 +286,8 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     db = database(request)
     source = request.remote
     target = f"supervisor:{name}"
-    if await _recent_failures(db, target) >= SIGN_IN_FAILURES:
+    slot = _sign_in_key(name)
+    if not await limits.reserve(db, slot, SIGN_IN_LIMIT):
         await audit.write(
             db,
             audit.UNKNOWN_ACTOR,
@@ -275,6 +301,8 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     async with db.sessions() as session:
         supervisor = await session.scalar(select(Supervisor).where(Supervisor.name == name))
     good = await db.passwords.verify(supervisor.password_hash if supervisor else None, password)
+    failed = supervisor is None or not good or supervisor.disabled
+    await limits.settle(db, slot, SIGN_IN_LIMIT, failed=failed)
     if supervisor is None or not good or supervisor.disabled:
         reason = "unknown_name" if supervisor is None else "disabled" if good else "wrong_password"
         await audit.write(
@@ -284,7 +312,6 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 
     token = secrets.token_urlsafe(32)
     now = db.now()
-    config = settings(request)
     async with db.sessions.begin() as session:
         await session.execute(  # housekeeping: this supervisor's expired sessions
             delete(ConsoleSession).where(
@@ -315,7 +342,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         )
     response = web.HTTPFound(_next(form.get("next")))
     _set_cookie(response, config, cookie_name(config), token)
-    response.del_cookie(SIGN_IN_COOKIE, path="/")
+    response.del_cookie(sign_in_cookie(config), path="/")
     raise response
 
 
@@ -331,19 +358,10 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def _recent_failures(db: Database, target: str) -> int:
-    since = db.now() - SIGN_IN_WINDOW
-    async with db.sessions() as session:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(AuditEntry)
-            .where(
-                AuditEntry.target == target,
-                AuditEntry.at >= since,
-                AuditEntry.action == "sign_in_failed",
-            )
-        )
-    return int(count or 0)
+def _sign_in_key(name: str) -> str:
+    """The name's attempt-limit key (backend/limits.py); a long name is cut, which only
+    makes names share a limit."""
+    return f"sign-in:{name}"[: limits.MAX_KEY]
 
 
 def _next(value: object) -> str:

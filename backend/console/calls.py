@@ -8,8 +8,10 @@ selective filter has an index that also gives the order (migration 0002).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -20,7 +22,7 @@ from sqlalchemy.orm import aliased, selectinload
 
 from backend import audit
 from backend.console.auth import allow, signed_in
-from backend.console.pages import PREFIX, database, render, settings
+from backend.console.pages import PREFIX, database, in_range, render, settings
 from backend.console.recordings import Tickets, find_recording, recording_path
 from backend.database import Database
 from backend.models import Bundle, Call, CallEvent, Recording
@@ -78,9 +80,15 @@ class CallFilters:
             times[name] = None
             if form[name]:
                 try:
-                    times[name] = datetime.fromisoformat(form[name]).replace(tzinfo=HONG_KONG)
+                    moment = datetime.fromisoformat(form[name]).replace(tzinfo=HONG_KONG)
                 except ValueError:
                     problems.append(f"'{name}' is not a date and time (YYYY-MM-DDTHH:MM).")
+                    continue
+                try:
+                    in_range(moment.date())
+                    times[name] = moment
+                except ValueError as e:
+                    problems.append(f"'{name}': {e}")
         recording = form["recording"]
         if recording not in ("", "yes", "no"):
             problems.append("'recording' is yes, no or empty.")
@@ -315,7 +323,7 @@ async def recording(request: web.Request) -> web.StreamResponse:
         await audit.write_once(
             db, ticket, me.actor, "recording_played", target, detail, source=request.remote
         )
-    elif _from_the_start(request.headers.get("Range", "")):  # each download; not its resumes
+    elif await _delivers_first_byte(request, path):  # each download; not its resumes
         await audit.write(
             db, me.actor, "recording_downloaded", target, detail, source=request.remote
         )
@@ -330,9 +338,24 @@ async def recording(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _from_the_start(range_header: str) -> bool:
-    """A request for the whole file or its first bytes (not a resumed download)."""
-    return not range_header or range_header.replace(" ", "").startswith("bytes=0-")
+async def _delivers_first_byte(request: web.Request, path: Path) -> bool:
+    """Whether the answer holds the file's first byte (a download, not a resume), read as the
+    FileResponse will read the Range header: any spelling of the start (`bytes=00-`), a suffix
+    longer than the file (`bytes=-99999999`), no Range, or an If-Range (the whole file when it
+    does not match) all deliver it. An unreadable Range is counted too (better one entry too
+    many than a download unaudited)."""
+    if "If-Range" in request.headers:
+        return True
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return True
+    if wanted.start is None or wanted.start == 0:
+        return True
+    if wanted.start < 0:  # the last -start bytes
+        size = await asyncio.to_thread(lambda: path.stat().st_size)
+        return size + wanted.start <= 0
+    return False
 
 
 def setup_calls(app: web.Application, secret_key: bytes) -> None:

@@ -177,8 +177,9 @@ async def listen_in(request: web.Request) -> web.StreamResponse:
     if not listen.configured(config) or not me.extension:
         raise web.HTTPConflict(text="Listening in needs AMI settings and your extension.")
     db = database(request)
+    call_id = int(request.match_info["call_id"])
     async with db.sessions() as session:
-        call = await session.get(Call, int(request.match_info["call_id"]))
+        call = await session.get(Call, call_id)
     if call is None:
         raise web.HTTPNotFound(text="There is no call with that number.")
     if call.ended_at is not None or not call.channel:
@@ -191,9 +192,18 @@ async def listen_in(request: web.Request) -> web.StreamResponse:
         {"channel": call.channel, "extension": me.extension},
         source=request.remote,
     )
+    ami = request.config_dict.get(listen.AMI)
     try:
-        ami = request.config_dict.get(listen.AMI)
-        await listen.originate_chanspy(ami, config, call.channel, me.extension)
+        # Only a call the live page offers: open here and live on Asterisk now, and spied on
+        # by the name Asterisk gives its channel (not what was stored).
+        live = await live_calls(db, ami)
+        if live.asterisk_missing:
+            raise listen.ListenInError(live.asterisk_missing)
+        offered = [e for e in live.calls if e.state == "live" and e.call and e.call.id == call_id]
+        if not offered or not offered[0].channel:
+            raise web.HTTPFound(f"{PREFIX}/live?notice=ended")
+        channel = offered[0].channel.get("Channel", "")
+        await listen.originate_chanspy(ami, config, channel, me.extension)
     except listen.ListenInError as e:
         log.warning("listen_in_failed", call_id=call.id, reason=str(e))
         raise web.HTTPBadGateway(text=f"Asterisk did not start the listening call: {e}") from None

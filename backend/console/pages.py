@@ -87,6 +87,18 @@ def hong_kong_today(now: datetime) -> date:
     return now.astimezone(HONG_KONG).date()
 
 
+# The days a form may name: their Hong Kong midnight, and the day after, exist in UTC too.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+OUT_OF_RANGE = f"Dates run from {FIRST_DAY} to {LAST_DAY}."
+
+
+def in_range(day: date) -> date:
+    """`day`, or ValueError when it is out of FIRST_DAY..LAST_DAY (a query would overflow)."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(OUT_OF_RANGE)
+    return day
+
+
 FILTERS: dict[str, Callable[..., str]] = {
     "hk": hong_kong_time,
     "clock": clock_time,

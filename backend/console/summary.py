@@ -11,7 +11,14 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from backend.console.auth import allow
-from backend.console.pages import PREFIX, database, hong_kong_today, render
+from backend.console.pages import (
+    OUT_OF_RANGE,
+    PREFIX,
+    database,
+    hong_kong_today,
+    in_range,
+    render,
+)
 from backend.database import Database
 from backend.models import AuditEntry, Bundle, BundleItem, Call, CallEvent
 from backend.timezones import HONG_KONG
@@ -127,9 +134,10 @@ async def summary_page(request: web.Request) -> web.Response:
     today = hong_kong_today(db.now())
     problem = None
     try:
-        day = date.fromisoformat(request.query.get("day") or today.isoformat())
-    except ValueError:
-        problem, day = "The day is a date (YYYY-MM-DD): showing today.", today
+        day = in_range(date.fromisoformat(request.query.get("day") or today.isoformat()))
+    except ValueError as e:
+        reason = OUT_OF_RANGE if str(e) == OUT_OF_RANGE else "The day is a date (YYYY-MM-DD)."
+        problem, day = f"{reason} Showing today.", today
     summary = await daily_summary(db, day)
     return render(
         request,

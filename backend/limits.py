@@ -1,0 +1,99 @@
+"""Attempt limits that hold however many attempts arrive together.
+
+A key (a caller number for phone logins, a name for console sign-ins) may make `limit` failed
+attempts in a fixed window; then it is refused for a while. An attempt *reserves* its slot
+before anything is checked, in one conditional UPDATE: at the limit the UPDATE matches no row
+and the attempt is refused unchecked, so fifty attempts sent at once are still at most `limit`
+checks. A success gives its slot back; a failure keeps it, and the failure that fills the
+window blocks the key. Rows live in `caller_throttles` (the key in its `caller` column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import case, literal, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from backend.database import Database
+from backend.models import CallerThrottle, UtcDateTime
+
+log = structlog.get_logger(__name__)
+
+MAX_KEY = 64  # the column's length
+
+
+@dataclass(frozen=True)
+class Limit:
+    failures: int  # allowed in a window; 0: no limit
+    window: timedelta
+    block: timedelta  # how long a key that filled its window is refused
+
+
+async def reserve(db: Database, key: str, limit: Limit) -> bool:
+    """Take one attempt slot for `key`; False: refused (blocked, or the window is full)."""
+    if limit.failures == 0:
+        return True
+    now = db.now()
+    async with db.sessions.begin() as session:
+        dialect = (await session.connection()).dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        await session.execute(
+            insert(CallerThrottle)
+            .values(caller=key, failures=0, window_started_at=now)
+            .on_conflict_do_nothing(index_elements=[CallerThrottle.caller])
+        )
+        row = CallerThrottle
+        stale = row.window_started_at <= now - limit.window
+        # One UPDATE: every SET reads the row as it was, and the WHERE is the reservation.
+        taken = await session.scalar(
+            update(row)
+            .where(
+                row.caller == key,
+                or_(row.blocked_until.is_(None), row.blocked_until <= now),
+                or_(stale, row.failures < limit.failures),
+            )
+            .values(
+                failures=case((stale, 1), else_=row.failures + 1),
+                window_started_at=case(
+                    (stale, literal(now, UtcDateTime())), else_=row.window_started_at
+                ),
+            )
+            .returning(row.id)
+            .execution_options(synchronize_session=False)
+        )
+    return taken is not None
+
+
+async def settle(db: Database, key: str, limit: Limit, failed: bool) -> None:
+    """The reserved attempt's outcome: a success frees its slot, a failure keeps it (and blocks
+    the key when the window is full)."""
+    if limit.failures == 0:
+        return
+    now = db.now()
+    row = CallerThrottle
+    async with db.sessions.begin() as session:
+        if not failed:
+            await session.execute(
+                update(row)
+                .where(row.caller == key, row.failures > 0)
+                .values(failures=row.failures - 1)
+                .execution_options(synchronize_session=False)
+            )
+            return
+        until = now + limit.block
+        blocked = await session.scalar(
+            update(row)
+            .where(
+                row.caller == key,
+                row.failures >= limit.failures,
+                or_(row.blocked_until.is_(None), row.blocked_until <= now),
+            )
+            .values(failures=0, window_started_at=now, blocked_until=until)
+            .returning(row.id)
+            .execution_options(synchronize_session=False)
+        )
+    if blocked is not None:
+        log.warning("attempts_blocked", key=key, until=until.isoformat())

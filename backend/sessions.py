@@ -1,0 +1,76 @@
+"""Login sessions: what a phone login returns, and what bundling, cancelling and enquiries need.
+
+The service token says "this is the IVR"; it does not say which trucker. So a successful login
+(backend/login.py) also returns a random session token, and `POST /v1/bundles`, `POST
+/v1/unbundle` and `GET /v1/bundles` act for an account only with a live one of that account
+(header `Login-Session`). A session is short-lived (`LIFETIME`), bound to the login's call (a
+request naming another call is refused) and ends with that call (once the call log is ended,
+by the IVR or by the hang-up handler). Only the token's SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+
+from backend.database import Database
+from backend.errors import BackendError
+from backend.models import Account, Call, LoginSession
+
+HEADER = "Login-Session"
+LIFETIME = timedelta(minutes=30)  # longer than any call; the call's end ends it sooner
+REFUSED = "A live login session of this account, from this call, is required."
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def open_session(db: Database, account: Account, call_id: int | None) -> tuple[str, datetime]:
+    """A new session for `account` in `call_id`: the token (given once) and its expiry."""
+    token = secrets.token_urlsafe(32)
+    now = db.now()
+    expires_at = now + LIFETIME
+    async with db.sessions.begin() as session:
+        await session.execute(  # housekeeping: the account's expired sessions
+            delete(LoginSession).where(
+                LoginSession.account_id == account.id, LoginSession.expires_at <= now
+            )
+        )
+        session.add(
+            LoginSession(
+                token_hash=_hash(token),
+                account_id=account.id,
+                call_id=call_id,
+                expires_at=expires_at,
+            )
+        )
+    return token, expires_at
+
+
+async def require(
+    db: Database, token: str | None, account: str, call_id: int | None, any_call: bool = False
+) -> None:
+    """Refuse (401 session_required) unless `token` is a live session of `account`, from the
+    call `call_id` (any call of the session's own, for requests that name none)."""
+    if not token or len(token) > 128:
+        raise BackendError("session_required", REFUSED)
+    async with db.sessions() as session:
+        found = (
+            await session.execute(
+                select(LoginSession, Account.number, Call.ended_at)
+                .join(Account, Account.id == LoginSession.account_id)
+                .outerjoin(Call, Call.id == LoginSession.call_id)
+                .where(LoginSession.token_hash == _hash(token))
+            )
+        ).first()
+    if found is None:
+        raise BackendError("session_required", REFUSED)
+    row, number, call_ended_at = found
+    live = row.expires_at > db.now() and call_ended_at is None
+    same_call = any_call or row.call_id == call_id
+    if not (live and number == account and same_call):
+        raise BackendError("session_required", REFUSED)
