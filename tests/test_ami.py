@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,11 @@ import pytest
 from ami import Ami, AmiError, AmiUnavailable, listen_in
 from backend.app import RunningBackend
 from cli.main import build_parser
-from ivr.server import RunningAgi, start_agi_server
-from ivr.settings import IvrSettings
+from ivr.server import RunningAgi
 from simulator import CallRecord, Command, RunningAmi, place_call, start_ami_server
-from tests.conftest import Trucker, stored_bundles
+from tests.support.servers import ivr_server
+from tests.support.stored import stored_bundles
+from tests.support.truckers import Trucker
 
 SECRET = "ami-test-secret"
 EOL = "\r\n"
@@ -40,18 +40,6 @@ async def ami(ami_server: RunningAmi) -> AsyncIterator[Ami]:
     assert await connection.wait_ready(5)
     yield connection
     await connection.close()
-
-
-async def ivr_server(backend: RunningBackend, tmp_path: Path, ami: Ami | None) -> RunningAgi:
-    settings = replace(
-        IvrSettings(),
-        backend_url=backend.url,
-        api_token=backend.settings.api_token,
-        backend_timeout=2.0,
-        agi_port=0,
-        spool_dir=str(tmp_path / "spool"),
-    )
-    return await start_agi_server(settings, port=0, ami=ami)
 
 
 @pytest.fixture

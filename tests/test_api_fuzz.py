@@ -32,8 +32,8 @@ import backend
 from backend import admin
 from backend.app import RunningBackend
 from backend.database import Database
-from tests.conftest import MakeTrucker
-from tests.postgres import DATABASES
+from tests.support.databases import DATABASES
+from tests.support.truckers import MakeTrucker
 
 SPEC = Path(backend.__file__).with_name("openapi.yaml")
 SEED = 20261123

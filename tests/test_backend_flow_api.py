@@ -35,8 +35,7 @@ from backend.models import (
 )
 from backend.settings import BackendSettings
 from backend.sms import LogSender, MemorySender
-from tests.postgres import DATABASES
-from tests.test_backend_api import (
+from tests.support.api import (
     ACCOUNT,
     API_TOKEN,
     MARK,
@@ -48,6 +47,7 @@ from tests.test_backend_api import (
     Service,
     open_call,
 )
+from tests.support.databases import DATABASES
 
 MOBILE = "91234567"
 OTHER_MOBILE = "61234567"
@@ -147,7 +147,7 @@ async def serving(
 
 @pytest.fixture(params=DATABASES)
 def database(request: pytest.FixtureRequest) -> str:
-    """Every backend API test runs on SQLite and on PostgreSQL (tests/postgres.py)."""
+    """Every backend API test runs on SQLite and on PostgreSQL (tests/support/databases.py)."""
     return str(request.param)
 
 

@@ -23,6 +23,8 @@ import pytest
 from cli.main import build_parser
 from cli.phone import call_from_cli
 from ivr.ami import Ami
+from prompts.build import build
+from prompts.manifest import durations_ms
 from simulator import (
     CallRecord,
     SimulatedAsterisk,
@@ -31,9 +33,7 @@ from simulator import (
     render_call,
     start_ami_server,
 )
-from prompts.build import build
-from prompts.manifest import durations_ms
-from tests.test_ami import ivr_server
+from tests.support.servers import ivr_server
 
 RATE = 8000
 PER_MS = RATE // 1000
