@@ -1,10 +1,11 @@
-# Road Cargo IVRS. `make demo` runs the main job; `make test` runs every test.
+# Road Cargo IVRS. `make demo` runs the main job; `make test` runs every test, `make test-fast`
+# all but the slow ones.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test test-fast lint bench clean
 
 # Python packages into .venv (reinstalled when pyproject.toml changes).
 $(STAMP): pyproject.toml
@@ -26,6 +27,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The quick loop: every test but those marked slow (pyproject.toml's markers).
+test-fast: install
+	$(BIN)/python -m pytest -q -m 'not slow'
 
 lint: install
 	$(BIN)/ruff check .

@@ -35,6 +35,8 @@ from backend.database import Database
 from tests.support.databases import DATABASES
 from tests.support.truckers import MakeTrucker
 
+pytestmark = pytest.mark.slow  # thousands of generated requests, on both databases (~30 s each)
+
 SPEC = Path(backend.__file__).with_name("openapi.yaml")
 SEED = 20261123
 MAX_EXAMPLES = 12

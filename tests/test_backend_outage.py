@@ -132,6 +132,7 @@ async def stored_log(db: Database, uniqueid: str) -> tuple[Call, list[CallEvent]
         return call, list(events)
 
 
+@pytest.mark.slow  # fifty calls across a backend restart (~15 s)
 async def test_backend_killed_and_restarted_during_fifty_calls_loses_no_call_log(
     make_trucker: MakeTrucker,
     db: Database,

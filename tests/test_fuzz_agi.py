@@ -31,6 +31,8 @@ from ivr.settings import IvrSettings
 from simulator import SimulatedAsterisk, place_call
 from tests.support.truckers import MakeTrucker
 
+pytestmark = pytest.mark.slow  # hypothesis feeds hundreds of malformed calls (~20-60 s)
+
 EXAMPLES = 85
 HEADER_CASES = 110  # per example: one connection each
 REPLY_CONNECTIONS = 4  # per example (each a call: the backend's work makes these the dear ones)

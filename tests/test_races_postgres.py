@@ -17,6 +17,8 @@ from backend.app import RunningBackend
 from tests.support.stored import stored_bundles
 from tests.support.truckers import MakeTrucker, TestClock, Trucker
 
+pytestmark = pytest.mark.slow  # a hundred simultaneous callers
+
 CALLERS = 100
 # This one process is the hundred callers, the FastAGI server and the backend, and the
 # simulated callers key without pauses: the first requests of all calls reach the backend

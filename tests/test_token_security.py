@@ -5,7 +5,8 @@ token code and SMS code must appear nowhere (logs, call events, call log, SMS ou
 replies, the database: a dump of every table, and the SQLite file itself).
 
 The backend runs for real (conftest: HTTP on loopback, a TestClock), on SQLite and on
-PostgreSQL (tests/support/databases.py): the throttle's upsert and the imports' checks are SQL of both.
+PostgreSQL (tests/support/databases.py): the throttle's upsert and the imports' checks are SQL
+of both.
 """
 
 from __future__ import annotations
