@@ -35,7 +35,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ivr ami backend_client formats prompts otp backend cli
+	$(BIN)/mypy ivr ami_client backend_client formats prompts otp backend cli
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

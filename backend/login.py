@@ -38,7 +38,7 @@ from sqlalchemy.orm import selectinload
 
 import formats
 import otp
-from backend.calls import record_event
+from backend.call_logs import record_event
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Account, CallerThrottle, Token, UtcDateTime

@@ -1,5 +1,5 @@
-"""AMI: the simulated manager interface (simulator/ami.py) speaks what Asterisk 22 sent in
-tests/transcripts 09 and 01; the FastAGI server's long-lived connection (ami/) mutes a
+"""AMI: the simulated manager interface (simulator/ami_server.py) speaks what Asterisk 22 sent in
+tests/transcripts 09 and 01; the FastAGI server's long-lived connection (ami_client/) mutes a
 call's recording around the password and token code, survives the AMI server restarting, and
 falls back to stopping MixMonitor over AGI when AMI is down; `listen_in` originates ChanSpy."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ami import Ami, AmiError, AmiUnavailable, listen_in
+from ami_client import Ami, AmiError, AmiUnavailable, listen_in
 from backend.app import RunningBackend
 from cli.main import build_parser
 from ivr.server import RunningAgi

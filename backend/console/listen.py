@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from ami import Ami, AmiError, AmiUnavailable, listen_in
+from ami_client import Ami, AmiError, AmiUnavailable, listen_in
 from backend.api import SETTINGS
 from backend.settings import BackendSettings
 

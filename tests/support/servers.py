@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ami import Ami
+from ami_client import Ami
 from backend.app import RunningBackend
 from backend_client import BackendClient
 from ivr.server import RunningAgi, start_agi_server

@@ -3,7 +3,8 @@
 FastAGI server mutes that recording, then lifts the mute:
 
 - through AMI `MixMonitorMute` (both directions) when the server has an AMI connection
-  (ami/, made by ivr/ami.py): the file keeps the time, as silence (tests/transcripts 09);
+  (ami_client/, made by ivr/ami_connection.py): the file keeps the time, as silence
+  (tests/transcripts 09);
 - otherwise, or when AMI fails, over AGI: `EXEC StopMixMonitor`, then after the secret
   `EXEC MixMonitor <the same file>,a` (append), the file named by MIXMONITOR_FILENAME: the file
   skips the secret (tests/transcripts 05: both answer `200 result=0`).
@@ -19,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ami import Ami, AmiError, AmiUnavailable
+from ami_client import Ami, AmiError, AmiUnavailable
 from ivr.channel import Channel
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .asterisk import LiveChannels, SimulatedAsterisk, place_call
+from .call_record import CallRecord
 from .keys import KeyScriptError
-from .record import CallRecord
 
 AMI_VERSION = "11.0.0"  # Asterisk 22's banner (09)
 EOL = "\r\n"
