@@ -9,24 +9,29 @@ password or an SMS code must never come back in an echo).
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-)
 
 from backend import bundling, call_logs, login, registration
+from backend.api_bodies import (
+    MAX_INTEGER,
+    NUL_REFUSED,
+    BundleSubmission,
+    CallEnding,
+    CallEvents,
+    CallOpening,
+    HangUp,
+    LoginAttempt,
+    MobileRegistration,
+    MobileVerification,
+    TermsAcceptanceIn,
+    UnbundleRequest,
+    has_nul,
+    read_body,
+)
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Bundle, Call
@@ -43,151 +48,6 @@ routes = web.RouteTableDef()
 
 CALL_ID = r"{call_id:[0-9]{1,18}}"
 MAX_IDEMPOTENCY_KEY = 128
-# Ids and counts are INTEGER columns: 32 bits on PostgreSQL. A larger number is refused as
-# input (or is an unknown id in a path) before it reaches the database, which would fail.
-MAX_INTEGER = 2**31 - 1
-
-
-# --- request bodies -------------------------------------------------------------------------
-
-
-BodyT = TypeVar("BodyT", bound=BaseModel)
-
-
-class _Body(BaseModel):
-    # strict: no silent "12" -> 12 coercions; JSON mode still reads ISO 8601 times.
-    model_config = ConfigDict(strict=True)
-
-
-def _whole_number(value: Any) -> Any:
-    """JSON Schema counts 2.0 as an integer, so the API takes it as 2 (2.5 and "2" are still
-    refused)."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _utc_representable(moment: datetime) -> datetime:
-    """Times are stored in UTC: 0001-01-01T00:00+14:00 has no UTC time a datetime can hold."""
-    try:
-        moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("the time is out of range in UTC") from None
-    return moment
-
-
-Integer = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_INTEGER)]
-CallId = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_INTEGER)]
-Moment = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
-
-
-class CallOpening(_Body):
-    uniqueid: str = Field(min_length=1, max_length=64)
-    hotline: str = Field(min_length=1, max_length=32)
-    caller_id: str | None = Field(default=None, max_length=64)
-    channel: str | None = Field(default=None, max_length=128)
-    language: str | None = Field(default=None, max_length=8)
-
-
-class CallEventIn(_Body):
-    at: Moment
-    kind: Literal["prompt", "input", "backend", "stage", "error"]
-    name: str = Field(min_length=1, max_length=64)
-    detail: dict[str, Any] = Field(default_factory=dict)
-    duration_ms: Integer | None = None
-
-
-class CallEvents(_Body):
-    events: list[CallEventIn] = Field(max_length=1000)
-
-
-class CallEnding(_Body):
-    outcome: str = Field(min_length=1, max_length=64)
-    last_stage: str = Field(min_length=1, max_length=64)
-    account: str | None = Field(default=None, max_length=8)
-    language: str | None = Field(default=None, min_length=2, max_length=8)  # chosen in the call
-    events: list[CallEventIn] = Field(default=[], max_length=1000)  # the call's last ones
-
-
-class HangUp(_Body):
-    uniqueid: str = Field(min_length=1, max_length=64)
-    cause: str | None = Field(default=None, max_length=64)  # Asterisk's HANGUPCAUSE
-
-
-class LoginAttempt(_Body):
-    account: str = Field(max_length=32)
-    # SecretStr: a repr or a log line shows '**********', never the digits.
-    password: SecretStr = Field(max_length=64)
-    token_code: SecretStr = Field(max_length=16)
-    call_id: CallId | None = None
-    caller_id: str | None = Field(default=None, max_length=64)
-
-
-class BundleSubmission(_Body):
-    account: str = Field(max_length=32)
-    vehicle_mark: str = Field(max_length=16)
-    numbers: list[str] = Field(min_length=1, max_length=bundling.MAX_CCRNS)
-    call_id: CallId | None = None
-
-
-class MobileRegistration(_Body):
-    # Any text: what is not an 8-digit Hong Kong mobile number is refused as mobile_invalid.
-    mobile: str = Field(max_length=32)
-    call_id: CallId | None = None
-
-
-class MobileVerification(_Body):
-    code: SecretStr = Field(max_length=16)
-    call_id: CallId | None = None
-
-
-class TermsAcceptanceIn(_Body):
-    version: str = Field(min_length=1, max_length=32)
-    call_id: CallId | None = None
-
-
-class UnbundleRequest(_Body):
-    account: str = Field(max_length=32)
-    vehicle_mark: str = Field(max_length=16)
-    ccrn: str | None = Field(max_length=16)  # required, null: every CCRN on the vehicle
-    call_id: CallId | None = None
-
-
-async def _body(request: web.Request, model: type[BodyT]) -> BodyT:
-    raw = await request.read()
-    try:
-        body = model.model_validate_json(raw)
-    except ValidationError as e:
-        errors = e.errors(include_input=False, include_url=False)
-        if any(err["type"] == "json_invalid" for err in errors):
-            raise BackendError(
-                "invalid_request", "The body is not valid JSON.", status=400
-            ) from None
-        message = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']) or 'body'}: {err['msg']}"
-            for err in errors[:3]
-        )
-        raise BackendError("invalid_request", message) from None
-    if _has_nul(body):
-        raise BackendError("invalid_request", NUL_REFUSED)
-    return body
-
-
-NUL_REFUSED = "Text must not contain NUL characters."
-
-
-def _has_nul(value: Any) -> bool:
-    """PostgreSQL text cannot hold a NUL character: input with one is refused (on SQLite too),
-    rather than failing in the database."""
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, BaseModel):
-        value = value.__dict__
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
 
 
 # --- middlewares ----------------------------------------------------------------------------
@@ -216,10 +76,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 @web.middleware
 async def refuse_nul_characters(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A NUL in the path or the query (`%00`) is refused like one in a body (see _has_nul)."""
-    if request.path.startswith("/v1/") and (
-        "\x00" in request.path or _has_nul(dict(request.query))
-    ):
+    """A NUL in the path or the query (`%00`) is refused like one in a body (see has_nul)."""
+    if request.path.startswith("/v1/") and ("\x00" in request.path or has_nul(dict(request.query))):
         raise BackendError("invalid_request", NUL_REFUSED)
     return await handler(request)
 
@@ -244,14 +102,14 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.post("/v1/calls")
 async def open_call(request: web.Request) -> web.Response:
-    body = await _body(request, CallOpening)
+    body = await read_body(request, CallOpening)
     call, created = await call_logs.open_call(request.app[DATABASE], **body.model_dump())
     return web.json_response({"call_id": call.id}, status=201 if created else 200)
 
 
 @routes.post(f"/v1/calls/{CALL_ID}/events")
 async def add_call_events(request: web.Request) -> web.Response:
-    body = await _body(request, CallEvents)
+    body = await read_body(request, CallEvents)
     events = [call_logs.NewEvent(**e.model_dump()) for e in body.events]
     accepted = await call_logs.add_events(request.app[DATABASE], _call_id(request), events)
     return web.json_response({"accepted": accepted})
@@ -259,7 +117,7 @@ async def add_call_events(request: web.Request) -> web.Response:
 
 @routes.post(f"/v1/calls/{CALL_ID}/end")
 async def end_call(request: web.Request) -> web.Response:
-    body = await _body(request, CallEnding)
+    body = await read_body(request, CallEnding)
     call = await call_logs.end_call(
         request.app[DATABASE],
         _call_id(request),
@@ -277,7 +135,7 @@ async def end_call(request: web.Request) -> web.Response:
 
 @routes.post("/v1/calls/hangup")
 async def hang_up(request: web.Request) -> web.Response:
-    body = await _body(request, HangUp)
+    body = await read_body(request, HangUp)
     call = await call_logs.hang_up(request.app[DATABASE], body.uniqueid, body.cause)
     return web.json_response(_call_json(call))
 
@@ -290,7 +148,7 @@ async def get_call(request: web.Request) -> web.Response:
 
 @routes.post("/v1/sessions")
 async def create_session(request: web.Request) -> web.Response:
-    body = await _body(request, LoginAttempt)
+    body = await read_body(request, LoginAttempt)
     account = await login.login(
         request.app[DATABASE],
         body.account,
@@ -329,7 +187,7 @@ async def service_status(request: web.Request) -> web.Response:
 
 @routes.post("/v1/accounts/{number}/mobile")
 async def send_mobile_code(request: web.Request) -> web.Response:
-    body = await _body(request, MobileRegistration)
+    body = await read_body(request, MobileRegistration)
     codes_left = await registration.send_code(
         request.app[DATABASE], request.match_info["number"], body.mobile, body.call_id
     )
@@ -338,7 +196,7 @@ async def send_mobile_code(request: web.Request) -> web.Response:
 
 @routes.post("/v1/accounts/{number}/mobile/verify")
 async def verify_mobile(request: web.Request) -> web.Response:
-    body = await _body(request, MobileVerification)
+    body = await read_body(request, MobileVerification)
     mobile = await registration.verify_code(
         request.app[DATABASE],
         request.match_info["number"],
@@ -355,7 +213,7 @@ async def current_terms(request: web.Request) -> web.Response:
 
 @routes.post("/v1/accounts/{number}/terms")
 async def accept_terms(request: web.Request) -> web.Response:
-    body = await _body(request, TermsAcceptanceIn)
+    body = await read_body(request, TermsAcceptanceIn)
     acceptance = await registration.accept_terms(
         request.app[DATABASE], request.match_info["number"], body.version, body.call_id
     )
@@ -383,7 +241,7 @@ async def check_cargo(request: web.Request) -> web.Response:
 @routes.post("/v1/bundles")
 async def create_bundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
-    body = await _body(request, BundleSubmission)
+    body = await read_body(request, BundleSubmission)
     bundle, created = await bundling.create_bundle(
         request.app[DATABASE], body.account, body.vehicle_mark, body.numbers, key, body.call_id
     )
@@ -404,7 +262,7 @@ async def list_bundles(request: web.Request) -> web.Response:
 @routes.post("/v1/unbundle")
 async def unbundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
-    body = await _body(request, UnbundleRequest)
+    body = await read_body(request, UnbundleRequest)
     cancellation = await bundling.unbundle(
         request.app[DATABASE], body.account, body.vehicle_mark, body.ccrn, key, body.call_id
     )

@@ -1,0 +1,166 @@
+"""The request bodies of the JSON API (backend/api.py), as pydantic models checked strictly,
+and how a body is read: invalid JSON, a wrong field or a NUL character refused with a 400 that
+names the field and never echoes the input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
+
+from backend import bundling
+from backend.errors import BackendError
+
+# Ids and counts are INTEGER columns: 32 bits on PostgreSQL. A larger number is refused as
+# input (or is an unknown id in a path) before it reaches the database, which would fail.
+MAX_INTEGER = 2**31 - 1
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    # strict: no silent "12" -> 12 coercions; JSON mode still reads ISO 8601 times.
+    model_config = ConfigDict(strict=True)
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts 2.0 as an integer, so the API takes it as 2 (2.5 and "2" are still
+    refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _utc_representable(moment: datetime) -> datetime:
+    """Times are stored in UTC: 0001-01-01T00:00+14:00 has no UTC time a datetime can hold."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range in UTC") from None
+    return moment
+
+
+Integer = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_INTEGER)]
+CallId = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_INTEGER)]
+Moment = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
+
+
+class CallOpening(_Body):
+    uniqueid: str = Field(min_length=1, max_length=64)
+    hotline: str = Field(min_length=1, max_length=32)
+    caller_id: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=128)
+    language: str | None = Field(default=None, max_length=8)
+
+
+class CallEventIn(_Body):
+    at: Moment
+    kind: Literal["prompt", "input", "backend", "stage", "error"]
+    name: str = Field(min_length=1, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict)
+    duration_ms: Integer | None = None
+
+
+class CallEvents(_Body):
+    events: list[CallEventIn] = Field(max_length=1000)
+
+
+class CallEnding(_Body):
+    outcome: str = Field(min_length=1, max_length=64)
+    last_stage: str = Field(min_length=1, max_length=64)
+    account: str | None = Field(default=None, max_length=8)
+    language: str | None = Field(default=None, min_length=2, max_length=8)  # chosen in the call
+    events: list[CallEventIn] = Field(default=[], max_length=1000)  # the call's last ones
+
+
+class HangUp(_Body):
+    uniqueid: str = Field(min_length=1, max_length=64)
+    cause: str | None = Field(default=None, max_length=64)  # Asterisk's HANGUPCAUSE
+
+
+class LoginAttempt(_Body):
+    account: str = Field(max_length=32)
+    # SecretStr: a repr or a log line shows '**********', never the digits.
+    password: SecretStr = Field(max_length=64)
+    token_code: SecretStr = Field(max_length=16)
+    call_id: CallId | None = None
+    caller_id: str | None = Field(default=None, max_length=64)
+
+
+class BundleSubmission(_Body):
+    account: str = Field(max_length=32)
+    vehicle_mark: str = Field(max_length=16)
+    numbers: list[str] = Field(min_length=1, max_length=bundling.MAX_CCRNS)
+    call_id: CallId | None = None
+
+
+class MobileRegistration(_Body):
+    # Any text: what is not an 8-digit Hong Kong mobile number is refused as mobile_invalid.
+    mobile: str = Field(max_length=32)
+    call_id: CallId | None = None
+
+
+class MobileVerification(_Body):
+    code: SecretStr = Field(max_length=16)
+    call_id: CallId | None = None
+
+
+class TermsAcceptanceIn(_Body):
+    version: str = Field(min_length=1, max_length=32)
+    call_id: CallId | None = None
+
+
+class UnbundleRequest(_Body):
+    account: str = Field(max_length=32)
+    vehicle_mark: str = Field(max_length=16)
+    ccrn: str | None = Field(max_length=16)  # required, null: every CCRN on the vehicle
+    call_id: CallId | None = None
+
+
+async def read_body(request: web.Request, model: type[BodyT]) -> BodyT:
+    raw = await request.read()
+    try:
+        body = model.model_validate_json(raw)
+    except ValidationError as e:
+        errors = e.errors(include_input=False, include_url=False)
+        if any(err["type"] == "json_invalid" for err in errors):
+            raise BackendError(
+                "invalid_request", "The body is not valid JSON.", status=400
+            ) from None
+        message = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'body'}: {err['msg']}"
+            for err in errors[:3]
+        )
+        raise BackendError("invalid_request", message) from None
+    if has_nul(body):
+        raise BackendError("invalid_request", NUL_REFUSED)
+    return body
+
+
+NUL_REFUSED = "Text must not contain NUL characters."
+
+
+def has_nul(value: Any) -> bool:
+    """PostgreSQL text cannot hold a NUL character: input with one is refused (on SQLite too),
+    rather than failing in the database."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(item) for item in value)
+    return False
