@@ -22,7 +22,7 @@ from .call_wav import (
     render_call,
 )
 from .classic import run_classic_agi
-from .commands import find_command, parse_args
+from .command_line import find_command, parse_args
 from .failover import FailoverCall, SrvTarget, place_call_hagi, srv_order
 from .keys import KeyScriptError, KeyToken, ask_stdin, parse_keys
 from .sounds import format_heard
