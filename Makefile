@@ -1,10 +1,11 @@
-# Road Cargo IVRS. `make demo` runs the main job; `make test` runs every test.
+# Road Cargo IVRS. `make demo` runs the main job; `make test` runs every test, `make test-fast`
+# all but the slow ones.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test test-fast lint bench clean
 
 # Python packages into .venv (reinstalled when pyproject.toml changes).
 $(STAMP): pyproject.toml
@@ -27,10 +28,14 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The quick loop: every test but those marked slow (pyproject.toml's markers).
+test-fast: install
+	$(BIN)/python -m pytest -q -m 'not slow'
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ivr ami backend_client formats prompts otp backend cli
+	$(BIN)/mypy ivr ami_client backend_client formats prompts otp backend cli
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

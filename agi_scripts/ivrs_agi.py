@@ -14,7 +14,7 @@ that need the channel. The AGI ends when the script closes its stdout (exits); i
 So: the streams over stdin/stdout feed the same `Channel` as a FastAGI socket; SIGHUP marks the
 channel hung up (Python would otherwise die of it, leaving the call log open); logs go to stderr
 (stdout is the protocol). The recording is muted over AGI (StopMixMonitor, then MixMonitor
-append, ivr/recording.py): an AMI login for each call would cost more than those two EXECs.
+append, ivr/recording_mute.py): an AMI login for each call would cost more than those two EXECs.
 Configuration: the same IVRS_* variables as `ivrs agi`, from Asterisk's environment.
 """
 

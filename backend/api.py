@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from backend import bundling, calls, login, registration, sessions
+from backend import bundling, call_logs, login, registration, sessions
 from backend.bodies import (
     MAX_INTEGER,
     NUL_REFUSED,
@@ -103,29 +103,29 @@ async def health(request: web.Request) -> web.Response:
 @routes.post("/v1/calls")
 async def open_call(request: web.Request) -> web.Response:
     body = await read_body(request, CallOpening)
-    call, created = await calls.open_call(request.app[DATABASE], **body.model_dump())
+    call, created = await call_logs.open_call(request.app[DATABASE], **body.model_dump())
     return web.json_response({"call_id": call.id}, status=201 if created else 200)
 
 
 @routes.post(f"/v1/calls/{CALL_ID}/events")
 async def add_call_events(request: web.Request) -> web.Response:
     body = await read_body(request, CallEvents)
-    events = [calls.NewEvent(**e.model_dump()) for e in body.events]
-    accepted = await calls.add_events(request.app[DATABASE], _call_id(request), events)
+    events = [call_logs.NewEvent(**e.model_dump()) for e in body.events]
+    accepted = await call_logs.add_events(request.app[DATABASE], _call_id(request), events)
     return web.json_response({"accepted": accepted})
 
 
 @routes.post(f"/v1/calls/{CALL_ID}/end")
 async def end_call(request: web.Request) -> web.Response:
     body = await read_body(request, CallEnding)
-    call = await calls.end_call(
+    call = await call_logs.end_call(
         request.app[DATABASE],
         _call_id(request),
         body.outcome,
         body.last_stage,
         body.account,
         language=body.language,
-        events=[calls.NewEvent(**e.model_dump()) for e in body.events],
+        events=[call_logs.NewEvent(**e.model_dump()) for e in body.events],
         reply=not _minimal(request),
     )
     if call is None:
@@ -136,13 +136,13 @@ async def end_call(request: web.Request) -> web.Response:
 @routes.post("/v1/calls/hangup")
 async def hang_up(request: web.Request) -> web.Response:
     body = await read_body(request, HangUp)
-    call = await calls.hang_up(request.app[DATABASE], body.uniqueid, body.cause)
+    call = await call_logs.hang_up(request.app[DATABASE], body.uniqueid, body.cause)
     return web.json_response(_call_json(call))
 
 
 @routes.get(f"/v1/calls/{CALL_ID}")
 async def get_call(request: web.Request) -> web.Response:
-    call = await calls.get_call(request.app[DATABASE], _call_id(request))
+    call = await call_logs.get_call(request.app[DATABASE], _call_id(request))
     return web.json_response(_call_json(call))
 
 

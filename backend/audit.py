@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.calls import masked
+from backend.call_logs import masked
 from backend.database import Database
 from backend.models import AuditEntry
 

@@ -19,7 +19,7 @@ from pydantic import (
     ValidationError,
 )
 
-from ami import CHANNEL_NAME
+from ami_client import CHANNEL_NAME
 from backend import bundling
 from backend.errors import BackendError
 

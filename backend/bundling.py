@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 
 import formats
 from backend import sms
-from backend.calls import known_call, record_event
+from backend.call_logs import known_call, record_event
 from backend.database import Database, unused_number
 from backend.errors import BackendError
 from backend.models import Account, Batch, Bundle, BundleItem, Cargo, Unbundling

@@ -43,7 +43,7 @@ from sqlalchemy.orm import selectinload
 import formats
 import otp
 from backend import limits
-from backend.calls import record_event
+from backend.call_logs import record_event
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Account, Token

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import formats
 from backend import sms
-from backend.calls import known_call, record_event
+from backend.call_logs import known_call, record_event
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Account, SmsCode, TermsAcceptance

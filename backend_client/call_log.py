@@ -6,7 +6,7 @@ backend cannot take one (down, timed out, or the circuit breaker open), it goes 
 spool (spool.py), and so does the rest of that call, so its order holds; the deliverer, a
 background task of the FastAGI server, sends the spool in order when the backend answers again,
 and at start-up sends what a previous run left. Delivery twice is harmless: the backend opens a
-call once per uniqueid, stores an event once (backend/calls.py), and the first end wins.
+call once per uniqueid, stores an event once (backend/call_logs.py), and the first end wins.
 
 A record: {"op": "open" | "events" | "end", "call": the call's opening fields, ...}; an end
 carries the call's last events (one request for both). It names its call by uniqueid, never by

@@ -171,7 +171,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, flo
 
     if args.postgres:
         sys.path.insert(0, REPOSITORY)
-        from tests.postgres import start_postgres
+        from harness.postgres import start_postgres
 
         server = await asyncio.to_thread(start_postgres)
         try:

@@ -621,7 +621,7 @@ async def held_phase(stack: Stack, calls: int, rate: float, probe: Trucker) -> d
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.postgres:  # the tests' throwaway server (tests/ is not installed: found beside us)
         sys.path.insert(0, REPOSITORY)
-        from tests.postgres import start_postgres
+        from harness.postgres import start_postgres
 
         server = await asyncio.to_thread(start_postgres)
         try:

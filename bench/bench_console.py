@@ -5,7 +5,7 @@ page, over HTTP against the real backend, signed in as a supervisor.
     .venv/bin/python -m bench.bench_console [--calls 100000] [--requests 200]
         [--database-url postgresql+asyncpg://...]
 
-Without --database-url a throwaway PostgreSQL server is started (tests/postgres.py). The rows
+Without --database-url a throwaway PostgreSQL server is started (harness/postgres.py). The rows
 are made by the database itself (INSERT ... SELECT generate_series), then ANALYZEd as a live
 database would be. Goal: p95 under 100 ms for each page. Prints a markdown table.
 """
@@ -94,7 +94,7 @@ async def postgres(url: str | None) -> AsyncIterator[str]:
     if url:
         yield url
         return
-    from tests.postgres import start_postgres
+    from harness.postgres import start_postgres
 
     server = await asyncio.to_thread(start_postgres)
     try:

@@ -92,11 +92,6 @@ def is_password(digits: str) -> bool:
     return low <= len(digits) <= high and is_digits(digits)
 
 
-def is_token_code(digits: str) -> bool:
-    low, high = TOKEN_CODE_DIGITS
-    return low <= len(digits) <= high and is_digits(digits)
-
-
 @dataclass(frozen=True)
 class MarkRule:
     """Hong Kong registration marks: up to two letters (never I, O or Q), then 1-9999 with no

@@ -20,9 +20,9 @@ import structlog
 
 from backend_client import BackendClient
 from backend_client.call_log import CallLog, CallLogOutbox, CallOpening
-from ivr.ami import Ami
+from ivr.ami_connection import Ami
 from ivr.channel import ALL_KEYS, Channel
-from ivr.recording import secret_entry
+from ivr.recording_mute import secret_entry
 from ivr.settings import IvrSettings
 from prompts.catalog import Catalog, Slot, Sound
 

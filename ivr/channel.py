@@ -18,9 +18,6 @@ from panoramisk.utils import parse_agi_result
 
 ALL_KEYS = "0123456789*#"
 
-# CHANNEL STATUS answers (Asterisk's AST_STATE_*).
-CHANNEL_UP = 6
-
 # A reply line longer than this is not Asterisk talking; refuse rather than buffer it.
 MAX_LINE = 64 * 1024
 
@@ -112,7 +109,6 @@ class Channel:
         self.log = log or structlog.get_logger()
         self.hung_up = False
         self._lock = asyncio.Lock()
-        self.round_trips = 0
         self.missing_prompts: list[str] = []
 
     # --- the wire -------------------------------------------------------------------------
@@ -142,7 +138,6 @@ class Channel:
             except ConnectionError as e:
                 self.hung_up = True
                 raise CallerHungUp(str(e)) from e
-            self.round_trips += 1
             hangup_line = False
             while True:
                 line = await self._readline()
@@ -195,9 +190,6 @@ class Channel:
     async def answer(self) -> None:
         await self.command("ANSWER")
 
-    async def channel_status(self) -> int:
-        return (await self.command("CHANNEL STATUS")).number
-
     async def set_var(self, name: str, value: str) -> None:
         await self.command(f"SET VARIABLE {name} {quote(value)}")
 
@@ -205,19 +197,10 @@ class Channel:
         reply = await self.command(f"GET VARIABLE {name}")
         return reply.data if reply.result == "1" else None
 
-    async def get_full_var(self, expression: str) -> str:
-        return (await self.command(f"GET FULL VARIABLE {quote(expression)}")).data or ""
-
-    async def verbose(self, message: str, level: int = 1) -> None:
-        await self.command(f"VERBOSE {quote(message)} {level}")
-
     async def exec(self, application: str, arguments: str = "") -> int:
         """EXEC passes `arguments` unexpanded (`${UNIQUEID}` stays literal, transcript 05);
         `-2` means no such application."""
         return (await self.command(f"EXEC {application} {quote(arguments)}")).number
-
-    async def hangup(self) -> None:
-        await self.command("HANGUP")
 
     async def stream(self, file: str, escape: str = ALL_KEYS) -> str | None:
         """Play a sound file; the key that interrupted it, or None."""

@@ -25,7 +25,7 @@ from backend_client import BackendClient
 from backend_client.breaker import CircuitBreaker
 from backend_client.call_log import CallLogOutbox
 from backend_client.spool import Spool
-from ivr.ami import Ami, ami_from_settings
+from ivr.ami_connection import Ami, ami_from_settings
 from ivr.call import Call, ServerClosing
 from ivr.channel import CallerHungUp, Channel, HeaderError, Reply, read_header, script_name
 from ivr.flow import run_call
@@ -60,7 +60,7 @@ class ServedChannel(Channel):
 
 
 class IvrApplication(Application):
-    ami: Ami | None = None  # mutes recordings while secrets are keyed (ivr/recording.py)
+    ami: Ami | None = None  # mutes recordings while secrets are keyed (ivr/recording_mute.py)
 
     def __init__(
         self,

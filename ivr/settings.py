@@ -29,7 +29,8 @@ class IvrSettings:
     spool_dir: str = "var/spool"
     # Graceful shutdown (SIGTERM): live calls may finish for this long, then hear goodbye.
     shutdown_grace_s: float = 60.0
-    # AMI, to mute the recording while secrets are keyed (ivr/ami.py); no host: AGI fallback.
+    # AMI, to mute the recording while secrets are keyed (ivr/ami_connection.py); no host: the
+    # AGI fallback.
     ami_host: str | None = None
     ami_port: int = 5038
     ami_username: str = "ivrs"

@@ -33,11 +33,11 @@ from backend.settings import BackendSettings  # noqa: E402
 from backend.sms import MemorySender  # noqa: E402
 from cli.demo import DEMO_ACCOUNT, DEMO_PASSWORD, DEMO_VEHICLE, demo_keys, token_then_sms  # noqa: E402
 from cli.phone import token_device  # noqa: E402
+from harness.browser import Browser, start_chromium  # noqa: E402
+from harness.console import write_tone_wav  # noqa: E402
 from ivr.server import start_agi_server  # noqa: E402
 from ivr.settings import IvrSettings  # noqa: E402
 from simulator import has_sounds, place_call, render_call  # noqa: E402
-from tests.browser import Browser, start_chromium  # noqa: E402
-from tests.console import write_tone_wav  # noqa: E402
 
 NAME, PASSWORD = "otto", "screenshots-only-password"
 SOUNDS = Path("var/sounds")

@@ -9,14 +9,10 @@ caller who follows a key script, for tests, the demo and benchmarks.
     await run_classic_agi(["ivrs-agi"], keys="...")  # a process per call (classic.py)
 """
 
-from .ami import AmiUser, RunningAmi, start_ami_server
+from .ami_server import AmiUser, RunningAmi, start_ami_server
 from .asterisk import LiveChannels, SimulatedAsterisk, place_call
-from .classic import run_classic_agi
-from .commands import find_command, parse_args
-from .failover import FailoverCall, SrvTarget, place_call_hagi, srv_order
-from .keys import KeyScriptError, KeyToken, ask_stdin, parse_keys
-from .record import CallRecord, Command, Exchange, Heard, Span
-from .recording import (
+from .call_record import CallRecord, Command, Exchange, Heard, Span
+from .call_wav import (
     Rendering,
     SoundsMissing,
     check_sounds,
@@ -25,6 +21,10 @@ from .recording import (
     render,
     render_call,
 )
+from .classic import run_classic_agi
+from .command_line import find_command, parse_args
+from .failover import FailoverCall, SrvTarget, place_call_hagi, srv_order
+from .keys import KeyScriptError, KeyToken, ask_stdin, parse_keys
 from .sounds import format_heard
 
 __all__ = [

@@ -20,10 +20,11 @@ from typing import Any, Literal
 
 from prompts.catalog import Catalog
 
+from .call_record import CallRecord, Command, Exchange, Heard
 from .channel import Channel
-from .commands import COMMANDS, PLAYS_FILE, Commands, ShowUsage, find_command, parse_args
+from .command_line import COMMANDS, PLAYS_FILE, ShowUsage, find_command, parse_args
+from .commands import Commands
 from .keys import Ask, Keypad, ask_stdin, parse_keys
-from .record import CallRecord, Command, Exchange, Heard
 from .sounds import Sounds, prompt_part
 from .usage import USAGE
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .call_record import CallRecord, Heard, Span
 from .keys import Keypad
-from .record import CallRecord, Heard, Span
 from .sounds import SAMPLES_PER_MS, Sounds, prompt_part
 
 FIRST_ANSWER_MS = 500  # 01: the first ANSWER waits up to 500 ms for media

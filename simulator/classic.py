@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .asterisk import SimulatedAsterisk
-from .record import CallRecord
+from .call_record import CallRecord
 
 EXIT_WAIT_S = 10.0  # how long the script may take to exit once the AGI has ended
 

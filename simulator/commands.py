@@ -1,4 +1,4 @@
-"""The AGI commands: how a command line is split and matched, and what each command answers.
+"""The AGI commands: what each answers (the line is split and matched in command_line.py).
 
 Argument checks follow res_agi.c (argv counts include the command words), so wrong usage is
 refused where Asterisk refuses it (with ShowUsage: the caller of `run` answers 520).
@@ -8,46 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
-from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from prompts import say
 
 from .channel import KEY_MS, Channel, Sound
+from .command_line import ShowUsage, atoi, scan_int
 from .keys import KEYS
 from .sounds import SAMPLES_PER_MS, SAY_MS, TIMEZONE, datetime_text, number_words
 
 FIRST_DIGIT_MS, NEXT_DIGIT_MS = 10_000, 5_000  # GET DATA with timeout 0: the dialplan defaults
 DEFAULT_DATETIME_FORMAT = "ABdY 'digits/at' IMp"
-
-# The commands simulated, and whether each runs on a dead channel (res_agi.c's table; 07 saw
-# VERBOSE, SET/GET (FULL) VARIABLE, NOOP, DATABASE and EXEC answer 200 after a hang-up).
-COMMANDS: dict[tuple[str, ...], bool] = {
-    ("answer",): False,
-    ("channel", "status"): False,
-    ("database", "del"): True,
-    ("database", "deltree"): True,
-    ("database", "get"): True,
-    ("database", "put"): True,
-    ("exec",): True,
-    ("get", "data"): False,
-    ("get", "full", "variable"): True,
-    ("get", "variable"): True,
-    ("hangup",): False,
-    ("noop",): True,
-    ("say", "alpha"): False,
-    ("say", "datetime"): False,
-    ("say", "digits"): False,
-    ("say", "number"): False,
-    ("say", "time"): False,
-    ("set", "variable"): True,
-    ("stream", "file"): False,
-    ("verbose",): True,
-    ("wait", "for", "digit"): False,
-}
-PLAYS_FILE = (("stream", "file"), ("get", "data"))
 
 # Dialplan applications EXEC knows: those with an effect here, and those that just answer 0.
 APPS_MODELLED = {"answer", "hangup", "mixmonitor", "playback", "set", "stopmixmonitor", "wait"}
@@ -56,57 +28,6 @@ APPS_OTHER = {
     "log", "noop", "progress", "return", "ringing", "saydigits", "saynumber", "system",
     "transfer", "userevent", "verbose",
 }  # fmt: skip
-
-
-class ShowUsage(Exception):
-    """The arguments are wrong: Asterisk answers 520."""
-
-
-def parse_args(line: str) -> list[str]:
-    """Split a command line as res_agi.c's parse_args does: double quotes group (an empty pair
-    is an empty argument), a backslash escapes the next character, only space and tab separate
-    (so a trailing carriage return stays part of the last word, as in Asterisk)."""
-    argv: list[str] = []
-    word: list[str] | None = None
-    quoted = escaped = False
-    for char in line:
-        if char == '"' and not escaped:
-            quoted = not quoted
-            if quoted and word is None:
-                word = []
-        elif char in " \t" and not quoted and not escaped:
-            if word is not None:
-                argv.append("".join(word))
-                word = None
-        elif char == "\\" and not escaped:
-            escaped = True
-        else:
-            word = [*(word or []), char]
-            escaped = False
-    if word is not None:
-        argv.append("".join(word))
-    return argv
-
-
-def find_command(argv: Sequence[str]) -> tuple[str, ...] | None:
-    """The command whose words start the line, compared case-insensitively (06: `answer`)."""
-    for words in COMMANDS:
-        if len(argv) >= len(words) and all(
-            arg.lower() == word for arg, word in zip(argv, words, strict=False)
-        ):
-            return words
-    return None
-
-
-def _scan_int(text: str) -> int | None:
-    """sscanf("%d"): leading blanks, a sign and digits; the rest is ignored."""
-    match = re.match(r"\s*([-+]?\d+)", text)
-    return int(match[1]) if match else None
-
-
-def _atoi(text: str) -> int:
-    value = _scan_int(text)
-    return 0 if value is None else value
 
 
 class Commands:
@@ -205,7 +126,7 @@ class Commands:
     async def _stream_file(self, argv: list[str]) -> list[str]:
         if not 4 <= len(argv) <= 5:
             raise ShowUsage
-        offset = _scan_int(argv[4]) if len(argv) == 5 else 0
+        offset = scan_int(argv[4]) if len(argv) == 5 else 0
         if offset is None:
             raise ShowUsage
         channel = self.channel
@@ -229,8 +150,8 @@ class Commands:
     async def _get_data(self, argv: list[str]) -> list[str]:
         if len(argv) < 3:
             raise ShowUsage
-        timeout = _atoi(argv[3]) if len(argv) > 3 else 0
-        max_digits = _atoi(argv[4]) if len(argv) > 4 else 1024
+        timeout = atoi(argv[3]) if len(argv) > 3 else 0
+        max_digits = atoi(argv[4]) if len(argv) > 4 else 1024
         channel, keypad = self.channel, self.channel.keypad
         if not channel.exists(argv[2]):
             return ["200 result=-1"]  # 03 gdtimeout: the hang-up's answer, yet the call is up
@@ -268,7 +189,7 @@ class Commands:
     async def _wait_for_digit(self, argv: list[str]) -> list[str]:
         if len(argv) != 4:
             raise ShowUsage
-        timeout = _scan_int(argv[3])
+        timeout = scan_int(argv[3])
         if timeout is None:
             raise ShowUsage
         channel, keypad = self.channel, self.channel.keypad
@@ -299,7 +220,7 @@ class Commands:
         return Sound(kind, value, text, ms if built is None else built, tuple(files))
 
     async def _say_digits(self, argv: list[str]) -> list[str]:
-        if len(argv) != 4 or _scan_int(argv[2]) is None:
+        if len(argv) != 4 or scan_int(argv[2]) is None:
             raise ShowUsage
         digits = argv[2]
         ms = SAY_MS["digits"] * len(digits)
@@ -307,7 +228,7 @@ class Commands:
         return await self._say(sound, argv[3])
 
     async def _say_number(self, argv: list[str]) -> list[str]:
-        number = _scan_int(argv[2]) if 4 <= len(argv) <= 5 else None
+        number = scan_int(argv[2]) if 4 <= len(argv) <= 5 else None
         if number is None:
             raise ShowUsage
         ms = SAY_MS["number"] * number_words(number)
@@ -337,13 +258,13 @@ class Commands:
         return self._say_sound(sound.kind, sound.value, sound.text, files, sound.ms)
 
     async def _say_time(self, argv: list[str]) -> list[str]:
-        epoch = _scan_int(argv[2]) if len(argv) == 4 else None
+        epoch = scan_int(argv[2]) if len(argv) == 4 else None
         if epoch is None:
             raise ShowUsage
         return await self._say(self._say_when(epoch, "IMp", None), argv[3])
 
     async def _say_datetime(self, argv: list[str]) -> list[str]:
-        epoch = _scan_int(argv[2]) if len(argv) >= 4 else None
+        epoch = scan_int(argv[2]) if len(argv) >= 4 else None
         if epoch is None:
             raise ShowUsage
         fmt = argv[4] if len(argv) > 4 else DEFAULT_DATETIME_FORMAT

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .asterisk import SimulatedAsterisk
-from .record import CallRecord
+from .call_record import CallRecord
 
 MAX_AGI_CONNECT_S = 2.0  # res_agi.c: MAX_AGI_CONNECT 2000 (ms)
 

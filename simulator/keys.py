@@ -1,4 +1,5 @@
-"""The caller's fingers: the key script of docs/design.md ("simulator keys") and who gets which keys.
+"""The caller's fingers: the key script of docs/design.md ("simulator keys") and who gets
+which keys.
 
 A script is whitespace-separated tokens, used in order:
     12345678#   keys typed while the next reading command (WAIT FOR DIGIT, GET DATA) runs

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from prompts.catalog import Catalog, Sound, default_catalog, estimated_ms
 from prompts.manifest import Manifest
 
-from .record import Heard
+from .call_record import Heard
 
 SAMPLES_PER_MS = 8  # endpos counts 8 kHz samples
 TIMEZONE = "Asia/Hong_Kong"

@@ -5,44 +5,27 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pyotp
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import select
 
 from backend import admin
 from backend.app import RunningBackend, start_backend
 from backend.database import Database, open_database
-from backend.models import Bundle, Call
 from backend.settings import BackendSettings
 from backend.sms import MemorySender
-from backend_client import BackendClient
-from formats import keypad_keys
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
 from simulator import CallRecord, place_call
+from tests.support.servers import CountingBackendClient
+from tests.support.truckers import MakeTrucker, TestClock, Trucker
 
 # The database fixtures: `database_url` is SQLite, or PostgreSQL on a throwaway server.
-pytest_plugins = ["tests.postgres"]
-
-
-class TestClock:
-    """The backend's clock in tests: real time to start with, moved on by the tests (a new
-    token code each login, lockout periods) instead of sleeping."""
-
-    def __init__(self) -> None:
-        self._now = datetime.now(UTC)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
+pytest_plugins = ["tests.support.databases"]
 
 
 @pytest.fixture
@@ -57,7 +40,7 @@ def sms() -> MemorySender:
 
 @pytest.fixture
 def backend_settings(tmp_path: Path, clock: TestClock, database_url: str) -> BackendSettings:
-    """SQLite, or PostgreSQL in modules that override `database` (tests/postgres.py)."""
+    """SQLite, or PostgreSQL in modules that override `database` (tests/support/databases.py)."""
     return BackendSettings(
         clock=clock.now,
         database_url=database_url,
@@ -82,18 +65,6 @@ async def backend(
 async def db(backend: RunningBackend) -> AsyncIterator[Database]:
     async with open_database(backend.settings) as database:
         yield database
-
-
-class CountingBackendClient(BackendClient):
-    """The real client, remembering which API paths the IVR asked for."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.requests: list[str] = []
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        self.requests.append(f"{method} {path}")
-        return await super()._request(method, path, **kwargs)
 
 
 @pytest.fixture
@@ -123,42 +94,6 @@ async def ivr(
     await running.stop(grace=5)
 
 
-@dataclass
-class Trucker:
-    account: str
-    password: str
-    seed: str
-    ccrns: list[str]
-    clock: TestClock
-    vehicle: str = "AB1234"
-    _token: pyotp.TOTP = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._token = pyotp.TOTP(self.seed, digits=6, interval=60)
-
-    def code(self) -> str:
-        """The code the token shows now; then the clock moves on one step, so the next login
-        has a fresh code (a code once used is refused: replay)."""
-        code = self._token.at(self.clock.now())
-        self.clock.advance(60)
-        return code
-
-    @property
-    def vehicle_keys(self) -> str:
-        letters = "".join(keypad_keys(c) for c in self.vehicle if c.isalpha())
-        return f"{letters}# {''.join(c for c in self.vehicle if c.isdigit())}#"
-
-    def login_keys(self, password: str | None = None) -> str:
-        return f"{self.account}# {password or self.password}# {{totp}}#"
-
-    def bundle_keys(self, ccrn: str | None = None) -> str:
-        """English, log in, bundle one CCRN to the vehicle, submit, menu, end."""
-        return f"3 {self.login_keys()} 1 {self.vehicle_keys} 1 {ccrn or self.ccrns[0]}# 1 2 2 9"
-
-
-MakeTrucker = Callable[..., Any]
-
-
 @pytest.fixture
 def make_trucker(db: Database, clock: TestClock) -> MakeTrucker:
     async def make(
@@ -186,15 +121,3 @@ def phone(ivr: RunningAgi) -> Callable[..., Any]:
         return await place_call(ivr.host, ivr.port, keys=keys, **options)
 
     return call
-
-
-async def stored_bundles(db: Database) -> list[Bundle]:
-    async with db.sessions() as session:
-        return list(await session.scalars(select(Bundle)))
-
-
-async def stored_call(db: Database, uniqueid: str) -> Call:
-    async with db.sessions() as session:
-        call = await session.scalar(select(Call).where(Call.uniqueid == uniqueid))
-        assert call is not None, f"no call log for {uniqueid}"
-        return call

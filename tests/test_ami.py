@@ -1,5 +1,6 @@
-"""AMI: the simulated manager interface (simulator/ami.py) speaks what Asterisk 22 sent in
-tests/transcripts 09 and 01; the FastAGI server's long-lived connection (ami/) mutes a
+# ruff: noqa: F811  (the fixtures imported from tests.support.ami are used as arguments)
+"""AMI: the simulated manager interface (simulator/ami_server.py) speaks what Asterisk 22 sent in
+tests/transcripts 09 and 01; the FastAGI server's long-lived connection (ami_client/) mutes a
 call's recording around the password and token code, survives the AMI server restarting, and
 falls back to stopping MixMonitor over AGI when AMI is down; `listen_in` originates ChanSpy."""
 
@@ -7,64 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ami import Ami, AmiError, AmiUnavailable, listen_in
+from ami_client import Ami, AmiError, AmiUnavailable, listen_in
 from backend.app import RunningBackend
 from cli.main import build_parser
-from ivr.server import RunningAgi, start_agi_server
-from ivr.settings import IvrSettings
+from ivr.server import RunningAgi
 from simulator import CallRecord, Command, RunningAmi, place_call, start_ami_server
-from tests.conftest import Trucker, stored_bundles
+from tests.support.ami import SECRET, ami, ami_server, ivr_with_ami, mutes  # noqa: F401
+from tests.support.servers import ivr_server
+from tests.support.stored import stored_bundles
+from tests.support.truckers import Trucker
 
-SECRET = "ami-test-secret"
 EOL = "\r\n"
-
-
-@pytest.fixture
-async def ami_server() -> AsyncIterator[RunningAmi]:
-    server = await start_ami_server(username="ivrs", secret=SECRET)
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def ami(ami_server: RunningAmi) -> AsyncIterator[Ami]:
-    connection = Ami("127.0.0.1", ami_server.port, "ivrs", SECRET, timeout=2)
-    await connection.start()
-    assert await connection.wait_ready(5)
-    yield connection
-    await connection.close()
-
-
-async def ivr_server(backend: RunningBackend, tmp_path: Path, ami: Ami | None) -> RunningAgi:
-    settings = replace(
-        IvrSettings(),
-        backend_url=backend.url,
-        api_token=backend.settings.api_token,
-        backend_timeout=2.0,
-        agi_port=0,
-        spool_dir=str(tmp_path / "spool"),
-    )
-    return await start_agi_server(settings, port=0, ami=ami)
-
-
-@pytest.fixture
-async def ivr_with_ami(
-    backend: RunningBackend, tmp_path: Path, ami: Ami
-) -> AsyncIterator[RunningAgi]:
-    running = await ivr_server(backend, tmp_path, ami)
-    yield running
-    await running.stop(grace=5)
-
-
-def mutes(server: RunningAmi) -> list[tuple[str, str]]:
-    return [(a["Channel"], a["State"]) for a in server.actions if a["Action"] == "MixMonitorMute"]
 
 
 # -- the protocol, byte for byte ----------------------------------------------------------

@@ -32,8 +32,10 @@ import backend
 from backend import admin
 from backend.app import RunningBackend
 from backend.database import Database
-from tests.conftest import MakeTrucker
-from tests.postgres import DATABASES
+from tests.support.databases import DATABASES
+from tests.support.truckers import MakeTrucker
+
+pytestmark = pytest.mark.slow  # thousands of generated requests, on both databases (~30 s each)
 
 SPEC = Path(backend.__file__).with_name("openapi.yaml")
 SEED = 20261123

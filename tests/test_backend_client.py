@@ -18,19 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from backend.app import RunningBackend
 from backend.database import Database
-from backend.models import Call, CallEvent
 from backend_client import BackendClient, BackendUnavailable, CircuitOpen
 from backend_client.breaker import BreakerState, CircuitBreaker
 from backend_client.call_log import CallLogOutbox, CallOpening, deliver
 from backend_client.spool import Spool, SpoolBusy, read_segment
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
-from tests.conftest import CountingBackendClient
-from tests.postgres import DATABASES
+from tests.support.databases import DATABASES
+from tests.support.servers import CountingBackendClient, closed_port
+from tests.support.stored import stored_events
 
 
 class Clock:
@@ -88,15 +87,6 @@ def test_an_abandoned_probe_lets_the_next_request_probe() -> None:
 
 
 # --- the breaker in the real client -------------------------------------------------------------
-
-
-async def closed_port() -> int:
-    """A loopback port nobody listens on (connections are refused)."""
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-    return int(port)
 
 
 @contextlib.asynccontextmanager
@@ -237,18 +227,6 @@ async def test_one_spool_directory_belongs_to_one_process(tmp_path: Path) -> Non
 
 def event(at: datetime, kind: str, name: str, **detail: Any) -> dict[str, Any]:
     return {"at": at.isoformat(), "kind": kind, "name": name, "detail": detail, "duration_ms": None}
-
-
-async def stored_events(db: Database, uniqueid: str) -> tuple[Call, list[CallEvent]]:
-    async with db.sessions() as session:
-        call = await session.scalar(select(Call).where(Call.uniqueid == uniqueid))
-        assert call is not None, f"no call log for {uniqueid}"
-        events = await session.scalars(
-            select(CallEvent)
-            .where(CallEvent.call_id == call.id)
-            .order_by(CallEvent.at, CallEvent.id)
-        )
-        return call, list(events)
 
 
 async def test_the_end_takes_the_last_events_along_and_more_than_a_request_holds_goes_first(

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from structlog.testing import capture_logs
 
 import formats
@@ -35,11 +35,11 @@ from backend.models import (
 )
 from backend.settings import BackendSettings
 from backend.sms import LogSender, MemorySender
-from tests.postgres import DATABASES
-from tests.test_backend_api import (
+from tests.support.api import (
     ACCOUNT,
     API_TOKEN,
     MARK,
+    MOBILE,
     PASSWORD,
     START,
     Api,
@@ -48,8 +48,9 @@ from tests.test_backend_api import (
     Service,
     open_call,
 )
+from tests.support.databases import DATABASES
+from tests.support.stored import database_text
 
-MOBILE = "91234567"
 OTHER_MOBILE = "61234567"
 TERMS = "2026-11"
 
@@ -148,7 +149,7 @@ async def serving(
 
 @pytest.fixture(params=DATABASES)
 def database(request: pytest.FixtureRequest) -> str:
-    """Every backend API test runs on SQLite and on PostgreSQL (tests/postgres.py)."""
+    """Every backend API test runs on SQLite and on PostgreSQL (tests/support/databases.py)."""
     return str(request.param)
 
 
@@ -161,15 +162,6 @@ async def flow(tmp_path: Path, database_url: str) -> AsyncIterator[Flow]:
 async def count(db: Database, model: type[Any]) -> int:
     async with db.sessions() as session:
         return await session.scalar(select(func.count()).select_from(model)) or 0
-
-
-async def database_text(db: Database) -> str:
-    """Every value stored in the tables that could hold a code, as one string."""
-    async with db.sessions() as session:
-        rows = []
-        for table in ("sms_codes", "sms_outbox", "call_events", "accounts"):
-            rows += [str(tuple(r)) for r in await session.execute(text(f"SELECT * FROM {table}"))]
-    return "\n".join(rows)
 
 
 # --- the app and the senders ----------------------------------------------------------------

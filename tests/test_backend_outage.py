@@ -27,11 +27,12 @@ from sqlalchemy import select
 from backend.database import Database
 from backend.models import Call, CallEvent
 from backend.settings import BackendSettings
+from harness.postgres import free_port
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
 from simulator import CallRecord, Command, place_call
-from tests.conftest import MakeTrucker, Trucker, stored_bundles
-from tests.postgres import free_port
+from tests.support.stored import stored_bundles
+from tests.support.truckers import MakeTrucker, Trucker
 
 FIRST_WAVE, SECOND_WAVE, THIRD_WAVE = 20, 15, 15
 KILL_AT_CCRN_PROMPT = 10
@@ -131,6 +132,7 @@ async def stored_log(db: Database, uniqueid: str) -> tuple[Call, list[CallEvent]
         return call, list(events)
 
 
+@pytest.mark.slow  # fifty calls across a backend restart (~15 s)
 async def test_backend_killed_and_restarted_during_fifty_calls_loses_no_call_log(
     make_trucker: MakeTrucker,
     db: Database,

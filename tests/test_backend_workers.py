@@ -17,6 +17,8 @@ from cryptography.fernet import Fernet
 from bench.bench_calls import free_port
 from bench.processes import children, cpu_ticks
 
+pytestmark = pytest.mark.slow  # backend processes started, killed and restarted (~15 s)
+
 API_TOKEN = "workers-test-token"
 
 

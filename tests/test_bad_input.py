@@ -14,7 +14,7 @@ from backend.app import start_backend
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
 from simulator import place_call
-from tests.conftest import Trucker
+from tests.support.truckers import Trucker
 
 # The prompt each token of Trucker.bundle_keys() answers, in order.
 PROMPTS = [

@@ -14,6 +14,8 @@ from bench import bench_backend, bench_calls
 from bench.bench_calls import TimedStreams
 from cli.bench import add_arguments
 
+pytestmark = pytest.mark.slow  # the benchmarks' every phase, on small numbers (~25 s)
+
 SERVER_DELAY_S = 0.05
 
 

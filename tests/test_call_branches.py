@@ -18,7 +18,8 @@ import pytest
 from backend import admin
 from backend.database import open_database
 from formats import new_ccrn
-from tests.conftest import Trucker, stored_bundles, stored_call
+from tests.support.stored import stored_bundles, stored_call
+from tests.support.truckers import Trucker
 
 CALL_FLOW = Path(__file__).resolve().parents[1] / "docs" / "call-flow.md"
 

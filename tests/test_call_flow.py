@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from formats import luhn_check_digit
-from tests.conftest import stored_bundles, stored_call
+from tests.support.stored import stored_bundles, stored_call
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,8 +1,8 @@
-"""A simulated call rendered to audio (simulator/recording.py, `ivrs call --record`).
+"""A simulated call rendered to audio (simulator/call_wav.py, `ivrs call --record`).
 
 English sounds are built offline once for the module; a tiny scripted FastAGI peer (plain
 asyncio, like tests/test_simulator.py) behaves as the IVR does at a menu and a password entry,
-stopping the recording around the password as ivr/recording.py does over AGI. Expected lengths
+stopping the recording around the password as ivr/recording_mute.py does over AGI. Expected lengths
 are worked out here from the WAV files themselves, not from the renderer. The recording holds
 what MixMonitor wrote: nothing while it was stopped, silence while AMI muted it.
 """
@@ -22,7 +22,9 @@ import pytest
 
 from cli.main import build_parser
 from cli.phone import call_from_cli
-from ivr.ami import Ami
+from ivr.ami_connection import Ami
+from prompts.build import build
+from prompts.manifest import durations_ms
 from simulator import (
     CallRecord,
     SimulatedAsterisk,
@@ -31,9 +33,7 @@ from simulator import (
     render_call,
     start_ami_server,
 )
-from prompts.build import build
-from prompts.manifest import durations_ms
-from tests.test_ami import ivr_server
+from tests.support.servers import ivr_server
 
 RATE = 8000
 PER_MS = RATE // 1000

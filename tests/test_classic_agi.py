@@ -22,8 +22,9 @@ from backend_client.spool import Spool
 from ivr.server import start_agi_server
 from ivr.settings import IvrSettings
 from simulator import CallRecord, SimulatedAsterisk, run_classic_agi
-from tests.conftest import Trucker, stored_bundles, stored_call
-from tests.test_backend_client import closed_port, stored_events
+from tests.support.servers import closed_port
+from tests.support.stored import stored_bundles, stored_call, stored_events
+from tests.support.truckers import Trucker
 
 SCRIPT = [sys.executable, "-m", "agi_scripts.ivrs_agi"]
 

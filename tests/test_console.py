@@ -1,9 +1,10 @@
 """The supervisors' console over real HTTP (aiohttp client against the real backend server):
 sign-in and sessions, CSRF, roles, the calls list and its keyset paging, a call's page from
 a real simulated call, recordings with Range and their audit, live calls, accounts, the audit
-log and the daily summary. The browser tests are in test_console_browser.py."""
+log and the daily summary; the queries that differ by database on PostgreSQL too. The browser
+tests are in test_console_browser.py."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.console are used as arguments)
+# ruff: noqa: F811  (the fixtures imported from tests.support are used as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,9 @@ from backend.console.auth import create_supervisor
 from backend.console.listen import AMI
 from backend.database import Database
 from backend.models import Account, AuditEntry, Call, Recording, Token
+from harness.console import seed_calls, write_tone_wav
 from simulator import Command, place_call
-from tests.console import (  # noqa: F401  (fixtures)
+from tests.support.console import (  # noqa: F401  (fixtures)
     PASSWORD,
     ConsoleFactory,
     WithAmi,
@@ -37,12 +39,15 @@ from tests.console import (  # noqa: F401  (fixtures)
     call_api,
     console,
     on_asterisk,
-    seed_calls,
     supervisors,
     with_ami,
-    write_tone_wav,
 )
+from tests.support.databases import DATABASES
 
+# The console's queries that differ by database (keyset paging by row values on the
+# (started_at, id) indexes, the filters, the summary, a playback's audit) run on PostgreSQL,
+# the production database, as well as on SQLite.
+ON_BOTH = pytest.mark.parametrize("database", DATABASES, indirect=True)
 ROW_LINK = re.compile(r'href="/console/calls/(\d+)"')
 
 
@@ -174,6 +179,7 @@ async def test_each_role_opens_only_its_pages(console: ConsoleFactory) -> None:
     assert "<nav" in page.text  # a page of the console, not a bare error
 
 
+@ON_BOTH
 async def test_session_ends_after_idle_time_after_its_lifetime_and_at_sign_out(
     console: ConsoleFactory, backend, clock, db: Database
 ) -> None:
@@ -203,6 +209,7 @@ async def test_session_ends_after_idle_time_after_its_lifetime_and_at_sign_out(
 # --- calls --------------------------------------------------------------------------------------
 
 
+@ON_BOTH
 async def test_calls_list_filters_and_pages_through_every_call_once(
     console: ConsoleFactory, db: Database
 ) -> None:
@@ -290,6 +297,7 @@ def recording_links(html: str) -> tuple[str | None, str | None]:
     )
 
 
+@ON_BOTH
 async def test_recording_is_served_in_ranges_and_each_playback_audited_once(
     console: ConsoleFactory, db: Database, backend
 ) -> None:
@@ -609,6 +617,7 @@ async def test_auditor_reads_and_filters_the_audit_log(console: ConsoleFactory) 
     assert (await client.get("/console/audit?day=someday")).status == 400
 
 
+@ON_BOTH
 async def test_daily_summary_counts_calls_per_hour_outcomes_and_failed_logins(
     console: ConsoleFactory, db: Database
 ) -> None:

@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the fixtures imported from tests.console are used as arguments)
+# ruff: noqa: F811  (the fixtures imported from tests.support are used as arguments)
 """The console in a real headless chromium against the real backend: a supervisor signs in,
 filters the calls, opens a real simulated call, plays its recording until the audio element
 plays, and an auditor reads the audit entry that playback made; an unsigned browser is sent to
@@ -13,13 +13,13 @@ from sqlalchemy import select
 
 from backend.database import Database
 from backend.models import Call
-from tests.browser import Browser, browser, chromium  # noqa: F401  (fixtures)
-from tests.console import (  # noqa: F401  (fixtures)
+from harness.browser import Browser
+from harness.console import seed_calls, write_tone_wav
+from tests.support.browser import browser, chromium  # noqa: F401  (fixtures)
+from tests.support.console import (  # noqa: F401  (fixtures)
     PASSWORD,
     backend_settings,
-    seed_calls,
     supervisors,
-    write_tone_wav,
 )
 
 

@@ -594,19 +594,19 @@ def test_test_call_and_the_simulated_ami_know_the_test_callers_of_the_dialplan(
     """`ivrs asterisk test-call` originates into [ivrs-test] with a caller of
     [ivrs-test-caller]; the simulated AMI plays those callers: all three agree."""
     from cli.asterisk import CALLERS, TEST_CALLER_CONTEXT, TEST_IVR_CONTEXT
-    from simulator import ami
+    from simulator import ami_server
 
     assert (TEST_IVR_CONTEXT, TEST_CALLER_CONTEXT) == (
-        ami.TEST_IVR_CONTEXT,
-        ami.TEST_CALLER_CONTEXT,
+        ami_server.TEST_IVR_CONTEXT,
+        ami_server.TEST_CALLER_CONTEXT,
     )
     assert set(CALLERS) == set(plan.contexts[TEST_CALLER_CONTEXT])
-    assert all(ami._caller_keys(caller, {}) is not None for caller in CALLERS)
+    assert all(ami_server._caller_keys(caller, {}) is not None for caller in CALLERS)
     senddtmf = place_call(plan, TEST_CALLER_CONTEXT, "keys", overrides={"IVRS_TEST_KEYS": "W3"})
     assert senddtmf.first("SendDTMF").args.startswith("${IVRS_TEST_KEYS}")
     ivr = place_call(plan, TEST_IVR_CONTEXT, "39023333")
     agi = ivr.first("AGI")
-    assert int(ami.AGI_PRIORITY) == agi.priority  # the simulated header's agi_priority
+    assert int(ami_server.AGI_PRIORITY) == agi.priority  # the simulated header's agi_priority
 
 
 def test_the_classic_agi_alternative_is_documented_next_to_agi() -> None:

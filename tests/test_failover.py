@@ -19,8 +19,9 @@ from backend.database import Database
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
 from simulator import Command, FailoverCall, SrvTarget, place_call_hagi, srv_order
-from tests.conftest import MakeTrucker, Trucker, stored_bundles, stored_call
-from tests.test_backend_client import closed_port
+from tests.support.servers import closed_port
+from tests.support.stored import stored_bundles, stored_call
+from tests.support.truckers import MakeTrucker, Trucker
 
 CALLS = 40
 AT_ONCE = 10

@@ -29,7 +29,9 @@ from cli.logs import configure_logging
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
 from simulator import SimulatedAsterisk, place_call
-from tests.conftest import MakeTrucker
+from tests.support.truckers import MakeTrucker
+
+pytestmark = pytest.mark.slow  # hypothesis feeds hundreds of malformed calls (~20-60 s)
 
 EXAMPLES = 85
 HEADER_CASES = 110  # per example: one connection each

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import select
 
 from backend.models import Account, Bundle
-from tests.conftest import Trucker, stored_call
+from tests.support.stored import stored_call
+from tests.support.truckers import Trucker
 
 PLAYING = ("STREAM FILE", "GET DATA", "WAIT FOR DIGIT", "SAY ")
 

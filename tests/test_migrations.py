@@ -25,7 +25,8 @@ from sqlalchemy import (
 
 from backend.database import alembic_config, head_revision, make_engine, upgrade_schema
 from backend.models import Base
-from tests.postgres import DATABASES, EMPTY, PostgresServer
+from harness.postgres import EMPTY, PostgresServer
+from tests.support.databases import DATABASES
 
 
 @pytest.fixture(params=DATABASES)

@@ -14,8 +14,10 @@ import pyotp
 import pytest
 
 from backend.app import RunningBackend
-from tests import conftest
-from tests.conftest import MakeTrucker, Trucker, stored_bundles
+from tests.support.stored import stored_bundles
+from tests.support.truckers import MakeTrucker, TestClock, Trucker
+
+pytestmark = pytest.mark.slow  # a hundred simultaneous callers
 
 CALLERS = 100
 # This one process is the hundred callers, the FastAGI server and the backend, and the
@@ -35,7 +37,7 @@ def backend_timeout() -> float:
     return BACKEND_TIMEOUT
 
 
-def token_code(trucker: Trucker, clock: conftest.TestClock) -> Any:
+def token_code(trucker: Trucker, clock: TestClock) -> Any:
     """The trucker's current code, the clock left alone: a hundred callers log in at once, and
     Trucker.code would move the shared clock a step for each (their tokens differ: no replay)."""
     token = pyotp.TOTP(trucker.seed, digits=6, interval=60)
@@ -43,7 +45,7 @@ def token_code(trucker: Trucker, clock: conftest.TestClock) -> Any:
 
 
 async def test_hundred_callers_racing_for_one_ccrn_make_one_bundle(
-    make_trucker: MakeTrucker, phone: Any, db: Any, clock: conftest.TestClock
+    make_trucker: MakeTrucker, phone: Any, db: Any, clock: TestClock
 ) -> None:
     first = await make_trucker(cargo=1)
     ccrn = first.ccrns[0]  # lodged once: every caller keys this one

@@ -17,9 +17,10 @@ from backend.models import Call, CallEvent
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
 from simulator import RunningAmi, place_call
-from tests.conftest import MakeTrucker, stored_call
-from tests.console import on_asterisk
-from tests.test_ami import ami, ami_server, ivr_with_ami, mutes  # noqa: F401  (fixtures)
+from tests.support.ami import ami, ami_server, ivr_with_ami, mutes  # noqa: F401  (fixtures)
+from tests.support.console import on_asterisk
+from tests.support.stored import stored_call
+from tests.support.truckers import MakeTrucker
 
 
 def ivr_settings(backend: RunningBackend, tmp_path: Path, **more: Any) -> IvrSettings:

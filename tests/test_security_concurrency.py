@@ -4,7 +4,7 @@ once (asyncio.gather) at the real HTTP API, on SQLite and on PostgreSQL, outcome
 "Evaluated" is what the limits bound: a token code compared (otp.verify, spied on in this
 process, where the backend runs) or a password checked (Argon2, spied on likewise)."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.console are used as arguments)
+# ruff: noqa: F811  (the fixtures imported from tests.support.console are used as arguments)
 from __future__ import annotations
 
 import asyncio
@@ -23,13 +23,13 @@ from backend.database import Database
 from backend.models import Account, AuditEntry
 from backend.security import Passwords
 from tests import conftest
-from tests.console import PASSWORD as CONSOLE_PASSWORD
-from tests.console import (  # noqa: F401  (fixtures)
+from tests.support.console import PASSWORD as CONSOLE_PASSWORD
+from tests.support.console import (  # noqa: F401  (fixtures)
     ConsoleClient,
     backend_settings,
     supervisors,
 )
-from tests.postgres import DATABASES
+from tests.support.databases import DATABASES
 
 PASSWORD = "246810"
 LOCKOUT = 5  # the default IVRS_LOCKOUT_FAILURES

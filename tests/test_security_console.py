@@ -1,7 +1,7 @@
 """The hostile review's console findings (docs/security.md, rows 3, 4, 11, 12): the real backend
 over HTTP, a simulated Asterisk manager (AMI) for listening in."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.console are used as arguments)
+# ruff: noqa: F811  (the fixtures imported from tests.support.console are used as arguments)
 from __future__ import annotations
 
 import os
@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from ami import AmiError, listen_in
+from ami_client import AmiError, listen_in
 from backend.console.listen import AMI
 from backend.database import Database
 from backend.models import AuditEntry, Call
-from tests.console import (  # noqa: F401  (fixtures)
+from tests.support.console import (  # noqa: F401  (fixtures)
     PASSWORD,
     ConsoleFactory,
     WithAmi,

@@ -10,8 +10,8 @@ import pytest
 
 from backend.app import RunningBackend
 from tests import conftest
-from tests.conftest import MakeTrucker, Trucker
-from tests.postgres import DATABASES
+from tests.support.databases import DATABASES
+from tests.support.truckers import MakeTrucker, Trucker
 
 
 @pytest.fixture(params=DATABASES)

@@ -25,7 +25,8 @@ from backend.database import Database
 from ivr.server import RunningAgi, start_agi_server
 from ivr.settings import IvrSettings
 from simulator import CallRecord, Command, place_call
-from tests.conftest import MakeTrucker, Trucker, stored_bundles, stored_call
+from tests.support.stored import stored_bundles, stored_call
+from tests.support.truckers import MakeTrucker, Trucker
 
 
 @pytest.fixture

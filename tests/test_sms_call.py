@@ -12,13 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from simulator.record import Command
 
 from backend.app import RunningBackend, start_backend
 from backend.settings import BackendSettings
 from simulator import CallRecord
-from simulator.record import Command
-from tests.conftest import MakeTrucker, Trucker, stored_call
-from tests.test_sms_senders import StandIn, standing_in
+from tests.support.sms_standins import StandIn, standing_in
+from tests.support.stored import stored_call
+from tests.support.truckers import MakeTrucker, Trucker
 
 MOBILE = "91234567"
 SILENCE_LIMIT = 4.0  # seconds: docs/call-flow.md, 3

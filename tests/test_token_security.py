@@ -5,7 +5,8 @@ token code and SMS code must appear nowhere (logs, call events, call log, SMS ou
 replies, the database: a dump of every table, and the SQLite file itself).
 
 The backend runs for real (conftest: HTTP on loopback, a TestClock), on SQLite and on
-PostgreSQL (tests/postgres.py): the throttle's upsert and the imports' checks are SQL of both.
+PostgreSQL (tests/support/databases.py): the throttle's upsert and the imports' checks are SQL
+of both.
 """
 
 from __future__ import annotations
@@ -39,16 +40,16 @@ from backend.models import Account, Base, Call, CallerThrottle, CallEvent, SmsOu
 from backend.settings import BackendSettings
 from backend.sms import MemorySender
 from cli.logs import PROCESSORS
-from tests.conftest import TestClock as Clock
-from tests.conftest import stored_call
-from tests.postgres import DATABASES
-from tests.test_otp_seedfile import (
+from tests.support.databases import DATABASES
+from tests.support.pskc import (
     RFC6030_FIGURE_6,
     RFC6030_FIGURE_7,
     RFC6030_PASSWORD,
     RFC6030_PSK,
     plain_totp_container,
 )
+from tests.support.stored import stored_call
+from tests.support.truckers import TestClock as Clock
 
 PASSWORD = "246810"
 RFC_KEY = b"12345678901234567890"

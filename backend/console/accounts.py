@@ -1,6 +1,6 @@
 """Accounts and tokens, for admins: find an account by number or status, see its mobile,
 terms, lockout and tokens, lock or unlock it, and start a FortiToken Mobile enrolment (its QR
-code shown once). Changes go through backend/admin.py, as `ivrs admin` does, and are audited.
+code shown once). Changes go through backend/admin/, as `ivrs admin` does, and are audited.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Listening in: Asterisk rings the supervisor's extension and, when answered, runs ChanSpy on
 the caller's channel (`ami.listen_in`: listen only, the caller hears nothing), through one
-long-lived AMI connection (`ami.Ami`) in the backend app's cleanup_ctx that reconnects by
+long-lived AMI connection (`ami_client.Ami`) in the backend app's cleanup_ctx that reconnects by
 itself.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from ami import Ami, AmiError, AmiUnavailable, listen_in
+from ami_client import Ami, AmiError, AmiUnavailable, listen_in
 from backend.api import SETTINGS
 from backend.settings import BackendSettings
 

@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy import select
 
-from ami import Ami, AmiError, AmiUnavailable
+from ami_client import Ami, AmiError, AmiUnavailable
 from backend import audit
 from backend.console import listen
 from backend.console.auth import allow, signed_in

@@ -18,7 +18,7 @@ What MixMonitor did decides what is kept, as in Asterisk: a stretch muted by AMI
 is silence of its own length (09: RMS 0 there); a stretch while MixMonitor was stopped
 (StopMixMonitor) is not in the file at all, and a restart with `a` appends after it; a restart
 without `a` overwrites what came before. Secrets stay out only because the FastAGI server mutes
-or stops the recording around them (ivr/recording.py): nothing here guesses which keys are
+or stops the recording around them (ivr/recording_mute.py): nothing here guesses which keys are
 secret.
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from prompts.audio import SAMPLE_RATE, load_sound
 from prompts.manifest import MANIFEST, Manifest
 
-from .record import CallRecord, Span
+from .call_record import CallRecord, Span
 
 FRAMES_PER_MS = SAMPLE_RATE // 1000
 TONE_MS, TONE_GAP_MS = 100, 60  # per key: a DTMF pair, then a pause before the next key

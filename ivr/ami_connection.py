@@ -1,10 +1,11 @@
-"""The FastAGI server's AMI connection (the shared `ami.Ami`), made from its settings: one for
-the whole process, used to mute a call's recording while a secret is keyed (ivr/recording.py).
+"""The FastAGI server's AMI connection (the shared `ami_client.Ami`), made from its settings:
+one for the whole process, used to mute a call's recording while a secret is keyed
+(ivr/recording_mute.py).
 """
 
 from __future__ import annotations
 
-from ami import Ami
+from ami_client import Ami
 from ivr.settings import IvrSettings
 
 # Ami is re-exported for the modules that import it from here (ivr/call.py, ivr/server.py).

@@ -3,11 +3,11 @@
 FastAGI server mutes that recording, then lifts the mute:
 
 - through AMI `MixMonitorMute` (both directions) when the server has an AMI connection
-  (ami/, made by ivr/ami.py): the file keeps the time, as silence (tests/transcripts 09);
-  only on the call's own channel: the name the FastAGI header gives (`agi_channel`) is used
-  only once Asterisk's channel list (CoreShowChannels) shows that name with the call's
-  `agi_uniqueid`, so a peer claiming another call's channel mutes nothing of it; the mute is
-  lifted whatever happens, after a hang-up too;
+  (ami_client/, made by ivr/ami_connection.py): the file keeps the time, as silence
+  (tests/transcripts 09); only on the call's own channel: the name the FastAGI header gives
+  (`agi_channel`) is used only once Asterisk's channel list (CoreShowChannels) shows that
+  name with the call's `agi_uniqueid`, so a peer claiming another call's channel mutes
+  nothing of it; the mute is lifted whatever happens, after a hang-up too;
 - otherwise, or when AMI fails, over AGI: `EXEC StopMixMonitor`, then after the secret
   `EXEC MixMonitor <the same file>,a` (append), the file named by MIXMONITOR_FILENAME: the file
   skips the secret (tests/transcripts 05: both answer `200 result=0`).
@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ami import Ami, AmiError, AmiUnavailable, is_channel_name
+from ami_client import Ami, AmiError, AmiUnavailable, is_channel_name
 from ivr.channel import Channel
 
 

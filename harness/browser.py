@@ -1,21 +1,19 @@
-"""A real headless chromium for the browser tests: Debian's `chromium` and `chromium-driver`
-(debian-packages.txt), driven by Selenium. One browser per test module (`chromium`); each test
-gets it with no cookies (`browser`).
+"""A real headless chromium, for the browser tests (tests/support/browser.py) and the console
+screenshots: Debian's `chromium` and `chromium-driver` (debian-packages.txt), driven by Selenium.
 
 Selenium's calls block until the browser answers, and the backend under test runs on the
 test's event loop: `Browser` runs each call in a thread, so the loop serves the pages
-meanwhile. Without chromium the tests fail and say what to install; they are never skipped.
+meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -49,18 +47,6 @@ def start_chromium(window: tuple[int, int] = (1280, 900)) -> WebDriver:
         options.add_argument(flag)
     options.add_argument(f"--window-size={window[0]},{window[1]}")
     return webdriver.Chrome(options=options, service=Service(driver))
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[WebDriver]:
-    try:
-        driver = start_chromium()
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 class Browser:
@@ -110,9 +96,3 @@ class Browser:
         path.parent.mkdir(parents=True, exist_ok=True)
         await self.call(self.driver.save_screenshot, str(path))
         return path
-
-
-@pytest.fixture
-def browser(chromium: WebDriver) -> Browser:
-    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every host's, not the page's
-    return Browser(chromium)

@@ -26,12 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .asterisk import LiveChannels, SimulatedAsterisk, place_call
+from .ami_messages import EOL, Headers, caller_number, channel_fields, read_message
+from .asterisk import LiveChannels, place_call
+from .call_record import CallRecord
 from .keys import KeyScriptError
-from .record import CallRecord
 
 AMI_VERSION = "11.0.0"  # Asterisk 22's banner (09)
-EOL = "\r\n"
 # Write classes each action needs (manager.c / app_mixmonitor.c registrations): any one will do.
 AUTHORITY: dict[str, frozenset[str]] = {
     "ping": frozenset(),
@@ -111,7 +111,7 @@ class RunningAmi:
         self._sessions.add(session)
         try:
             self._write(session, f"Asterisk Call Manager/{AMI_VERSION}{EOL}")
-            while (message := await _read_message(reader)) is not None:
+            while (message := await read_message(reader)) is not None:
                 if not await self._handle(session, message):
                     break
                 await writer.drain()
@@ -148,7 +148,7 @@ class RunningAmi:
 
     # -- actions ----------------------------------------------------------------------------
 
-    async def _handle(self, session: _Session, message: _Headers) -> bool:
+    async def _handle(self, session: _Session, message: Headers) -> bool:
         """Answer one message; False ends the session."""
         self.actions.append(message.as_dict(leave_out="secret"))
         action = message.get("action", "").lower()
@@ -236,7 +236,7 @@ class RunningAmi:
             fields = [("Event", "CoreShowChannel")]
             if message.get("actionid"):
                 fields.append(("ActionID", message["actionid"]))
-            fields += _channel_fields(call)
+            fields += channel_fields(call)
             self._write(session, EOL.join(f"{k}: {v}" for k, v in fields) + EOL + EOL)
         done = [("Event", "CoreShowChannelsComplete")]
         if message.get("actionid"):
@@ -244,7 +244,7 @@ class RunningAmi:
         done += [("EventList", "Complete"), ("ListItems", str(len(calls)))]
         self._write(session, EOL.join(f"{k}: {v}" for k, v in done) + EOL + EOL)
 
-    async def _originate(self, session: _Session, message: _Headers) -> None:
+    async def _originate(self, session: _Session, message: Headers) -> None:
         name, app = message.get("channel", ""), message.get("application", "")
         data = message.get("data", "")
         if not name:
@@ -272,7 +272,7 @@ class RunningAmi:
         )
 
     async def _place(
-        self, message: _Headers, variables: dict[str, str], decided: asyncio.Future[str]
+        self, message: Headers, variables: dict[str, str], decided: asyncio.Future[str]
     ) -> CallRecord | None:
         """Originate: answer at once, or place the IVR test call; OriginateResponse tells."""
 
@@ -313,7 +313,7 @@ class RunningAmi:
             "context": "ivrs",
             "extension": hotline,
             "priority": AGI_PRIORITY,
-            "caller_id": _caller_number(message.get("callerid", "")),
+            "caller_id": caller_number(message.get("callerid", "")),
             "variables": variables,
             "on_command": on_command,
             "channels": self.channels,
@@ -351,52 +351,10 @@ class RunningAmi:
             fields += [("Application", message["application"]), ("Data", message.get("data", ""))]
         else:
             fields += [("Context", message.get("context", "")), ("Exten", message.get("exten", ""))]
-        caller_id = _caller_number(message.get("callerid", ""))
+        caller_id = caller_number(message.get("callerid", ""))
         fields += [("Reason", reason), ("Uniqueid", uid)]
         fields += [("CallerIDNum", caller_id or "<unknown>"), ("CallerIDName", "<unknown>")]
         self._event("OriginateResponse", "call", fields)
-
-
-class _Headers(dict[str, str]):
-    """A message's headers by lower-case name (AMI names are case-insensitive); repeated
-    headers (Variable) are kept in order too."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: dict[str, str] = {}
-        self.repeated: dict[str, list[str]] = {}
-
-    def add(self, name: str, value: str) -> None:
-        key = name.lower()
-        self.names.setdefault(key, name)
-        self.repeated.setdefault(key, []).append(value)
-        self[key] = value if len(self.repeated[key]) == 1 else ", ".join(self.repeated[key])
-
-    def all(self, name: str) -> list[str]:
-        return self.repeated.get(name.lower(), [])
-
-    def as_dict(self, leave_out: str) -> dict[str, Any]:
-        """As received (header names as sent; a repeated header as a list), less one."""
-        return {
-            self.names[key]: values if len(values) > 1 else values[0]
-            for key, values in self.repeated.items()
-            if key != leave_out
-        }
-
-
-async def _read_message(reader: asyncio.StreamReader) -> _Headers | None:
-    """Lines up to an empty one (manager.c get_input: only \\r\\n ends a line); None at EOF."""
-    headers = _Headers()
-    while True:
-        raw = await reader.readuntil(b"\r\n")
-        line = raw[:-2].decode("utf-8", errors="replace")
-        if not line:
-            if headers:
-                return headers
-            continue  # blank lines between messages
-        name, sep, value = line.partition(":")
-        if sep:
-            headers.add(name.strip(), value.strip())
 
 
 def _caller_keys(exten: str, variables: Mapping[str, str]) -> str | None:
@@ -406,39 +364,6 @@ def _caller_keys(exten: str, variables: Mapping[str, str]) -> str | None:
     if exten == "keys":
         return " ".join(DTMF_PAUSES.split(variables.get("IVRS_TEST_KEYS", ""))).strip()
     return {"silence": "", "hangup": "^!"}.get(exten)
-
-
-def _caller_number(caller_id: str) -> str | None:
-    """`"Name" <number>` or a bare number."""
-    match = re.search(r"<([^>]*)>", caller_id)
-    return (match[1] if match else caller_id.strip()) or None
-
-
-def _channel_fields(call: SimulatedAsterisk) -> list[tuple[str, str]]:
-    """One CoreShowChannel, with the fields Asterisk 22 sends (09)."""
-    channel, record = call.channel, call.record
-    seconds = channel.now_ms // 1000
-    duration = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    return [
-        ("Channel", channel.name),
-        ("ChannelState", "6" if channel.answered else "4"),
-        ("ChannelStateDesc", "Up" if channel.answered else "Ring"),
-        ("CallerIDNum", channel.caller_id or "<unknown>"),
-        ("CallerIDName", channel.caller_name or "<unknown>"),
-        ("ConnectedLineNum", "<unknown>"),
-        ("ConnectedLineName", "<unknown>"),
-        ("Language", record.language),
-        ("AccountCode", ""),
-        ("Context", channel.context),
-        ("Exten", channel.extension),
-        ("Priority", str(channel.priority)),
-        ("Uniqueid", record.uniqueid),
-        ("Linkedid", call.linkedid),
-        ("Application", "AGI"),
-        ("ApplicationData", ",".join([call.agi_request, *call.args])),
-        ("Duration", duration),
-        ("BridgeId", ""),
-    ]
 
 
 async def start_ami_server(

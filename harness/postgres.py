@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the tests, and the database fixtures built on it.
+"""A throwaway PostgreSQL server, for the tests (tests/support/databases.py) and the benchmarks.
 
 The server is the Debian `postgresql` package's (debian-packages.txt), started once per test
 session and only when a test asks for PostgreSQL: a fresh data directory in a temporary
@@ -11,12 +11,7 @@ The backend connects as an ordinary role (`ivrs`, a random password, over TCP, a
 production). A template database is migrated once (backend/migrations, to the head revision);
 each test gets a copy of its own (CREATE DATABASE ... TEMPLATE), dropped after the test, so
 tests stay independent. Copies are made one test ahead, and dropped, on a thread of their own
-(the superuser over the unix socket), so a test does not wait for either. SQLite gets the same:
-a file migrated once, copied for each test.
-
-Fixtures: `database` ("sqlite" unless a module overrides it, see DATABASES), `database_url`
-(the backend's URL for it, a fresh database at the head revision), `postgres_server` and
-`sqlite_template` (session), `postgres_url` (one test's PostgreSQL database).
+(the superuser over the unix socket), so a test does not wait for either.
 """
 
 from __future__ import annotations
@@ -33,21 +28,14 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-import pytest
 
 from backend.database import make_engine, upgrade_schema
-
-# A module whose backend tests run on both overrides the `database` fixture with these:
-#   @pytest.fixture(params=DATABASES)
-#   def database(request: pytest.FixtureRequest) -> str:
-#       return str(request.param)
-DATABASES = ["sqlite", "postgresql"]
 
 SERVER_USER = "postgres"  # who runs the server when the tests run as root
 SUPERUSER = "postgres"  # the server's bootstrap role (initdb -U)
@@ -57,7 +45,7 @@ EMPTY = "template0"  # for tests of the migrations themselves
 START_TIMEOUT = 60  # seconds
 PORT_ATTEMPTS = 5  # a free port can be taken by someone else before the server binds it
 SETTINGS = """
-# tests/postgres.py: a throwaway server for the test suite.
+# harness/postgres.py: a throwaway server for the tests and benchmarks.
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '{socket_dir}'
 max_connections = 300
@@ -326,67 +314,3 @@ def start_postgres() -> PostgresServer:
     server = PostgresServer(bindir)
     server.start()
     return server
-
-
-# --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server, started on first use. Never skipped: without
-    PostgreSQL, the tests that need it fail and say what to install."""
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as e:
-        unavailable = str(e)
-    else:
-        unavailable = ""
-    if unavailable:
-        pytest.fail(unavailable, pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
-    """A database of this test's own, at the head revision."""
-    async with postgres_server.database() as url:
-        yield url
-
-
-@pytest.fixture
-def database(request: pytest.FixtureRequest) -> str:
-    """The backend's database, "sqlite" or "postgresql": SQLite unless the module overrides
-    this fixture (params=DATABASES runs its tests on both)."""
-    return str(getattr(request, "param", "sqlite"))
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to the head revision once per session, as PostgreSQL's template:
-    a test's database is a copy (a millisecond, where migrating takes tens)."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-
-    async def migrate() -> None:
-        engine = make_engine(f"sqlite+aiosqlite:///{path}")
-        try:
-            await upgrade_schema(engine)
-        finally:
-            await engine.dispose()  # the last connection checkpoints the WAL into the file
-
-    with ThreadPoolExecutor(1) as thread:  # a test's event loop may be running
-        thread.submit(asyncio.run, migrate()).result()
-    return path
-
-
-@pytest.fixture
-def database_url(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """The backend's database URL: a SQLite file in the test's directory, or a PostgreSQL
-    database of the test's own; either a copy of a template at the head revision."""
-    if database == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    path = tmp_path / "ivrs.db"
-    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-    return f"sqlite+aiosqlite:///{path}"

@@ -1,0 +1,352 @@
+"""`BackendClient`: the backend's API as awaitable methods with typed results (replies.py),
+retried when safe, timed out, and failing at once while the breaker is open (breaker.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from backend_client.breaker import CircuitBreaker
+from backend_client.replies import (
+    AccountInfo,
+    BackendError,
+    BackendUnavailable,
+    Bundle,
+    CargoCheck,
+    CircuitOpen,
+    ServiceStatus,
+)
+from backend_client.sessions import LoginSessions
+
+log = structlog.get_logger("backend_client")
+
+
+# The longest wait for a TCP connection to the backend (as Asterisk waits for a FastAGI server):
+# a host that drops packets must not hold a caller for the whole request timeout.
+CONNECT_TIMEOUT_S = 2.0
+# Every call starts by asking whether the service is suspended; a suspension is planned hours
+# ahead, so one answer serves all the calls of a few seconds.
+STATUS_TTL_S = 5.0
+
+
+@dataclass
+class BackendClient:
+    base_url: str
+    api_token: str
+    timeout: float = 5.0
+    retries: int = 1
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    # How long the answers took (seconds), the latest ones: for the shutdown summary and bench/.
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000), repr=False)
+    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    _status: tuple[float, ServiceStatus] | None = field(default=None, repr=False)
+    _status_asked: asyncio.Task[ServiceStatus] | None = field(default=None, repr=False)
+    logins: LoginSessions = field(default_factory=LoginSessions, repr=False)
+
+    async def __aenter__(self) -> BackendClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # One session (one connection pool) for the whole FastAGI process, made on first use
+        # inside the running loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                base_url=self.base_url.rstrip("/") + "/",
+                headers={"Authorization": f"Bearer {self.api_token}"},
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeout, sock_connect=min(self.timeout, CONNECT_TIMEOUT_S)
+                ),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        safe: bool = False,
+    ) -> Any:
+        attempts = 1 + (self.retries if safe else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                status, body = await self._attempt(method, path, json, params, headers)
+                if status >= 500:
+                    raise BackendUnavailable(f"backend answered {status}")
+            except CircuitOpen:
+                raise  # no retry: the breaker decides when to try again
+            except (TimeoutError, aiohttp.ClientError, BackendUnavailable, ValueError) as e:
+                log.warning(
+                    "backend_request_failed",
+                    method=method,
+                    path=path.split("?")[0],
+                    attempt=attempt,
+                    error=type(e).__name__,
+                )
+                if attempt == attempts:
+                    raise BackendUnavailable(type(e).__name__) from e
+                continue
+            if status >= 400:
+                error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+                raise BackendError(
+                    status,
+                    error.get("code", "unknown"),
+                    error.get("message", ""),
+                    error.get("detail"),
+                )
+            return body
+        raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[int, Any]:
+        """One request, its outcome told to the breaker: the status and the decoded body."""
+        if not self.breaker.allow():
+            raise CircuitOpen(f"backend down, next try in {self.breaker.retry_in():.1f} s")
+        started = time.perf_counter()
+        try:
+            async with self.session.request(
+                method, path.lstrip("/"), json=json, params=params, headers=headers
+            ) as resp:
+                body = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientConnectionError):
+            self.breaker.failed()
+            raise
+        except BaseException:
+            self.breaker.abandoned()  # cancelled, or an answer we could not read
+            raise
+        self.latencies.append(time.perf_counter() - started)
+        self.breaker.succeeded()
+        return resp.status, body
+
+    def latency_summary(self) -> dict[str, float]:
+        """Answers counted, and their p50 / p99 latency in ms."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return {"backend_answers": 0}
+
+        def ms(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+        return {
+            "backend_answers": len(ordered),
+            "backend_p50_ms": ms(0.5),
+            "backend_p99_ms": ms(0.99),
+        }
+
+    # --- calls ----------------------------------------------------------------------------
+
+    async def open_call(
+        self,
+        uniqueid: str,
+        hotline: str,
+        caller_id: str | None,
+        channel: str | None,
+        language: str | None,
+    ) -> int:
+        body = await self._request(
+            "POST",
+            "/v1/calls",
+            json={
+                "uniqueid": uniqueid,
+                "hotline": hotline,
+                "caller_id": caller_id,
+                "channel": channel,
+                "language": language,
+            },
+            safe=True,  # the same uniqueid gives the same call
+        )
+        return int(body["call_id"])
+
+    async def add_events(self, call_id: int, events: list[dict[str, Any]]) -> None:
+        await self._request("POST", f"/v1/calls/{call_id}/events", json={"events": events})
+
+    async def end_call(
+        self,
+        call_id: int,
+        outcome: str,
+        last_stage: str,
+        account: str | None,
+        language: str | None = None,
+        events: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """End the call log; `events`, its last events, are stored with the end."""
+        self.logins.end_call(call_id)
+        ending: dict[str, Any] = {"outcome": outcome, "last_stage": last_stage, "account": account}
+        if language is not None:
+            ending["language"] = language
+        if events:
+            ending["events"] = events
+        await self._request(
+            "POST",
+            f"/v1/calls/{call_id}/end",
+            json=ending,
+            headers={"Prefer": "return=minimal"},  # 204: the call is not read back
+            safe=True,  # the first end wins, and events are stored once
+        )
+
+    # --- login and cargo --------------------------------------------------------------------
+
+    async def login(
+        self,
+        account: str,
+        password: str,
+        token_code: str,
+        call_id: int | None,
+        caller_id: str | None,
+    ) -> AccountInfo:
+        # Not retried: a retry would count twice toward the lockout.
+        body = await self._request(
+            "POST",
+            "/v1/sessions",
+            json={
+                "account": account,
+                "password": password,
+                "token_code": token_code,
+                "call_id": call_id,
+                "caller_id": caller_id,
+            },
+        )
+        self.logins.keep(account, call_id, body)
+        a = body["account"]
+        return AccountInfo(
+            a["number"],
+            a["type"],
+            bool(a["needs_activation"]),
+            a.get("mobile"),
+            bool(a.get("mobile_registered", a.get("mobile") is not None)),
+            bool(a.get("terms_accepted", not a["needs_activation"])),
+        )
+
+    async def service_status(self) -> ServiceStatus:
+        """Whether the service is suspended: asked at most once every STATUS_TTL_S, however
+        many calls start meanwhile."""
+        if self._status is not None and time.monotonic() - self._status[0] < STATUS_TTL_S:
+            return self._status[1]
+        if self._status_asked is None or self._status_asked.done():
+            self._status_asked = asyncio.create_task(self._ask_status())
+            self._status_asked.add_done_callback(lambda t: t.cancelled() or t.exception())
+        # Shielded: a call that ends meanwhile does not cancel the answer the others wait for.
+        return await asyncio.shield(self._status_asked)
+
+    async def _ask_status(self) -> ServiceStatus:
+        body = await self._request("GET", "/v1/service-status", safe=True)
+        start, end = body.get("from"), body.get("until")
+        status = ServiceStatus(
+            bool(body["suspended"]),
+            datetime.fromisoformat(start) if start else None,
+            datetime.fromisoformat(end) if end else None,
+        )
+        self._status = (time.monotonic(), status)
+        return status
+
+    # --- first call: mobile and terms -------------------------------------------------------
+
+    async def register_mobile(self, account: str, mobile: str, call_id: int | None) -> int:
+        """Send an SMS code to `mobile`; how many more codes may be sent in this call."""
+        body = await self._request(
+            "POST", f"/v1/accounts/{account}/mobile", json={"mobile": mobile, "call_id": call_id}
+        )
+        return int(body["codes_left"])
+
+    async def verify_mobile(self, account: str, code: str, call_id: int | None) -> str:
+        body = await self._request(
+            "POST",
+            f"/v1/accounts/{account}/mobile/verify",
+            json={"code": code, "call_id": call_id},
+        )
+        return str(body["mobile"])
+
+    async def terms_version(self) -> str:
+        return str((await self._request("GET", "/v1/terms", safe=True))["version"])
+
+    async def accept_terms(self, account: str, version: str, call_id: int | None) -> None:
+        await self._request(
+            "POST",
+            f"/v1/accounts/{account}/terms",
+            json={"version": version, "call_id": call_id},
+            safe=True,  # accepting twice is accepting once
+        )
+
+    async def recent_vehicles(self, account: str) -> list[str]:
+        body = await self._request("GET", f"/v1/accounts/{account}/vehicles/recent", safe=True)
+        return list(body["marks"])
+
+    async def check_cargo(self, number: str) -> CargoCheck:
+        body = await self._request("GET", f"/v1/cargo/{number}", safe=True)
+        return CargoCheck(body["number"], body["kind"], list(body["ccrns"]))
+
+    async def bundle(
+        self,
+        account: str,
+        vehicle_mark: str,
+        numbers: list[str],
+        call_id: int | None,
+        idempotency_key: str,
+    ) -> Bundle:
+        body = await self._request(
+            "POST",
+            "/v1/bundles",
+            json={
+                "account": account,
+                "vehicle_mark": vehicle_mark,
+                "numbers": numbers,
+                "call_id": call_id,
+            },
+            headers={"Idempotency-Key": idempotency_key} | self.logins.header(account, call_id),
+            safe=True,  # the idempotency key makes a retry harmless
+        )
+        return Bundle.from_json(body)
+
+    async def unbundle(
+        self,
+        account: str,
+        vehicle_mark: str,
+        ccrn: str | None,
+        call_id: int | None,
+        idempotency_key: str,
+    ) -> list[str]:
+        """Cancel one CCRN (or all, with None) bundled to the vehicle; the CCRNs cancelled."""
+        body = await self._request(
+            "POST",
+            "/v1/unbundle",
+            json={
+                "account": account,
+                "vehicle_mark": vehicle_mark,
+                "ccrn": ccrn,
+                "call_id": call_id,
+            },
+            headers={"Idempotency-Key": idempotency_key} | self.logins.header(account, call_id),
+            safe=True,
+        )
+        return list(body["cancelled"])
+
+    async def bundles(self, account: str, vehicle_mark: str | None = None) -> list[Bundle]:
+        params = {"account": account}
+        if vehicle_mark:
+            params["vehicle_mark"] = vehicle_mark
+        headers = self.logins.header(account, any_call=True)
+        body = await self._request("GET", "/v1/bundles", params=params, headers=headers, safe=True)
+        return [Bundle.from_json(b) for b in body["bundles"]]
