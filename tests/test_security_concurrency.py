@@ -22,7 +22,6 @@ from backend.app import RunningBackend
 from backend.database import Database
 from backend.models import Account, AuditEntry
 from backend.security import Passwords
-from tests import conftest
 from tests.support.console import PASSWORD as CONSOLE_PASSWORD
 from tests.support.console import (  # noqa: F401  (fixtures)
     ConsoleClient,
@@ -30,6 +29,7 @@ from tests.support.console import (  # noqa: F401  (fixtures)
     supervisors,
 )
 from tests.support.databases import DATABASES
+from tests.support.truckers import TestClock
 
 PASSWORD = "246810"
 LOCKOUT = 5  # the default IVRS_LOCKOUT_FAILURES
@@ -74,11 +74,11 @@ async def new_account(db: Database, number: str) -> str:
     return await admin.add_token(db, number, serial=f"FTK{number}")
 
 
-def code_now(seed: str, clock: conftest.TestClock, steps: int = 0) -> str:
+def code_now(seed: str, clock: TestClock, steps: int = 0) -> str:
     return otp.current_code(seed, otp.HARDWARE, clock.now() + timedelta(minutes=steps))
 
 
-def wrong_codes(seed: str, clock: conftest.TestClock, count: int) -> list[str]:
+def wrong_codes(seed: str, clock: TestClock, count: int) -> list[str]:
     """`count` codes the token does not show now (nor one step either side)."""
     near = {code_now(seed, clock, s) for s in (-1, 0, 1)}
     return [c for c in (f"{n:06d}" for n in range(100_000, 999_999, 7919)) if c not in near][:count]
@@ -120,7 +120,7 @@ def codes(results: list[tuple[int, Any]]) -> Counter[str]:
 async def test_wrong_codes_sent_at_once_are_compared_at_most_lockout_times(
     backend: RunningBackend,
     db: Database,
-    clock: conftest.TestClock,
+    clock: TestClock,
     compared: list[str],
     together: int,
 ) -> None:
@@ -143,7 +143,7 @@ async def test_wrong_codes_sent_at_once_are_compared_at_most_lockout_times(
 
 
 async def test_a_wrong_password_hears_the_same_whether_locked_or_not(
-    backend: RunningBackend, db: Database, clock: conftest.TestClock
+    backend: RunningBackend, db: Database, clock: TestClock
 ) -> None:
     seed = await new_account(db, "40000001")
     await new_account(db, "40000002")
@@ -170,7 +170,7 @@ async def test_one_caller_number_is_evaluated_at_most_the_throttle_however_many_
 
 
 async def test_a_success_never_clears_a_lock_a_concurrent_failure_set(
-    backend: RunningBackend, db: Database, clock: conftest.TestClock, compared: list[str]
+    backend: RunningBackend, db: Database, clock: TestClock, compared: list[str]
 ) -> None:
     """The last allowed failure and the right code at once, on fresh accounts: whatever the
     order, the outcome is one a sequence of the two could give."""
@@ -207,7 +207,7 @@ async def test_a_success_never_clears_a_lock_a_concurrent_failure_set(
 
 
 async def test_the_count_starts_afresh_after_a_lockout_ends(
-    backend: RunningBackend, db: Database, clock: conftest.TestClock
+    backend: RunningBackend, db: Database, clock: TestClock
 ) -> None:
     """Row 8: after failures sent at once lock the account and the lock ends, one slip does not
     re-lock it: the right code then logs in."""
@@ -226,7 +226,7 @@ async def test_the_count_starts_afresh_after_a_lockout_ends(
 
 
 async def test_failures_without_caller_id_do_not_shut_out_other_withheld_callers(
-    backend: RunningBackend, db: Database, clock: conftest.TestClock
+    backend: RunningBackend, db: Database, clock: TestClock
 ) -> None:
     """Row 9: 30 failed logins with no caller id (an attacker's) leave an honest caller who
     withholds the number able to log in; the per-account lockout still holds."""

@@ -20,6 +20,7 @@ from ami_client import AmiError, listen_in
 from backend.console.listen import AMI
 from backend.database import Database
 from backend.models import AuditEntry, Call
+from harness.console import seed_calls, write_tone_wav
 from tests.support.console import (  # noqa: F401  (fixtures)
     PASSWORD,
     ConsoleFactory,
@@ -27,10 +28,8 @@ from tests.support.console import (  # noqa: F401  (fixtures)
     backend_settings,
     console,
     on_asterisk,
-    seed_calls,
     supervisors,
     with_ami,
-    write_tone_wav,
 )
 
 

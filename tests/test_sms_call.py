@@ -12,11 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from simulator.record import Command
 
 from backend.app import RunningBackend, start_backend
 from backend.settings import BackendSettings
 from simulator import CallRecord
+from simulator.call_record import Command
 from tests.support.sms_standins import StandIn, standing_in
 from tests.support.stored import stored_call
 from tests.support.truckers import MakeTrucker, Trucker
