@@ -35,7 +35,6 @@ CONNECT_TIMEOUT_S = 2.0
 STATUS_TTL_S = 5.0
 
 
-
 @dataclass
 class BackendClient:
     base_url: str
