@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import math
 import os
 import random
 import resource
@@ -668,7 +669,9 @@ async def run_on(
 def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     b, c, p, f, h = r["bundle"], r["classic"], r["paced"], r["floor"], r["held"]
     speedup = b["calls_per_s"] / c["calls_per_s"]
-    cost_ratio = p["cpu_per_command_us"] / f["cpu_per_command_us"]
+    # A short run's floor can spend less than one /proc clock tick (10 ms): no ratio then.
+    floor_us = f["cpu_per_command_us"]
+    cost_ratio = p["cpu_per_command_us"] / floor_us if floor_us else math.inf
     yes = {True: "yes", False: "**no**"}
     needed_cores = 20 * c["calls_per_s"] * b["machine_per_call_ms"] / 1000
     rows = [

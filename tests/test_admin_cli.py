@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pyotp
 import pytest
+import structlog
 from cryptography.fernet import Fernet
 
+from cli.logs import PROCESSORS
 from cli.main import main
 
 SEED_CSV = "serial,key,type,digits,period,expiry\nFTK9000001,{key},totp,6,60,2029-04-30\n"
@@ -22,10 +24,21 @@ RFC_KEY_HEX = b"12345678901234567890".hex()
 @pytest.fixture
 def ivrs_admin(database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     """ivrs_admin(*args, stdin="") -> (exit status, what it printed: standard output, then its
-    own lines on standard error, without the migrations' log lines)."""
+    own lines on standard error). Its structured logs go to `ivrs_admin.logs`: configured as
+    `ivrs` does, they would hold on to this test's standard error after it is gone."""
     monkeypatch.setenv("IVRS_DATABASE_URL", database_url)
     monkeypatch.setenv("IVRS_ARGON2_PROFILE", "test")
     monkeypatch.setenv("IVRS_SECRET_KEY", Fernet.generate_key().decode())
+    logs = io.StringIO()
+    logger_factory = structlog.PrintLoggerFactory(file=logs)
+    monkeypatch.setattr(
+        "cli.main.configure_logging",
+        lambda: structlog.configure(
+            processors=[*PROCESSORS, structlog.processors.JSONRenderer()],
+            logger_factory=logger_factory,
+        ),
+    )
+    saved = structlog.get_config()
 
     def run(*args: str, stdin: str = "") -> tuple[int, str]:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
@@ -34,7 +47,9 @@ def ivrs_admin(database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytes
         said = [line for line in captured.err.splitlines(True) if line.startswith("ivrs admin:")]
         return status, captured.out + "".join(said)
 
-    return run
+    run.logs = logs  # type: ignore[attr-defined]
+    yield run
+    structlog.configure(**saved)
 
 
 def test_every_admin_command_does_its_work_and_says_so(ivrs_admin, tmp_path: Path) -> None:
@@ -98,6 +113,11 @@ def test_every_admin_command_does_its_work_and_says_so(ivrs_admin, tmp_path: Pat
     assert status == 0 and len(ccrns) == 2
     status, out = ivrs_admin("combine-batch", *ccrns)
     assert status == 0 and out.strip()
+
+    logged = ivrs_admin.logs.getvalue()
+    assert "token_assigned" in logged  # the commands did log
+    for secret in (seed, *codes, RFC_KEY_HEX, "246810", "998877", "112233", "long enough pw"):
+        assert secret not in logged
 
 
 def test_bad_input_is_refused_in_one_line_that_says_why(ivrs_admin, tmp_path: Path) -> None:
