@@ -680,6 +680,8 @@ async def backend_phases(stack: Stack, args: argparse.Namespace) -> dict[str, An
     }
     if args.burst:
         results["burst"] = await burst_phase(stack, args.burst)
+        if args.burst_real_time:
+            results["burst_real_time"] = await burst_phase(stack, args.burst, real_time=True)
     if args.argon2_logins:
         results["argon2"] = await asyncio.to_thread(
             measure_argon2, args.argon2_logins, args.argon2_at_once
@@ -706,8 +708,7 @@ def backend_rows(r: dict[str, Any], args: argparse.Namespace) -> list[tuple[str,
             f"{'yes' if ratio <= 3 else '**no**'} ({ratio:.1f}×)",
         )
     ]
-    if "burst" in r:
-        rows.append(burst_row(r["burst"]))
+    rows += [burst_row(r[k], k) for k in ("burst", "burst_real_time") if k in r]
     if "argon2" in r:
         rows += argon2_rows(r["argon2"])
     return rows

@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--burst", type=int, default=1000, help="calls arriving at the same moment (1000; 0: none)"
     )
     parser.add_argument(
+        "--burst-real-time",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the burst again with prompts played for their length, as callers hear them (yes)",
+    )
+    parser.add_argument(
         "--floor-requests",
         type=int,
         default=1000,

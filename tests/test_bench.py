@@ -52,7 +52,8 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     add_arguments(parser)
     args = parser.parse_args(
         "--calls 6 --concurrency 3 --classic 1 --classic-concurrency 1 --paced 6 --pace-ms 100 "
-        "--window 1 --rounds 2 --held 8 --held-arrivals 100 --burst 20 --floor-requests 100 "
+        "--window 1 --rounds 2 --held 8 --held-arrivals 100 --burst 20 --no-burst-real-time "
+        "--floor-requests 100 "
         "--argon2-logins 1 --argon2-at-once 2".split()
     )
     results = await bench_calls.run(args)
