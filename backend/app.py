@@ -22,6 +22,11 @@ from backend.database import open_database
 from backend.settings import BackendSettings
 from backend.sms import SmsSender, sender_for
 
+# Connections the kernel holds for us until accepted: a burst of calls from several FastAGI
+# processes (up to 100 connections each) must not find it full, where a connection would wait
+# out a SYN retry and the IVR count it as a backend down (aiohttp's default: 128).
+LISTEN_BACKLOG = 1024
+
 
 def create_app(
     settings: BackendSettings, *, sms_sender: SmsSender | None = None
@@ -72,7 +77,7 @@ async def start_backend(
     runner = web.AppRunner(app)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG).start()
     except BaseException:
         await runner.cleanup()
         raise
@@ -88,4 +93,6 @@ def run(settings: BackendSettings) -> None:
 
         run_workers(settings)
         return
-    web.run_app(create_app(settings), host=settings.host, port=settings.port)
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, backlog=LISTEN_BACKLOG
+    )

@@ -67,8 +67,14 @@ def run_workers(settings: BackendSettings) -> None:
 def _serve(settings: BackendSettings) -> None:
     from aiohttp import web
 
-    from backend.app import create_app
+    from backend.app import LISTEN_BACKLOG, create_app
     from cli.logs import configure_logging
 
     configure_logging()
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, reuse_port=True)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=True,
+        backlog=LISTEN_BACKLOG,
+    )

@@ -1,13 +1,19 @@
 """A circuit breaker for the backend: at the morning peak, a dead backend must cost each caller
 nothing more than the `error.service_unavailable` prompt, not a request timeout each.
 
-closed: requests go through; `failures` connection failures or timeouts in a row open it.
+closed: requests go through; `failures` failures in a row open it.
 open: requests fail at once for `reset_s` seconds.
 half-open: then one request (the probe) goes through while the others still fail at once; its
 success closes the breaker, its failure opens it for another `reset_s`.
 
-Only failures to get an answer count. A backend that answers, even with an error, is up: an
-error answer comes back fast, so there is no wait to save.
+Only failures to get an answer count, and only those of a backend that is down, not busy:
+- `failed`: unreachable (connection refused or reset, nothing listening, a host that drops
+  packets): always a failure;
+- `timed_out`: no answer in time. A failure only if no other request was answered since this
+  one was sent: a busy backend (a burst of calls queued in it) still answers the others, only
+  slowly, and opening then would turn congestion into refusals; a hung one answers none.
+A backend that answers, even with an error, is up: an error answer comes back fast, so there
+is no wait to save.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._answered_at = float("-inf")
+
+    def now(self) -> float:
+        """The breaker's clock: a request's send time, for `timed_out`."""
+        return self._clock()
 
     @property
     def state(self) -> BreakerState:
@@ -62,6 +73,7 @@ class CircuitBreaker:
         return True
 
     def succeeded(self) -> None:
+        self._answered_at = self._clock()
         self._failures = 0
         self._opened_at = None
         self._probing = False
@@ -71,6 +83,14 @@ class CircuitBreaker:
         if self._probing or self._failures >= self.failures_to_open:
             self._opened_at = self._clock()
         self._probing = False
+
+    def timed_out(self, sent_at: float) -> None:
+        """A request sent at `sent_at` (`now()`) got no answer in time: a failure only if no
+        request was answered since (a busy backend still answers; a hung one does not)."""
+        if self._answered_at >= sent_at:
+            self.abandoned()
+        else:
+            self.failed()
 
     def abandoned(self) -> None:
         """A request ended without a verdict (its caller went away): let another probe go."""

@@ -31,6 +31,18 @@ log = structlog.get_logger("backend_client")
 # The longest wait for a TCP connection to the backend (as Asterisk waits for a FastAGI server):
 # a host that drops packets must not hold a caller for the whole request timeout.
 CONNECT_TIMEOUT_S = 2.0
+# Connections to the backend at most (aiohttp's pool): further requests queue for one, up to
+# QUEUE_WAIT_S, so that in a burst of calls a request's timeout counts only the backend's time.
+CONNECTIONS = 100
+QUEUE_WAIT_S = 30.0
+# The breaker's failures whatever the wait: nothing listening, a connection reset, a host that
+# drops packets (a connect timeout). A request timeout counts only if nothing else is answered.
+UNREACHABLE = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+)
 # Every call starts by asking whether the service is suspended; a suspension is planned hours
 # ahead, so one answer serves all the calls of a few seconds.
 STATUS_TTL_S = 5.0
@@ -46,9 +58,14 @@ class BackendClient:
     # How long the answers took (seconds), the latest ones: for the shutdown summary and bench/.
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000), repr=False)
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    connections: int = CONNECTIONS  # at most at once; more requests wait for one
+    _connections: asyncio.Semaphore = field(init=False, repr=False)
     _status: tuple[float, ServiceStatus] | None = field(default=None, repr=False)
     _status_asked: asyncio.Task[ServiceStatus] | None = field(default=None, repr=False)
     logins: LoginSessions = field(default_factory=LoginSessions, repr=False)
+
+    def __post_init__(self) -> None:
+        self._connections = asyncio.Semaphore(self.connections)
 
     async def __aenter__(self) -> BackendClient:
         return self
@@ -63,6 +80,7 @@ class BackendClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 base_url=self.base_url.rstrip("/") + "/",
+                connector=aiohttp.TCPConnector(limit=self.connections),
                 headers={"Authorization": f"Bearer {self.api_token}"},
                 timeout=aiohttp.ClientTimeout(
                     total=self.timeout, sock_connect=min(self.timeout, CONNECT_TIMEOUT_S)
@@ -123,20 +141,30 @@ class BackendClient:
         headers: dict[str, str] | None,
     ) -> tuple[int, Any]:
         """One request, its outcome told to the breaker: the status and the decoded body."""
-        if not self.breaker.allow():
-            raise CircuitOpen(f"backend down, next try in {self.breaker.retry_in():.1f} s")
-        started = time.perf_counter()
+        try:  # a free connection first: the timeout then counts the backend's time alone
+            await asyncio.wait_for(self._connections.acquire(), QUEUE_WAIT_S)
+        except TimeoutError:
+            raise BackendUnavailable("no free connection to the backend") from None
         try:
-            async with self.session.request(
-                method, path.lstrip("/"), json=json, params=params, headers=headers
-            ) as resp:
-                body = await resp.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientConnectionError):
-            self.breaker.failed()
-            raise
-        except BaseException:
-            self.breaker.abandoned()  # cancelled, or an answer we could not read
-            raise
+            if not self.breaker.allow():
+                raise CircuitOpen(f"backend down, next try in {self.breaker.retry_in():.1f} s")
+            sent_at, started = self.breaker.now(), time.perf_counter()
+            try:
+                async with self.session.request(
+                    method, path.lstrip("/"), json=json, params=params, headers=headers
+                ) as resp:
+                    body = await resp.json(content_type=None)
+            except UNREACHABLE:
+                self.breaker.failed()
+                raise
+            except TimeoutError:  # no answer in time: down only if nothing else is answered
+                self.breaker.timed_out(sent_at)
+                raise
+            except BaseException:
+                self.breaker.abandoned()  # cancelled, or an answer we could not read
+                raise
+        finally:
+            self._connections.release()
         self.latencies.append(time.perf_counter() - started)
         self.breaker.succeeded()
         return resp.status, body

@@ -657,6 +657,7 @@ async def run_on(
             stack, args.paced, args.pace_ms / 1000, args.arrivals, args.window, args.rounds
         )
         results["held"] = await held_phase(stack, args.held, args.held_arrivals, truckers[-1])
+        results.update(await backend_phases(stack, args))
     finally:
         gc.unfreeze()
         for server in stack.servers:  # those a phase left running: it was stopped (SIGTERM)
@@ -664,6 +665,54 @@ async def run_on(
         assert stack.backend is not None
         await stack.backend.stop()
     return results
+
+
+async def backend_phases(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """The backend's floor (same database), a burst of calls, and the production password
+    profile on its own (bench/backend_floor.py, bench_burst.py, bench_argon2.py)."""
+    from bench.backend_floor import measure_floor
+    from bench.bench_argon2 import measure_argon2
+    from bench.bench_burst import burst_phase
+
+    results: dict[str, Any] = {
+        "backend_floor": await measure_floor(
+            stack.backend_env, HOST, args.floor_requests, args.concurrency
+        )
+    }
+    if args.burst:
+        results["burst"] = await burst_phase(stack, args.burst)
+        if args.burst_real_time:
+            results["burst_real_time"] = await burst_phase(stack, args.burst, real_time=True)
+    if args.argon2_logins:
+        results["argon2"] = await asyncio.to_thread(
+            measure_argon2, args.argon2_logins, args.argon2_at_once
+        )
+    return results
+
+
+def backend_rows(r: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, ...]]:
+    from bench.bench_argon2 import argon2_rows
+    from bench.bench_burst import burst_row
+
+    b, floor = r["bundle"], r["backend_floor"]
+    per_request_us = b["backend_per_call_ms"] * 1000 / max(b["backend_requests_per_call"], 1)
+    ratio = per_request_us / max(floor["row_us"], 1.0)  # /proc's CPU ticks: 0 on few requests
+    rows = [
+        (
+            f"backend CPU per request, bundling calls, {args.concurrency} at once (login's "
+            "Argon2 on the cheap test profile); floor: a do-nothing aiohttp handler / a one-row "
+            "query on the same database driver",
+            f"{per_request_us:.0f} µs",
+            f"{floor['empty_us']:.0f} / {floor['row_us']:.0f} µs",
+            "",
+            "≤ 3× the one-row floor",
+            f"{'yes' if ratio <= 3 else '**no**'} ({ratio:.1f}×)",
+        )
+    ]
+    rows += [burst_row(r[k], k) for k in ("burst", "burst_real_time") if k in r]
+    if "argon2" in r:
+        rows += argon2_rows(r["argon2"])
+    return rows
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> str:
@@ -798,6 +847,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
             "",
         ),
     ]
+    rows += backend_rows(r, args)
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 

@@ -41,6 +41,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="held calls arriving per second (40: 2,000 calls of 50 s)",
     )
     parser.add_argument(
+        "--burst", type=int, default=1000, help="calls arriving at the same moment (1000; 0: none)"
+    )
+    parser.add_argument(
+        "--burst-real-time",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the burst again with prompts played for their length, as callers hear them (yes)",
+    )
+    parser.add_argument(
+        "--floor-requests",
+        type=int,
+        default=1000,
+        help="requests to the backend's floor (a do-nothing handler, a one-row query) (1000)",
+    )
+    parser.add_argument(
+        "--argon2-logins",
+        type=int,
+        default=10,
+        help="production-profile password checks, one at a time (10; 0: none)",
+    )
+    parser.add_argument(
+        "--argon2-at-once", type=int, default=50, help="then password checks at once (50)"
+    )
+    parser.add_argument(
         "--database-url", help="the backend's database (default: SQLite in a temp directory)"
     )
     parser.add_argument(

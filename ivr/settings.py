@@ -20,8 +20,8 @@ class IvrSettings:
     # GET DATA needs a prompt; the rest of an entry is read while this (short) file plays.
     entry_silence: str = "silence/1"
     max_failures: int = 3
-    # Circuit breaker (backend_client/breaker.py): after this many connection failures or
-    # timeouts in a row, requests fail at once for `breaker_reset_s`, then one probe goes through.
+    # Circuit breaker (backend_client/breaker.py): after this many failures in a row (a backend
+    # down, not busy), requests fail at once for `breaker_reset_s`, then one probe goes through.
     breaker_failures: int = 5
     breaker_reset_s: float = 10.0
     # Call logs the backend could not take wait here (backend_client/spool.py); one directory

@@ -11,13 +11,14 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from backend.app import RunningBackend
 from backend.database import Database
@@ -119,6 +120,87 @@ async def test_requests_fail_fast_once_a_silent_backend_has_timed_out_enough() -
             with pytest.raises(CircuitOpen):
                 await client.service_status()
             assert time.monotonic() - started < 0.05
+
+
+@contextlib.asynccontextmanager
+async def busy_backend(
+    delay: float | None = None,
+) -> AsyncIterator[tuple[str, list[str], Callable[[int], Awaitable[bool]]]]:
+    """A backend that answers GET /v1/health at once, and holds every other request (it is busy
+    with them) until the returned event is set, or for `delay` seconds; the paths it has
+    received so far."""
+    received: list[str] = []
+    release, arrived = asyncio.Event(), asyncio.Condition()
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append(request.path)
+        async with arrived:
+            arrived.notify_all()
+        if request.path != "/v1/health":
+            await (asyncio.sleep(delay) if delay else release.wait())
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+
+        async def until_received(count: int) -> bool:
+            async with arrived:
+                return await arrived.wait_for(lambda: len(received) >= count)
+
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", received, until_received
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+async def test_a_busy_backend_that_still_answers_never_opens_the_breaker() -> None:
+    async with busy_backend() as (url, _received, until_received):
+        client = BackendClient(url, "token", timeout=2, breaker=CircuitBreaker(2, 60))
+        async with client:
+            held = [asyncio.create_task(client.add_events(n, [])) for n in range(5)]
+            await until_received(5)  # all five sent and queued in the backend
+            await client._request("GET", "/v1/health")  # answered meanwhile: busy, not down
+            for request in held:  # five timeouts, more than the breaker's two
+                with pytest.raises(BackendUnavailable):
+                    await request
+            assert client.breaker.state is BreakerState.CLOSED
+            await client._request("GET", "/v1/health")
+
+
+async def test_requests_queue_for_a_connection_instead_of_timing_out() -> None:
+    """More requests than connections: those queued wait for one, and their timeout counts
+    from when they are sent, so all are answered though together they take longer than it."""
+    async with busy_backend(delay=1.0) as (url, received, until_received):
+        client = BackendClient(url, "token", timeout=2.5, connections=2)
+        async with client:
+            requests = [asyncio.create_task(client.add_events(n, [])) for n in range(6)]
+            await until_received(2)
+            assert len(received) == 2  # the others wait for a connection, not in the backend
+            await asyncio.gather(*requests)  # three rounds of 1 s: over the 2.5 s timeout
+            assert len(received) == 6
+
+
+async def test_connections_reset_by_the_backend_open_the_breaker() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()  # RST: a process that dies as it takes the connection
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with BackendClient(url, "token", breaker=CircuitBreaker(2, 60)) as client:
+            for _ in range(2):
+                with pytest.raises(BackendUnavailable) as failed:
+                    await client.add_events(1, [])
+                assert not isinstance(failed.value, CircuitOpen)
+            with pytest.raises(CircuitOpen):
+                await client.add_events(1, [])
+    finally:
+        server.close()
 
 
 async def test_refused_connections_open_the_breaker_and_a_probe_closes_it(

@@ -54,7 +54,9 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     add_arguments(parser)
     args = parser.parse_args(
         "--calls 6 --concurrency 3 --classic 1 --classic-concurrency 1 --paced 6 --pace-ms 100 "
-        "--window 1 --rounds 2 --held 8 --held-arrivals 100".split()
+        "--window 1 --rounds 2 --held 8 --held-arrivals 100 --burst 20 --no-burst-real-time "
+        "--floor-requests 100 "
+        "--argon2-logins 1 --argon2-at-once 2".split()
     )
     results = await bench_calls.run(args)
     bundle, paced, floor, held = (results[k] for k in ("bundle", "paced", "floor", "held"))
@@ -66,8 +68,14 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
         assert 0 < measured["gap_p50"] <= measured["gap_p99"] < 1
         assert len(measured["rounds_p99"]) == 2
     assert (held["held"], held["failed"], held["probe_ok"]) == (8, 0, True)
+    burst, floor_backend, argon2 = (results[k] for k in ("burst", "backend_floor", "argon2"))
+    assert (burst["calls"], burst["unavailable"], burst["failed"]) == (20, 0, 0)
+    assert 0 < burst["think_p50"] <= burst["think_p99"]
+    assert 0 <= floor_backend["empty_us"] < floor_backend["row_us"]  # CPU read in 10 ms ticks
+    assert argon2["cpu_ms"] > 0 and argon2["one_peak_mib"] >= argon2["memory_kib"] / 1024 * 0.9
     table = bench_calls.report(results, args)
     assert "20× classic at this cost needs" in table and "nan" not in table
+    assert "20 calls arriving at the same moment" in table and "logins/s per core" in table
 
 
 @pytest.mark.timeout(180)

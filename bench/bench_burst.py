@@ -1,0 +1,136 @@
+"""Bursts: many callers arriving at the same moment (a suspension ends, Asterisk restarts). Every
+call connects to one FastAGI server (`ivrs agi`) at once, against one backend process; each is
+answered, chooses its language, hears the welcome and hangs up at the account prompt, so its
+backend requests are the call's start and end (open call, service status, end call): those
+that pile up in a burst.
+
+    .venv/bin/python -m bench.bench_burst --calls 1000 [--postgres] [--real-time]
+    .venv/bin/ivrs bench --burst 1000 ...        # the same phase, in the whole run
+
+Measured: how many heard `error.service_unavailable`, how many failed otherwise, the think time
+(the AGI round trip seen by the simulated Asterisk: from its reply to the server's next
+command, the backend in it) p50 / p99, and how long the burst took to clear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.bench_calls import REPOSITORY, Stack, percentile, start_stack, timed_call, unpin
+
+BURST_KEYS = "3 !"  # language 3, then hang up at the account prompt
+UNAVAILABLE = "error.service_unavailable"
+
+
+async def burst_phase(stack: Stack, calls: int, real_time: bool = False) -> dict[str, Any]:
+    """`calls` calls started at the same moment against a fresh FastAGI server. Prompts take
+    no time, unless `real_time`: then they play for their length (estimated from their text),
+    as a caller hears them, and the call's opening request has the language menu's time."""
+    agi = await stack.start_agi()
+    gaps: list[float] = []
+    go = asyncio.Event()
+
+    async def call() -> Any:
+        await go.wait()
+        return await timed_call(agi.port, gaps, keys=BURST_KEYS, real_time=real_time)
+
+    tasks = [asyncio.create_task(call()) for _ in range(calls)]
+    await asyncio.sleep(0)  # every task waiting at the gate
+    assert stack.backend is not None
+    backend_cpu, agi_cpu, started = stack.backend.cpu_s(), agi.cpu_s(), time.perf_counter()
+    go.set()
+    records = await asyncio.gather(*tasks, return_exceptions=True)
+    wall = time.perf_counter() - started
+    backend_cpu, agi_cpu = stack.backend.cpu_s() - backend_cpu, agi.cpu_s() - agi_cpu
+    await agi.stop()
+    unpin()
+    heard = [[] if isinstance(r, BaseException) else r.prompt_ids for r in records]
+    unavailable = sum(UNAVAILABLE in ids for ids in heard)
+    return {
+        "calls": calls,
+        "unavailable": unavailable,
+        "failed": sum("login.account" not in ids and UNAVAILABLE not in ids for ids in heard),
+        "errors": Counter(type(r).__name__ for r in records if isinstance(r, BaseException)),
+        "think_p50": percentile(gaps, 0.5),
+        "think_p99": percentile(gaps, 0.99),
+        "think_max": max(gaps, default=float("nan")),
+        "clear_s": wall,
+        "backend_cpu_s": backend_cpu,
+        "server_cpu_s": agi_cpu,
+        # Why the server's backend requests failed (backend_client's log), by error.
+        "request_errors": Counter(
+            e.get("error") for e in agi.log if e.get("event") == "backend_request_failed"
+        ),
+    }
+
+
+def burst_row(b: dict[str, Any], kind: str = "burst") -> tuple[str, ...]:
+    """The bench table's row for a burst (bench_calls.report); kind: burst_real_time when its
+    prompts played for their length."""
+    met = b["unavailable"] == 0 and b["failed"] == 0 and b["think_p99"] <= 0.25
+    prompts = (
+        "prompts played for their length, as callers hear them"
+        if kind == "burst_real_time"
+        else "prompts take no time, so the wait for the call's opening request is in it"
+    )
+    return (
+        f"burst: {b['calls']} calls arriving at the same moment (call start, one backend "
+        f"process; {prompts})",
+        f"{b['unavailable']} heard service unavailable, {b['failed']} failed otherwise; think "
+        f"time p50 / p99 {b['think_p50'] * 1000:.0f} / {b['think_p99'] * 1000:.0f} ms; "
+        f"cleared in {b['clear_s']:.1f} s",
+        "",
+        "",
+        "0 unavailable, p99 ≤ 250 ms",
+        "yes" if met else "**no**",
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    async def on(url: str | None) -> dict[str, Any]:
+        stack = await start_stack(Path(tempfile.mkdtemp(prefix="ivrs-burst-")), url, 1)
+        try:
+            return await burst_phase(stack, args.calls, args.real_time)
+        finally:
+            for server in stack.servers:
+                await server.stop()
+            assert stack.backend is not None
+            await stack.backend.stop()
+
+    if not args.postgres:
+        return await on(None)
+    sys.path.insert(0, REPOSITORY)
+    from tests.postgres import start_postgres
+
+    server = await asyncio.to_thread(start_postgres)
+    try:
+        async with server.database() as url:
+            return await on(url)
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000, help="calls at once (1000)")
+    parser.add_argument("--postgres", action="store_true", help="on a throwaway PostgreSQL")
+    parser.add_argument(
+        "--real-time", action="store_true", help="prompts play for their length (else: no time)"
+    )
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args))
+    kind = "burst_real_time" if args.real_time else "burst"
+    print("| " + " | ".join(burst_row(result, kind)[:2]) + " |")
+    print({k: v for k, v in result.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
