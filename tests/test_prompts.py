@@ -86,6 +86,38 @@ def test_no_sound_part_is_only_punctuation() -> None:
     assert not empty, f"parts with nothing to say (move the punctuation): {empty}"
 
 
+# What a caller must not hear: app jargon (綁定) where the customs' briefing says 捆綁 and
+# 海關貨物編號, 二 where a count or an hour says 兩 (兩個, 兩點), "zero zero minutes" on the hour,
+# written Chinese in Cantonese, Hong Kong written terms in Putonghua.
+NOT_SAID = {
+    "zh_HK": ["綁定", "绑定", "CCRN", "請於", "此", "(?<!應)該"],
+    "zh_CN": ["綁定", "绑定", "CCRN", "细阅", "条款及细则", "资料"],
+}
+WRONG_TWO = r"(?<![一二三四五六七八九十百千零\d])(二|2 ?)[個个點点]|零零分|00 ?分"
+
+
+@pytest.mark.parametrize("lang", ["zh_HK", "zh_CN"])
+def test_chinese_prompts_use_the_customs_words_and_spoken_counts(lang: str) -> None:
+    catalog = default_catalog()
+    said = {i: catalog.text(i, lang) for i in catalog.ids()}
+    wrong = [
+        f"{i}: {pattern}"
+        for i, text in said.items()
+        for pattern in [*NOT_SAID[lang], WRONG_TWO]
+        if re.search(pattern, text)
+    ]
+    assert not wrong, f"{lang} prompts with words a caller should not hear: {wrong}"
+    assert any("捆綁" in t or "捆绑" in t for t in said.values())
+    assert any("海關貨物編號" in t or "海关货物编号" in t for t in said.values())
+
+
+def test_the_banned_words_check_catches_them() -> None:
+    for text in ("請輸入綁定嘅 CCRN", "已捆綁二個", "下午二點", "兩點零零分", "请细阅条款及细则"):
+        lang = "zh_CN" if "细" in text else "zh_HK"
+        assert any(re.search(p, text) for p in [*NOT_SAID[lang], WRONG_TWO]), text
+    assert not re.search(WRONG_TWO, "十二個 兩個 下午兩點 二十二點")
+
+
 def test_engines_read_phone_numbers_digit_by_digit_and_spell_acronyms() -> None:
     assert spoken("Call 3669 0000 about 30 CCRNs.") == "Call 3 6 6 9, 0 0 0 0 about 30 C C R N's."
     assert "chong2 ting1" in pinyin_ssml("重听请按 1。")  # pypinyin alone says zhong4
@@ -174,7 +206,7 @@ def test_a_changed_text_rebuilds_only_its_file(cantonese: Path, tmp_path: Path) 
     out = tmp_path / "sounds"
     shutil.copytree(cantonese, out)
     prompts = copy.deepcopy(default_catalog().prompts)
-    prompts["welcome"]["zh_HK"] = "歡迎致電道路貨物綁定服務。"
+    prompts["welcome"]["zh_HK"] = "歡迎致電道路貨物捆綁服務。"
     report = build("espeak", ["zh_HK"], out, catalog=Catalog(prompts))
     assert report.built == ["zh_HK/ivrs/welcome"]
 
@@ -297,7 +329,7 @@ def test_gtts_speaks_cantonese_as_yue_and_its_recordings_are_kept_offline(
 ) -> None:
     report = build("gtts", ["zh_HK", "en"], tmp_path, catalog=SMALL)
     assert report.ok and not report.fell_back and report.engine == "gtts"
-    assert ("yue", "歡迎使用道路貨物綁定服務。") in google.asked
+    assert ("yue", "歡迎使用道路貨物捆綁服務。") in google.asked
     assert ("en", "Welcome to the Road Cargo bundling service.") in google.asked
     assert {"yue", "zh-CN", "en"} <= {lang for lang, _ in google.asked}  # language.menu
     entries = Manifest.load(tmp_path).entries
