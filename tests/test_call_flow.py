@@ -13,7 +13,8 @@ pytestmark = pytest.mark.asyncio
 
 
 def said_digits(record: Any) -> list[str]:
-    return [h.value for h in record.heard if h.kind == "digits"]
+    """Digit strings read back: the runs of digit files the IVR streamed (prompts/say.py)."""
+    return ["".join(f.rpartition("/")[2] for f in run) for run in record.fragment_runs]
 
 
 async def test_returning_trucker_bundles_one_ccrn(make_trucker, phone, db, ivr) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -26,8 +27,9 @@ from prompts.build import build, main, plan
 from prompts.catalog import LANGUAGES, Catalog, Sound, default_catalog
 from prompts.fragments import fragment_texts
 from prompts.manifest import Manifest, durations_ms
-from prompts.say import say_alpha, say_digits, say_number, say_time
+from prompts.say import say_alpha, say_digits, say_number, say_time, slot_files
 from prompts.speech import pinyin_ssml, spoken
+from tests.conftest import MakeTrucker, stored_bundles
 
 CALL_FLOW = Path(__file__).resolve().parents[1] / "docs" / "call-flow.md"
 # The files SAY DIGITS / ALPHA / NUMBER / DATETIME play (tests/transcripts/11-say-files.md).
@@ -129,10 +131,10 @@ def test_engines_read_phone_numbers_digit_by_digit_and_spell_acronyms() -> None:
 
 @pytest.fixture(scope="module")
 def cantonese(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Cantonese, the default language, built offline once through the CLI (language.menu
-    brings in the Putonghua and English voices too)."""
+    """Every language built offline once through the CLI; the checks of the files themselves
+    look at Cantonese, the default language."""
     out = tmp_path_factory.mktemp("sounds")
-    assert main(["--engine", "espeak", "--lang", "zh_HK", "--out", str(out)]) == 0
+    assert main(["--engine", "espeak", "--out", str(out)]) == 0
     return out
 
 
@@ -405,7 +407,105 @@ def test_fragments_cover_every_count_and_time_of_day(lang: str) -> None:
         f for m in range(24 * 60) for f in say_time(datetime(2029, 1, 1, m // 60, m % 60), lang)
     }
     played |= set(say_digits("0123456789")) | set(say_alpha("abcdefghijklmnopqrstuvwxyz"))
+    # What the IVR streams itself (prompts/say.py's slot_files).
+    played |= {f for n in range(10_000) for f in slot_files("number", n, lang)}
+    played |= {
+        f
+        for m in range(24 * 60)
+        for f in slot_files("datetime", datetime(2029, 1, 1, m // 60, m % 60), lang)
+    }
+    played |= set(slot_files("alpha", "abcdefghijklmnopqrstuvwxyz0123456789", lang))
     assert played <= built, sorted(played - built)
+
+
+# -- the IVR's own fragments: counts, times and digit strings said as people say them ---------
+
+CCRN = "112345678901"
+TIMES = {"14:00": datetime(2029, 4, 1, 14, 0), "14:05": datetime(2029, 4, 1, 14, 5)}
+TIMES["09:30"] = datetime(2029, 4, 1, 9, 30)
+SAID = {
+    "zh_HK": {
+        2: ["say/count-2"],  # 兩
+        12: ["say/count-12"],
+        50: ["say/count-50"],
+        "14:00": ["say/hour-14"],  # 下午兩點, no 零零分
+        "14:05": ["say/hour-14", "say/minute-5"],  # 零五分
+        "09:30": ["say/hour-9", "say/minute-30"],
+        CCRN: [f"digits/{d}" for d in CCRN],
+    },
+    "zh_CN": {
+        2: ["say/count-2"],  # 两
+        12: ["say/count-12"],
+        50: ["say/count-50"],
+        "14:00": ["say/hour-14"],
+        "14:05": ["say/hour-14", "say/minute-5"],
+        "09:30": ["say/hour-9", "say/minute-30"],
+        CCRN: ["say/digit-1" if d == "1" else f"digits/{d}" for d in CCRN],  # 幺
+    },
+    "en": {
+        2: ["digits/2"],
+        12: ["digits/12"],
+        50: ["digits/50"],
+        "14:00": ["digits/2", "digits/p-m"],
+        "14:05": ["digits/2", "digits/oh", "digits/5", "digits/p-m"],
+        "09:30": ["digits/9", "digits/30", "digits/a-m"],
+        CCRN: [f"digits/{d}" for d in CCRN],
+    },
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_counts_times_and_digit_strings_are_played_as_these_files(lang: str) -> None:
+    for what, files in SAID[lang].items():
+        if isinstance(what, int):
+            assert slot_files("number", what, lang) == files, what
+        elif what in TIMES:
+            assert slot_files("datetime", TIMES[what], lang) == files, what
+        else:
+            assert slot_files("digits", what, lang) == files, what
+
+
+@pytest.mark.parametrize("lang", ["zh_HK", "zh_CN"])
+def test_chinese_fragments_say_two_as_a_count_and_the_hour_with_its_part_of_the_day(
+    lang: str,
+) -> None:
+    texts = fragment_texts(lang)
+    two, dot = ("兩", "點") if lang == "zh_HK" else ("两", "点")
+    assert texts["say/count-2"] == two and texts["say/count-12"] == "十二"
+    assert texts["say/hour-14"] == f"下午{two}{dot}" and texts["say/hour-9"] == f"上午九{dot}"
+    assert texts["say/minute-5"] == "零五分" and texts["say/minute-30"] == "三十分"
+    assert texts["digits/2"] == "二"  # a digit string's 2 stays 二
+    assert (texts.get("say/digit-1") == "幺") == (lang == "zh_CN")
+    said = lambda n: "".join(texts[f] for f in slot_files("number", n, lang))  # noqa: E731
+    assert [said(n) for n in (102, 112, 200, 2002)] == [
+        "一百零二",
+        "一百一十二",
+        f"{two}百",
+        f"{two}千零二",
+    ]
+
+
+async def test_a_call_plays_its_variables_as_stream_files_of_built_fragments(
+    cantonese: Path, make_trucker: MakeTrucker, phone: Any, db: Any
+) -> None:
+    """Through the real FastAGI server: numbers and times are no SAY command, and every file
+    streamed is built in the call's language (Asterisk would fall back to English silently)."""
+    for key, lang in (("1", "zh_HK"), ("2", "zh_CN"), ("3", "en")):
+        trucker = await make_trucker()
+        keys = trucker.bundle_keys().replace("3", key, 1)
+        record = await phone(keys, trucker, sounds_dir=cantonese)
+        assert record.language == lang and "bundle.submitted" in record.prompt_ids
+        commands = [e.command for e in record.exchanges]
+        # SAY ALPHA of a keyed letter (the flow's echo) plays letters/x, built in every language.
+        says = [c for c in commands if c.startswith("SAY ")]
+        assert not [c for c in says if not re.match(r"SAY ALPHA [A-Z] ", c)], says
+        streamed = [c.split()[2] for c in commands if c.startswith("STREAM FILE ")]
+        missing = [f for f in streamed if not (cantonese / lang / f"{f}.wav").is_file()]
+        assert not missing and len(streamed) > 40
+        references = [b.reference for b in await stored_bundles(db)]
+        read_back = [tuple(slot_files("digits", r, lang)) for r in references]
+        assert set(read_back) & set(record.fragment_runs)
+        assert tuple(slot_files("alpha", "AB1234", lang)) in record.fragment_runs
 
 
 # -- the caller-time benchmark --------------------------------------------------------------
