@@ -21,15 +21,17 @@ from prompts.catalog import LANGUAGES, Catalog, Sound, default_catalog
 from prompts.engines import Breaker, Espeak, Gtts, SynthesisError, speak
 from prompts.fragments import fragment_texts
 from prompts.manifest import Entry, Manifest
-from prompts.speech import PINYIN_FIXES, Segment, segments
+from prompts.speech import JYUTPING_FIXES, PINYIN_FIXES, Segment, segments
 
 ENGINES = ("auto", "gtts", "espeak")
 DEFAULT_OUT = Path(os.environ.get("IVRS_SOUNDS_DIR", "var/sounds"))
 # Part of every file's hash: a change to how audio is made rebuilds everything (bump the
 # version when the sox chain or the text preparation changes).
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 _AUDIO = [audio.SAMPLE_RATE, audio.TARGET_RMS_DB, audio.TAIL_MS, audio.SENTENCE_GAP_MS]
-RECIPE = json.dumps([RECIPE_VERSION, _AUDIO, Espeak.VOICES, Gtts.LANGS, PINYIN_FIXES])
+RECIPE = json.dumps(
+    [RECIPE_VERSION, _AUDIO, Espeak.VOICES, Gtts.LANGS, PINYIN_FIXES, JYUTPING_FIXES]
+)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ from bench.bench_caller_time import main as bench_main
 from prompts.audio import load_sound
 from prompts.build import build, main, plan
 from prompts.catalog import LANGUAGES, Catalog, Sound, default_catalog
+from prompts.engines import Espeak
 from prompts.fragments import fragment_texts
 from prompts.manifest import Manifest, durations_ms
 from prompts.say import say_alpha, say_digits, say_number, say_time, slot_files
-from prompts.speech import pinyin_ssml, spoken
+from prompts.speech import Segment, jyutping_phonemes, pinyin_ssml, segments, spoken
 from tests.conftest import MakeTrucker, stored_bundles
 
 CALL_FLOW = Path(__file__).resolve().parents[1] / "docs" / "call-flow.md"
@@ -124,6 +125,63 @@ def test_engines_read_phone_numbers_digit_by_digit_and_spell_acronyms() -> None:
     assert spoken("Call 3669 0000 about 30 CCRNs.") == "Call 3 6 6 9, 0 0 0 0 about 30 C C R N's."
     assert "chong2 ting1" in pinyin_ssml("重听请按 1。")  # pypinyin alone says zhong4
     assert '<voice name="en">FortiToken Mobile</voice>' in pinyin_ssml("令牌或 FortiToken Mobile")
+
+
+# -- Cantonese read from Jyutping ------------------------------------------------------------
+
+
+def espeak_phonemes(voice_input: tuple[list[str], str]) -> str:
+    """The phonemes espeak-ng will speak for an input (`-x -q`: print them, say nothing)."""
+    options, text = voice_input
+    done = subprocess.run(
+        ["espeak-ng", *options, "-x", "-q", text], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def cantonese_input(prompt_id: str) -> tuple[list[str], str]:
+    (segment,) = segments(prompt_id, "zh_HK", default_catalog().text(prompt_id, "zh_HK"))
+    return Espeak().voice_input(segment)
+
+
+def test_cantonese_prompts_are_fed_to_espeak_as_jyutping_so_ni_is_said_ni1() -> None:
+    text = default_catalog().text("register.mobile_invalid", "zh_HK")
+    assert text.startswith("呢個")
+    assert "n'e1" in espeak_phonemes((["-v", "yue"], text))  # espeak's own dictionary: ne1
+    said = espeak_phonemes(cantonese_input("register.mobile_invalid"))
+    assert said.split()[:2] == ["n'i1_|", "g'o3_|"] and "n'e1" not in said
+    # 係咪 mai6 (espeak alone: m'i1), 為 wai6 (espeak: w'ai4), 重聽 cung4 (ToJyutping: cung5).
+    assert "m'ai6" in espeak_phonemes(cantonese_input("unbundle.confirm_all"))
+    assert "w'ai6" in espeak_phonemes((["-v", "yue"], jyutping_phonemes("因為")))
+    assert "c'ung4_| t'eng1" in espeak_phonemes(cantonese_input("bundle.submitted"))
+
+
+def test_every_cantonese_character_goes_as_phonemes_and_the_rest_as_text() -> None:
+    catalog = default_catalog()
+    for prompt_id in catalog.ids():
+        for segment in segments(prompt_id, "zh_HK", catalog.text(prompt_id, "zh_HK")):
+            if segment.voice == "zh_HK":
+                fed = Espeak().voice_input(segment)[1]
+                left = re.sub(r"\[\[[^]]*\]\]", "", fed)
+                assert not re.search(r"[\u4e00-\u9fff]", left), (prompt_id, fed)
+    fed = jyutping_phonemes(spoken("唔該打 3669 0000 搵 FortiToken Mobile。"))
+    assert fed == "[['ng4 g'oi1 d'aa2]] 3 6 6 9, 0 0 0 0 [[w'a2n]] FortiToken Mobile."
+
+
+def test_phonemes_of_a_character_espeak_reads_right_give_the_same_recording(
+    tmp_path: Path,
+) -> None:
+    """The NOTES' check: what the dictionary says alike is spoken byte for byte alike."""
+    for name, text in (
+        ("text", "多謝來電，再見。"),
+        ("phonemes", jyutping_phonemes("多謝來電，再見。")),
+    ):
+        subprocess.run(
+            ["espeak-ng", "-v", "yue", "-w", str(tmp_path / f"{name}.wav"), text], check=True
+        )
+    assert jyutping_phonemes("多謝來電，再見。") == "[[d'o1 z'e6 l'oi4 d'i6n]], [[z'oi3 g'i3n]]."
+    assert (tmp_path / "text.wav").read_bytes() == (tmp_path / "phonemes.wav").read_bytes()
+    assert Espeak().voice_input(Segment("zh_HK", "你好"))[1] == "[[n'ei5 h'ou2]]"
 
 
 # -- the offline build ------------------------------------------------------------------------
