@@ -23,8 +23,10 @@ YAO = "say/digit-1"  # Putonghua reads 1 as yāo in digit strings (phone numbers
 
 
 def slot_files(kind: str, value: Any, lang: str, zone: str | None = None) -> list[str]:
-    """The files for one variable of kind `digits`, `alpha`, `number` or `datetime`
+    """The files for one variable of kind `key`, `digits`, `alpha`, `number` or `datetime`
     (prompts.catalog.SLOT_SAY) in `lang`; a time is said in `zone` (default: as given)."""
+    if kind == "key":  # a key to press, said as the prompt's own words say it (請按 1: 一)
+        return [f"digits/{d}" for d in str(value) if d.isdigit()]
     if kind == "digits":
         return digit_files(str(value), lang)
     if kind == "alpha":

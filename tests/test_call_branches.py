@@ -249,7 +249,7 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
     await ctx.call(f"3 {t.login_keys()} 1 9 2331# 5678# 1 {t.ccrns[1]}# 1 2 2 9", t)
     r = await ctx.call(f"3 {t.login_keys()} 3 2 9", t)  # check the second one offered
     # "For vehicle {mark}, press {count}." per vehicle, most recent first.
-    offered = [("alpha", "CD5678"), ("number", 1), ("alpha", "AB1234"), ("number", 2)]
+    offered = [("alpha", "CD5678"), ("key", 1), ("alpha", "AB1234"), ("key", 2)]
     assert r.fragment_runs[:4] == [tuple(slot_files(k, v, r.language)) for k, v in offered]
     assert "enquiry.result" in ids(r)
     assert r.fragment_runs[-3] == tuple(slot_files("alpha", "AB1234", r.language))

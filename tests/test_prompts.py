@@ -24,7 +24,7 @@ from bench.bench_caller_time import caller_time
 from bench.bench_caller_time import main as bench_main
 from prompts.audio import load_sound
 from prompts.build import build, main, plan
-from prompts.catalog import LANGUAGES, Catalog, Sound, default_catalog
+from prompts.catalog import LANGUAGES, Catalog, Slot, Sound, default_catalog
 from prompts.engines import Espeak
 from prompts.fragments import fragment_texts
 from prompts.manifest import Manifest, durations_ms
@@ -541,6 +541,19 @@ def test_chinese_fragments_say_two_as_a_count_and_the_hour_with_its_part_of_the_
         f"{two}百",
         f"{two}千零二",
     ]
+
+
+def test_a_key_to_press_is_said_as_a_digit_and_a_count_as_a_quantity() -> None:
+    catalog = default_catalog()
+
+    def count(prompt_id: str) -> Slot:
+        parts = catalog.parts(prompt_id, "zh_HK")
+        return next(p for p in parts if isinstance(p, Slot) and p.name == "count")
+
+    key = count("vehicle.recent")
+    assert slot_files(key.say, 2, "zh_HK") == ["digits/2"]  # 請按二
+    assert slot_files(key.say, 1, "zh_CN") == ["digits/1"]  # 请按一, as the text says it
+    assert slot_files(count("enquiry.result").say, 2, "zh_HK") == ["say/count-2"]  # 兩個
 
 
 async def test_a_call_plays_its_variables_as_stream_files_of_built_fragments(
