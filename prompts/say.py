@@ -20,6 +20,10 @@ COUNT_FILES = range(100)  # say/count-N: a quantity, 兩 for 2 (兩個)
 MINUTE_FILES = range(1, 60)  # say/minute-M: 零五分 ... 五十九分; none on the hour
 HOUR_FILES = range(24)  # say/hour-H: 下午兩點, the part of the day and the hour in one file
 YAO = "say/digit-1"  # Putonghua reads 1 as yāo in digit strings (phone numbers, CCRNs, marks)
+# Long numbers are read back in groups, a short silence between them, at a pace a driver can
+# follow: CCRN 4-4-4, reference and batch number 3-3-4, mobile 4-4.
+PAUSE, PAUSE_MS = "say/pause", 300
+GROUPS = {12: (4, 4, 4), 10: (3, 3, 4), 8: (4, 4)}
 
 
 def slot_files(kind: str, value: Any, lang: str, zone: str | None = None) -> list[str]:
@@ -38,7 +42,15 @@ def slot_files(kind: str, value: Any, lang: str, zone: str | None = None) -> lis
 
 
 def digit_files(digits: str, lang: str) -> list[str]:
-    return [_digit(d, lang) for d in digits if d.isdigit()]
+    digits = "".join(d for d in digits if d.isdigit())
+    files: list[str] = []
+    start = 0
+    for size in GROUPS.get(len(digits), (len(digits),)):
+        files += ([PAUSE] if files else []) + [
+            _digit(d, lang) for d in digits[start : start + size]
+        ]
+        start += size
+    return files
 
 
 def _digit(d: str, lang: str) -> str:

@@ -28,7 +28,7 @@ from prompts.catalog import LANGUAGES, Catalog, Slot, Sound, default_catalog
 from prompts.engines import Espeak
 from prompts.fragments import fragment_texts
 from prompts.manifest import Manifest, durations_ms
-from prompts.say import say_alpha, say_digits, say_number, say_time, slot_files
+from prompts.say import PAUSE, say_alpha, say_digits, say_number, say_time, slot_files
 from prompts.speech import Segment, jyutping_phonemes, pinyin_ssml, segments, spoken
 from tests.conftest import MakeTrucker, stored_bundles
 
@@ -202,7 +202,7 @@ def built_files(out: Path, lang: str) -> list[Path]:
 
 def test_offline_build_has_every_prompt_part_and_say_fragment(cantonese: Path) -> None:
     expected = {p.file for p in sound_parts(default_catalog(), "zh_HK")}
-    expected |= set(SAY_FILES) | set(fragment_texts("zh_HK"))
+    expected |= set(SAY_FILES) | set(fragment_texts("zh_HK")) | {PAUSE}
     missing = [f for f in sorted(expected) if not (cantonese / "zh_HK" / f"{f}.wav").is_file()]
     assert not missing
     assert len(built_files(cantonese, "zh_HK")) == len(expected)
@@ -224,7 +224,9 @@ def test_built_files_are_8khz_mono_16bit_pcm_wavs(cantonese: Path) -> None:
 
 
 def test_no_built_file_is_silent_or_empty(cantonese: Path) -> None:
-    for path in built_files(cantonese, "zh_HK"):
+    pause = cantonese / "zh_HK" / f"{PAUSE}.wav"  # silent on purpose: between digit groups
+    assert subprocess.run(["soxi", "-D", str(pause)], capture_output=True, text=True).stdout.strip()
+    for path in set(built_files(cantonese, "zh_HK")) - {pause}:
         stats = subprocess.run(
             ["sox", str(path), "-n", "stats"], capture_output=True, text=True, check=True
         ).stderr
@@ -393,7 +395,7 @@ def test_gtts_speaks_cantonese_as_yue_and_its_recordings_are_kept_offline(
     assert ("en", "Welcome to the Road Cargo bundling service.") in google.asked
     assert {"yue", "zh-CN", "en"} <= {lang for lang, _ in google.asked}  # language.menu
     entries = Manifest.load(tmp_path).entries
-    assert {e.engine for e in entries.values()} == {"gtts"}
+    assert {e.engine for e in entries.values()} == {"gtts", "sox"}  # sox: the pauses
     assert entries["zh_HK/ivrs/welcome"].ms > 700
     rate = subprocess.run(
         ["soxi", "-r", str(tmp_path / "zh_HK/ivrs/welcome.wav")],
@@ -406,7 +408,7 @@ def test_gtts_speaks_cantonese_as_yue_and_its_recordings_are_kept_offline(
     unreachable(monkeypatch)
     assert build("auto", ["zh_HK", "en"], tmp_path, catalog=SMALL).built == []
     rebuilt = build("espeak", ["zh_HK"], tmp_path, catalog=SMALL)  # the engine changed
-    assert len(rebuilt.built) == len(rebuilt.built + rebuilt.skipped) > 40
+    assert rebuilt.skipped == [f"zh_HK/{PAUSE}"] and len(rebuilt.built) > 40
 
 
 def test_gtts_unreachable_falls_back_to_espeak_file_by_file(
@@ -415,7 +417,7 @@ def test_gtts_unreachable_falls_back_to_espeak_file_by_file(
     unreachable(monkeypatch)
     report = build("gtts", ["en"], tmp_path, catalog=SMALL)
     assert report.ok and "en/ivrs/welcome" in report.fell_back
-    assert {e.engine for e in Manifest.load(tmp_path).entries.values()} == {"espeak"}
+    assert {e.engine for e in Manifest.load(tmp_path).entries.values()} == {"espeak", "sox"}
     assert build("gtts", ["en"], tmp_path, catalog=SMALL).built  # gTTS is tried again
 
 
@@ -479,6 +481,13 @@ def test_fragments_cover_every_count_and_time_of_day(lang: str) -> None:
 # -- the IVR's own fragments: counts, times and digit strings said as people say them ---------
 
 CCRN = "112345678901"
+
+
+def grouped(files: list[str]) -> list[str]:
+    """A CCRN read back 4-4-4, a pause between the groups."""
+    return [*files[:4], PAUSE, *files[4:8], PAUSE, *files[8:]]
+
+
 TIMES = {"14:00": datetime(2029, 4, 1, 14, 0), "14:05": datetime(2029, 4, 1, 14, 5)}
 TIMES["09:30"] = datetime(2029, 4, 1, 9, 30)
 SAID = {
@@ -489,7 +498,7 @@ SAID = {
         "14:00": ["say/hour-14"],  # 下午兩點, no 零零分
         "14:05": ["say/hour-14", "say/minute-5"],  # 零五分
         "09:30": ["say/hour-9", "say/minute-30"],
-        CCRN: [f"digits/{d}" for d in CCRN],
+        CCRN: grouped([f"digits/{d}" for d in CCRN]),
     },
     "zh_CN": {
         2: ["say/count-2"],  # 两
@@ -498,7 +507,7 @@ SAID = {
         "14:00": ["say/hour-14"],
         "14:05": ["say/hour-14", "say/minute-5"],
         "09:30": ["say/hour-9", "say/minute-30"],
-        CCRN: ["say/digit-1" if d == "1" else f"digits/{d}" for d in CCRN],  # 幺
+        CCRN: grouped(["say/digit-1" if d == "1" else f"digits/{d}" for d in CCRN]),  # 幺
     },
     "en": {
         2: ["digits/2"],
@@ -507,7 +516,7 @@ SAID = {
         "14:00": ["digits/2", "digits/p-m"],
         "14:05": ["digits/2", "digits/oh", "digits/5", "digits/p-m"],
         "09:30": ["digits/9", "digits/30", "digits/a-m"],
-        CCRN: [f"digits/{d}" for d in CCRN],
+        CCRN: grouped([f"digits/{d}" for d in CCRN]),
     },
 }
 
