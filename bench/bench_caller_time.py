@@ -22,7 +22,8 @@ from typing import Any
 
 from prompts.catalog import LANGUAGES, Catalog, Slot, default_catalog
 from prompts.manifest import Manifest
-from prompts.say import say_alpha, say_digits, say_number, say_time
+from prompts.say import say_alpha
+from prompts.say import slot_files as spoken_slot_files
 
 MARK = "AB1234"
 CCRN = "123456789015"
@@ -58,13 +59,7 @@ CALL = (
 
 
 def slot_files(slot: Slot, value: Any, lang: str) -> list[str]:
-    if slot.say == "digits":
-        return say_digits(str(value))
-    if slot.say == "alpha":
-        return say_alpha(str(value))
-    if slot.say == "number":
-        return say_number(int(value), lang)
-    return say_time(value, lang)
+    return spoken_slot_files(slot.say, value, lang)  # what the IVR streams (prompts/say.py)
 
 
 def step_ms(step: Step, lang: str, ms_of: Mapping[str, int], catalog: Catalog) -> int:

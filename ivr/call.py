@@ -25,11 +25,10 @@ from ivr.channel import ALL_KEYS, Channel
 from ivr.recording_mute import secret_entry
 from ivr.settings import IvrSettings
 from prompts.catalog import Catalog, Slot, Sound
+from prompts.say import slot_files
 
 T = TypeVar("T")
 
-# Datetime formats per language (docs/call-flow.md "Numbers spoken"): a.m./p.m. first in Chinese.
-DATETIME_FORMAT = {"zh_HK": "pIM", "zh_CN": "pIM", "en": "IMp"}
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
@@ -199,17 +198,11 @@ class Call:
         return key
 
     async def _say_slot(self, slot: Slot, value: Any, escape: str) -> str | None:
-        if slot.say == "digits":
-            return await self.channel.say_digits(str(value), escape)
-        if slot.say == "alpha":
-            return await self.channel.say_alpha(str(value), escape)
-        if slot.say == "number":
-            return await self.channel.say_number(int(value), escape)
-        moment: datetime = value
-        fmt = DATETIME_FORMAT.get(self.language, "IMp")
-        return await self.channel.say_datetime(
-            int(moment.timestamp()), fmt, self.settings.timezone, escape
-        )
+        """A variable in the server's own fragments, one STREAM FILE each (prompts/say.py)."""
+        for file in slot_files(slot.say, value, self.language, self.settings.timezone):
+            if key := await self.channel.stream(file, escape):
+                return key
+        return None
 
     async def say(self, prompt_id: str, **values: Any) -> None:
         """A prompt that asks for nothing. A key pressed during it is kept as the first key of

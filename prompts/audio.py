@@ -58,6 +58,13 @@ def telephone_recording(raws: Sequence[Path], out: Path) -> int:
     return normalise(joined, out)
 
 
+def silence(out: Path, ms: int) -> int:
+    """A telephone WAV of `ms` of digital silence. Returns its length in ms."""
+    encoding = ("-r", str(SAMPLE_RATE), "-b", "16", "-e", "signed-integer", "-c", "1")
+    sox("-n", *encoding, out, "trim", "0", f"{ms / 1000}")
+    return duration_ms(out)
+
+
 def level(path: Path) -> tuple[float, int]:
     """RMS level in dBFS (-inf for digital silence) and length in ms."""
     found = dict(_STAT.findall(sox(path, "-n", "stats")))

@@ -21,15 +21,18 @@ from prompts.catalog import LANGUAGES, Catalog, Sound, default_catalog
 from prompts.engines import Breaker, Espeak, Gtts, SynthesisError, speak
 from prompts.fragments import fragment_texts
 from prompts.manifest import Entry, Manifest
-from prompts.speech import PINYIN_FIXES, Segment, segments
+from prompts.say import PAUSE, PAUSE_MS
+from prompts.speech import JYUTPING_FIXES, PINYIN_FIXES, Segment, segments
 
 ENGINES = ("auto", "gtts", "espeak")
 DEFAULT_OUT = Path(os.environ.get("IVRS_SOUNDS_DIR", "var/sounds"))
 # Part of every file's hash: a change to how audio is made rebuilds everything (bump the
 # version when the sox chain or the text preparation changes).
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 _AUDIO = [audio.SAMPLE_RATE, audio.TARGET_RMS_DB, audio.TAIL_MS, audio.SENTENCE_GAP_MS]
-RECIPE = json.dumps([RECIPE_VERSION, _AUDIO, Espeak.VOICES, Gtts.LANGS, PINYIN_FIXES])
+RECIPE = json.dumps(
+    [RECIPE_VERSION, _AUDIO, Espeak.VOICES, Gtts.LANGS, PINYIN_FIXES, JYUTPING_FIXES]
+)
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,9 @@ def build(
             futures = {pool.submit(_make, job, out, espeak, gtts, breaker): job for job in todo}
             for future, job in futures.items():
                 _collect(future, job, manifest, report)
-        _remove_stale(
-            manifest, out, langs, {key for job in all_jobs for key in job.targets}, report
-        )
+        planned = {key for job in all_jobs for key in job.targets}
+        planned |= _make_pauses(manifest, out, langs, report)
+        _remove_stale(manifest, out, langs, planned, report)
     finally:
         manifest.save()
     report.seconds = time.monotonic() - started
@@ -198,6 +201,22 @@ def _collect(
         report.built.append(key)
         if fallback:
             report.fell_back[key] = fallback
+
+
+def _make_pauses(manifest: Manifest, out: Path, langs: list[str], report: BuildReport) -> set[str]:
+    """The silence between the digit groups of a number read back (prompts/say.py), made by
+    sox in every language folder (a file missing there, Asterisk would take from `en`)."""
+    digest = hashlib.sha256(json.dumps([RECIPE, PAUSE_MS]).encode()).hexdigest()[:16]
+    keys = {f"{lang}/{PAUSE}" for lang in langs}
+    for key in sorted(keys):
+        entry, dest = manifest.entries.get(key), out / f"{key}.wav"
+        if entry is not None and entry.hash == digest and dest.is_file():
+            report.skipped.append(key)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.entries[key] = Entry(digest, "sox", audio.silence(dest, PAUSE_MS))
+        report.built.append(key)
+    return keys
 
 
 def _remove_stale(

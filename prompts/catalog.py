@@ -18,8 +18,9 @@ CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 LANGUAGES = ("zh_HK", "zh_CN", "en")
 DEFAULT_LANGUAGE = "zh_HK"
 
-# How each variable is spoken (docs/call-flow.md, "Numbers spoken").
+# How each variable is spoken (docs/call-flow.md, "Numbers spoken"; prompts/say.py).
 SLOT_SAY = {
+    "key": "key",
     "digits": "digits",
     "mark": "alpha",
     "count": "number",
@@ -27,6 +28,9 @@ SLOT_SAY = {
     "start": "datetime",
     "end": "datetime",
 }
+# Variables said otherwise in one prompt: vehicle.recent's {count} is the key to press
+# ("press 2": 二, where two vehicles are 兩架).
+SLOT_SAY_IN = {("vehicle.recent", "count"): "key"}
 
 _VARIABLE = re.compile(r"\{(\w+)\}")
 
@@ -41,13 +45,10 @@ class Sound:
 
 @dataclass(frozen=True)
 class Slot:
-    """A variable between parts, spoken with a SAY command."""
+    """A variable between parts, spoken as sound fragments (prompts/say.py)."""
 
     name: str
-
-    @property
-    def say(self) -> str:
-        return SLOT_SAY[self.name]
+    say: str  # how: SLOT_SAY's kinds
 
 
 Part = Sound | Slot
@@ -86,7 +87,7 @@ class Catalog:
         pieces = _VARIABLE.split(self.text(prompt_id, lang))
         for i, piece in enumerate(pieces):
             if i % 2 == 1:
-                parts.append(Slot(piece))
+                parts.append(Slot(piece, SLOT_SAY_IN.get((prompt_id, piece), SLOT_SAY[piece])))
             elif piece.strip():
                 parts.append(Sound(sound_file(prompt_id, i // 2 + 1), piece.strip()))
         return parts

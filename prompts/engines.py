@@ -8,7 +8,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from prompts.speech import Segment, pinyin_ssml
+from prompts.speech import Segment, jyutping_phonemes, pinyin_ssml
 
 
 class SynthesisError(Exception):
@@ -16,8 +16,8 @@ class SynthesisError(Exception):
 
 
 class Espeak:
-    """espeak-ng. `yue` reads Chinese characters with Jyutping and switches to English for Latin
-    words by itself; Putonghua goes through pinyin (see `speech.pinyin_ssml`)."""
+    """espeak-ng. Cantonese goes as Jyutping phonemes (`speech.jyutping_phonemes`; `yue`
+    switches to English for Latin words by itself), Putonghua as pinyin (`speech.pinyin_ssml`)."""
 
     name = "espeak"
     VOICES = {"zh_HK": "yue", "zh_CN": "cmn-latn-pinyin", "en": "en"}
@@ -28,13 +28,19 @@ class Espeak:
     def available(self) -> bool:
         return shutil.which(self.binary) is not None
 
+    def voice_input(self, segment: Segment) -> tuple[list[str], str]:
+        """The voice options and the text espeak-ng is fed for a segment."""
+        options = ["-v", self.VOICES[segment.voice]]
+        if segment.voice == "zh_HK":
+            return options, jyutping_phonemes(segment.text)
+        if segment.voice == "zh_CN":  # SSML: voice changes between pinyin and English
+            return [*options, "-m"], pinyin_ssml(segment.text)
+        return options, segment.text
+
     def synthesize(self, segment: Segment, out_stem: Path) -> Path:
         out = out_stem.with_suffix(".wav")
-        args = [self.binary, "-w", str(out), "-v", self.VOICES[segment.voice]]
-        text = segment.text
-        if segment.voice == "zh_CN":
-            args.append("-m")  # SSML: voice changes between pinyin and English
-            text = pinyin_ssml(text)
+        options, text = self.voice_input(segment)
+        args = [self.binary, "-w", str(out), *options]
         try:
             done = subprocess.run(args, input=text, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as e:

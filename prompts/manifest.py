@@ -16,7 +16,7 @@ VERSION = 1
 @dataclass(frozen=True)
 class Entry:
     hash: str
-    engine: str  # "gtts" or "espeak": the engine that actually spoke it
+    engine: str  # "gtts" or "espeak": the engine that actually spoke it ("sox": a silence)
     ms: int
 
 

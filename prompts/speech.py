@@ -71,6 +71,58 @@ def pinyin_ssml(text: str) -> str:
     return "<speak>" + " ".join(p for p in parts if p) + "</speak>"
 
 
+def jyutping_phonemes(text: str) -> str:
+    """Cantonese for espeak-ng: its `yue` dictionary misreads 呢 (ne1 for ni1), 為, 咪 and
+    more, so Chinese characters go as the Jyutping of ToJyutping's dictionary (words in
+    context: 係咪 mai6), spelled in espeak's yue phoneme names inside `[[...]]` (n'i1 g'o3);
+    digits, Latin words (FortiToken Mobile) and punctuation stay text for espeak to read."""
+    parts: list[str] = []
+    run: list[str] = []
+    for char, jyutping in _jyutping()(text):
+        phonemes = _espeak_yue(jyutping) if jyutping else None
+        if phonemes:
+            run += phonemes
+            continue
+        if run:
+            parts.append(f" [[{' '.join(run)}]] ")
+            run = []
+        parts.append(char.translate(_CJK_PUNCTUATION))
+    if run:
+        parts.append(f" [[{' '.join(run)}]]")
+    return re.sub(r" +(?=[ ,.;:?!])", "", "".join(parts)).strip()
+
+
+# A Jyutping syllable: initial (ng is espeak's N), vowel part, stop or nasal coda, tone. espeak
+# puts the tone after the vowels, before a p/t/k/m/n coda (j'a1t, s'aa1m), -ng staying with them.
+_JYUTPING = re.compile(r"^(ng|gw|kw|[bpmfdtnlgkhwzcsj])?([aeiouy][a-z]*?)([ptkmn]?)([1-6])$")
+# Words ToJyutping reads with the wrong one of two readings (checked over the whole catalog).
+JYUTPING_FIXES = {"重聽": "cung4 teng1"}
+
+
+def _espeak_yue(jyutping: str) -> list[str] | None:
+    """espeak's yue phonemes for one character's Jyutping (None: one it has no names for)."""
+    syllables = []
+    for syllable in jyutping.split():
+        if syllable[:-1] in ("m", "ng"):  # 唔, 五: espeak has a syllabic ng only
+            syllables.append(f"'ng{syllable[-1]}")
+            continue
+        match = _JYUTPING.match(syllable)
+        if match is None:
+            return None
+        initial, vowels, coda, tone = match.groups()
+        initial = "N" if initial == "ng" else initial or ""
+        syllables.append(f"{initial}'{vowels}{tone}{coda}")
+    return syllables
+
+
+@cache
+def _jyutping() -> Callable[[str], list[tuple[str, str | None]]]:
+    # Imported only when Cantonese is built with espeak.
+    import ToJyutping
+
+    return ToJyutping.customize(JYUTPING_FIXES).get_jyutping_list
+
+
 # Words pypinyin reads with the wrong one of two readings (checked over the whole catalog).
 PINYIN_FIXES = {"重听": [["chóng"], ["tīng"]], "切换": [["qiē"], ["huàn"]]}
 

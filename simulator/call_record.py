@@ -76,6 +76,22 @@ class CallRecord:
     exit_code: int | None = None  # classic AGI: how the script's process ended
 
     @property
+    def fragment_runs(self) -> list[tuple[str, ...]]:
+        """The IVR's variables as heard: each run of files other than `ivrs/` prompt parts
+        (digits/, letters/, say/: prompts/say.py's `slot_files`) streamed back to back."""
+        runs: list[tuple[str, ...]] = []
+        run: list[str] = []
+        for heard in [*self.heard, Heard("prompt", "ivrs/", "")]:
+            if heard.kind != "prompt":
+                continue
+            if heard.value.startswith(("ivrs/", "silence/")):
+                runs += [tuple(run)] if run else []
+                run = []
+            else:
+                run.append(heard.value)
+        return runs
+
+    @property
     def said(self) -> list[str]:
         """The texts the caller heard, in order."""
         spoken = ("prompt", "digits", "alpha", "number", "datetime")

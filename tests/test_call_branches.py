@@ -18,6 +18,7 @@ import pytest
 from backend import admin
 from backend.database import open_database
 from formats import new_ccrn
+from prompts.say import slot_files
 from tests.support.stored import stored_bundles, stored_call
 from tests.support.truckers import Trucker
 
@@ -201,7 +202,8 @@ async def enquiry_with_and_without_bundles(ctx: Ctx) -> None:
     await ctx.call(t.bundle_keys(), t)
     r = await ctx.call(f"3 {t.login_keys()} 3 1 9", t)
     assert "enquiry.result" in ids(r)
-    assert [h.value for h in r.heard if h.kind == "number"][-1] == "1"  # 1 CCRN
+    # Vehicle {mark} has {count} CCRNs bundled. It may cross from {time}
+    assert r.fragment_runs[-2] == tuple(slot_files("number", 1, r.language))  # 1 CCRN
 
 
 async def cargo_unknown_taken_and_expired_are_each_explained(ctx: Ctx) -> None:
@@ -247,11 +249,11 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
     # Second vehicle CD5678: 9 ("another vehicle"), then C = 2,3 and D = 3,1.
     await ctx.call(f"3 {t.login_keys()} 1 9 2331# 5678# 1 {t.ccrns[1]}# 1 2 2 9", t)
     r = await ctx.call(f"3 {t.login_keys()} 3 2 9", t)  # check the second one offered
-    offered = [h.value for h in r.heard if h.kind == "alpha"]
-    assert offered[:2] == ["CD5678", "AB1234"]  # most recent first
-    assert [h.value for h in r.heard if h.kind == "number"][:2] == ["1", "2"]
+    # "For vehicle {mark}, press {count}." per vehicle, most recent first.
+    offered = [("alpha", "CD5678"), ("key", 1), ("alpha", "AB1234"), ("key", 2)]
+    assert r.fragment_runs[:4] == [tuple(slot_files(k, v, r.language)) for k, v in offered]
     assert "enquiry.result" in ids(r)
-    assert [h.value for h in r.heard if h.kind == "alpha"][-1] == "AB1234"
+    assert r.fragment_runs[-3] == tuple(slot_files("alpha", "AB1234", r.language))
 
 
 async def stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one(ctx: Ctx) -> None:

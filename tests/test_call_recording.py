@@ -120,7 +120,7 @@ async def ivr_like(peer: Peer, *, stop_recording: bool = True) -> None:
     it (prompt, WAIT FOR DIGIT, GET DATA silence/1) with the recording stopped around it, a
     silent menu, goodbye."""
     await peer.command("ANSWER")
-    if " result=0 " in await peer.command(f"STREAM FILE ivrs/login/account {ALL_KEYS}"):
+    if " result=0 " in await peer.command(f"STREAM FILE ivrs/menu/main {ALL_KEYS}"):
         await peer.command("WAIT FOR DIGIT 5000")
     await peer.command('SAY DIGITS 1234 ""')
     file = (await peer.command("GET VARIABLE MIXMONITOR_FILENAME")).split("(")[1].rstrip(")")
@@ -174,7 +174,7 @@ async def call(keys: str, sounds: Path | None, talk: Talk = ivr_like) -> tuple[C
 
 def expected_frames(sounds: Path, *, barge_in: bool, password: bool = False) -> int:
     """ivr_like's recording; `password`: with the recording left on around it."""
-    account = BARGE_IN_FRAMES if barge_in else frames_of(sounds, "ivrs/login/account")
+    account = BARGE_IN_FRAMES if barge_in else frames_of(sounds, "ivrs/menu/main")
     digits = sum(frames_of(sounds, f"digits/{d}") for d in "1234")
     return (
         ANSWER_FRAMES
@@ -230,7 +230,7 @@ async def test_a_barge_in_cuts_the_prompt_and_the_key_tone_follows(
     long = render(plain, sounds, tmp_path / "plain.wav")
     short = render(barged, sounds, tmp_path / "barged.wav")
     assert short.frames == expected_frames(sounds, barge_in=True)
-    assert long.frames - short.frames == frames_of(sounds, "ivrs/login/account") - BARGE_IN_FRAMES
+    assert long.frames - short.frames == frames_of(sounds, "ivrs/menu/main") - BARGE_IN_FRAMES
 
     # The key 1 sounds right where the cut prompt stops, in the file itself.
     samples = samples_of(short.path)
@@ -285,7 +285,7 @@ async def test_a_muted_stretch_is_silence_as_long_as_what_it_replaced(
     def muting(directions: str) -> Talk:
         async def talk(peer: Peer) -> None:
             await peer.command("ANSWER")
-            await peer.command(f"STREAM FILE ivrs/login/account {ALL_KEYS}")
+            await peer.command(f"STREAM FILE ivrs/menu/main {ALL_KEYS}")
             name = (await peer.command("GET VARIABLE CHANNEL(name)")).split("(")[-1][:-1]
             await ami.send(
                 {"Action": "MixMonitorMute", "Channel": name, "Direction": directions, "State": "1"}
@@ -310,7 +310,7 @@ async def test_a_muted_stretch_is_silence_as_long_as_what_it_replaced(
     finally:
         await ami.close()
         await ami_server.stop()
-    start = ANSWER_FRAMES + frames_of(sounds, "ivrs/login/account")
+    start = ANSWER_FRAMES + frames_of(sounds, "ivrs/menu/main")
     muted = frames_of(sounds, "ivrs/login/password") + KEY_FRAMES
     both = renderings["both"]
     assert both.frames == start + muted + frames_of(sounds, "ivrs/call/goodbye")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -23,11 +24,14 @@ from bench.bench_caller_time import caller_time
 from bench.bench_caller_time import main as bench_main
 from prompts.audio import load_sound
 from prompts.build import build, main, plan
-from prompts.catalog import LANGUAGES, Catalog, Sound, default_catalog
+from prompts.catalog import LANGUAGES, Catalog, Slot, Sound, default_catalog
+from prompts.engines import Espeak
 from prompts.fragments import fragment_texts
 from prompts.manifest import Manifest, durations_ms
-from prompts.say import say_alpha, say_digits, say_number, say_time
-from prompts.speech import pinyin_ssml, spoken
+from prompts.say import PAUSE, say_alpha, say_digits, say_number, say_time, slot_files
+from prompts.speech import Segment, jyutping_phonemes, pinyin_ssml, segments, spoken
+from tests.support.stored import stored_bundles
+from tests.support.truckers import MakeTrucker
 
 CALL_FLOW = Path(__file__).resolve().parents[1] / "docs" / "call-flow.md"
 # The files SAY DIGITS / ALPHA / NUMBER / DATETIME play (tests/transcripts/11-say-files.md).
@@ -86,10 +90,99 @@ def test_no_sound_part_is_only_punctuation() -> None:
     assert not empty, f"parts with nothing to say (move the punctuation): {empty}"
 
 
+# What a caller must not hear: app jargon (綁定) where the customs' briefing says 捆綁 and
+# 海關貨物編號, 二 where a count or an hour says 兩 (兩個, 兩點), "zero zero minutes" on the hour,
+# written Chinese in Cantonese, Hong Kong written terms in Putonghua.
+NOT_SAID = {
+    "zh_HK": ["綁定", "绑定", "CCRN", "請於", "此", "(?<!應)該"],
+    "zh_CN": ["綁定", "绑定", "CCRN", "细阅", "条款及细则", "资料"],
+}
+WRONG_TWO = r"(?<![一二三四五六七八九十百千零\d])(二|2 ?)[個个點点]|零零分|00 ?分"
+
+
+@pytest.mark.parametrize("lang", ["zh_HK", "zh_CN"])
+def test_chinese_prompts_use_the_customs_words_and_spoken_counts(lang: str) -> None:
+    catalog = default_catalog()
+    said = {i: catalog.text(i, lang) for i in catalog.ids()}
+    wrong = [
+        f"{i}: {pattern}"
+        for i, text in said.items()
+        for pattern in [*NOT_SAID[lang], WRONG_TWO]
+        if re.search(pattern, text)
+    ]
+    assert not wrong, f"{lang} prompts with words a caller should not hear: {wrong}"
+    assert any("捆綁" in t or "捆绑" in t for t in said.values())
+    assert any("海關貨物編號" in t or "海关货物编号" in t for t in said.values())
+
+
+def test_the_banned_words_check_catches_them() -> None:
+    for text in ("請輸入綁定嘅 CCRN", "已捆綁二個", "下午二點", "兩點零零分", "请细阅条款及细则"):
+        lang = "zh_CN" if "细" in text else "zh_HK"
+        assert any(re.search(p, text) for p in [*NOT_SAID[lang], WRONG_TWO]), text
+    assert not re.search(WRONG_TWO, "十二個 兩個 下午兩點 二十二點")
+
+
 def test_engines_read_phone_numbers_digit_by_digit_and_spell_acronyms() -> None:
     assert spoken("Call 3669 0000 about 30 CCRNs.") == "Call 3 6 6 9, 0 0 0 0 about 30 C C R N's."
     assert "chong2 ting1" in pinyin_ssml("重听请按 1。")  # pypinyin alone says zhong4
     assert '<voice name="en">FortiToken Mobile</voice>' in pinyin_ssml("令牌或 FortiToken Mobile")
+
+
+# -- Cantonese read from Jyutping ------------------------------------------------------------
+
+
+def espeak_phonemes(voice_input: tuple[list[str], str]) -> str:
+    """The phonemes espeak-ng will speak for an input (`-x -q`: print them, say nothing)."""
+    options, text = voice_input
+    done = subprocess.run(
+        ["espeak-ng", *options, "-x", "-q", text], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def cantonese_input(prompt_id: str) -> tuple[list[str], str]:
+    (segment,) = segments(prompt_id, "zh_HK", default_catalog().text(prompt_id, "zh_HK"))
+    return Espeak().voice_input(segment)
+
+
+def test_cantonese_prompts_are_fed_to_espeak_as_jyutping_so_ni_is_said_ni1() -> None:
+    text = default_catalog().text("register.mobile_invalid", "zh_HK")
+    assert text.startswith("呢個")
+    assert "n'e1" in espeak_phonemes((["-v", "yue"], text))  # espeak's own dictionary: ne1
+    said = espeak_phonemes(cantonese_input("register.mobile_invalid"))
+    assert said.split()[:2] == ["n'i1_|", "g'o3_|"] and "n'e1" not in said
+    # 係咪 mai6 (espeak alone: m'i1), 為 wai6 (espeak: w'ai4), 重聽 cung4 (ToJyutping: cung5).
+    assert "m'ai6" in espeak_phonemes(cantonese_input("unbundle.confirm_all"))
+    assert "w'ai6" in espeak_phonemes((["-v", "yue"], jyutping_phonemes("因為")))
+    assert "c'ung4_| t'eng1" in espeak_phonemes(cantonese_input("bundle.submitted"))
+
+
+def test_every_cantonese_character_goes_as_phonemes_and_the_rest_as_text() -> None:
+    catalog = default_catalog()
+    for prompt_id in catalog.ids():
+        for segment in segments(prompt_id, "zh_HK", catalog.text(prompt_id, "zh_HK")):
+            if segment.voice == "zh_HK":
+                fed = Espeak().voice_input(segment)[1]
+                left = re.sub(r"\[\[[^]]*\]\]", "", fed)
+                assert not re.search(r"[\u4e00-\u9fff]", left), (prompt_id, fed)
+    fed = jyutping_phonemes(spoken("唔該打 3669 0000 搵 FortiToken Mobile。"))
+    assert fed == "[['ng4 g'oi1 d'aa2]] 3 6 6 9, 0 0 0 0 [[w'a2n]] FortiToken Mobile."
+
+
+def test_phonemes_of_a_character_espeak_reads_right_give_the_same_recording(
+    tmp_path: Path,
+) -> None:
+    """The NOTES' check: what the dictionary says alike is spoken byte for byte alike."""
+    for name, text in (
+        ("text", "多謝來電，再見。"),
+        ("phonemes", jyutping_phonemes("多謝來電，再見。")),
+    ):
+        subprocess.run(
+            ["espeak-ng", "-v", "yue", "-w", str(tmp_path / f"{name}.wav"), text], check=True
+        )
+    assert jyutping_phonemes("多謝來電，再見。") == "[[d'o1 z'e6 l'oi4 d'i6n]], [[z'oi3 g'i3n]]."
+    assert (tmp_path / "text.wav").read_bytes() == (tmp_path / "phonemes.wav").read_bytes()
+    assert Espeak().voice_input(Segment("zh_HK", "你好"))[1] == "[[n'ei5 h'ou2]]"
 
 
 # -- the offline build ------------------------------------------------------------------------
@@ -97,10 +190,10 @@ def test_engines_read_phone_numbers_digit_by_digit_and_spell_acronyms() -> None:
 
 @pytest.fixture(scope="module")
 def cantonese(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Cantonese, the default language, built offline once through the CLI (language.menu
-    brings in the Putonghua and English voices too)."""
+    """Every language built offline once through the CLI; the checks of the files themselves
+    look at Cantonese, the default language."""
     out = tmp_path_factory.mktemp("sounds")
-    assert main(["--engine", "espeak", "--lang", "zh_HK", "--out", str(out)]) == 0
+    assert main(["--engine", "espeak", "--out", str(out)]) == 0
     return out
 
 
@@ -110,7 +203,7 @@ def built_files(out: Path, lang: str) -> list[Path]:
 
 def test_offline_build_has_every_prompt_part_and_say_fragment(cantonese: Path) -> None:
     expected = {p.file for p in sound_parts(default_catalog(), "zh_HK")}
-    expected |= set(SAY_FILES) | set(fragment_texts("zh_HK"))
+    expected |= set(SAY_FILES) | set(fragment_texts("zh_HK")) | {PAUSE}
     missing = [f for f in sorted(expected) if not (cantonese / "zh_HK" / f"{f}.wav").is_file()]
     assert not missing
     assert len(built_files(cantonese, "zh_HK")) == len(expected)
@@ -132,7 +225,9 @@ def test_built_files_are_8khz_mono_16bit_pcm_wavs(cantonese: Path) -> None:
 
 
 def test_no_built_file_is_silent_or_empty(cantonese: Path) -> None:
-    for path in built_files(cantonese, "zh_HK"):
+    pause = cantonese / "zh_HK" / f"{PAUSE}.wav"  # silent on purpose: between digit groups
+    assert subprocess.run(["soxi", "-D", str(pause)], capture_output=True, text=True).stdout.strip()
+    for path in set(built_files(cantonese, "zh_HK")) - {pause}:
         stats = subprocess.run(
             ["sox", str(path), "-n", "stats"], capture_output=True, text=True, check=True
         ).stderr
@@ -174,7 +269,7 @@ def test_a_changed_text_rebuilds_only_its_file(cantonese: Path, tmp_path: Path) 
     out = tmp_path / "sounds"
     shutil.copytree(cantonese, out)
     prompts = copy.deepcopy(default_catalog().prompts)
-    prompts["welcome"]["zh_HK"] = "歡迎致電道路貨物綁定服務。"
+    prompts["welcome"]["zh_HK"] = "歡迎致電道路貨物捆綁服務。"
     report = build("espeak", ["zh_HK"], out, catalog=Catalog(prompts))
     assert report.built == ["zh_HK/ivrs/welcome"]
 
@@ -297,11 +392,11 @@ def test_gtts_speaks_cantonese_as_yue_and_its_recordings_are_kept_offline(
 ) -> None:
     report = build("gtts", ["zh_HK", "en"], tmp_path, catalog=SMALL)
     assert report.ok and not report.fell_back and report.engine == "gtts"
-    assert ("yue", "歡迎使用道路貨物綁定服務。") in google.asked
+    assert ("yue", "歡迎使用道路貨物捆綁服務。") in google.asked
     assert ("en", "Welcome to the Road Cargo bundling service.") in google.asked
     assert {"yue", "zh-CN", "en"} <= {lang for lang, _ in google.asked}  # language.menu
     entries = Manifest.load(tmp_path).entries
-    assert {e.engine for e in entries.values()} == {"gtts"}
+    assert {e.engine for e in entries.values()} == {"gtts", "sox"}  # sox: the pauses
     assert entries["zh_HK/ivrs/welcome"].ms > 700
     rate = subprocess.run(
         ["soxi", "-r", str(tmp_path / "zh_HK/ivrs/welcome.wav")],
@@ -314,7 +409,7 @@ def test_gtts_speaks_cantonese_as_yue_and_its_recordings_are_kept_offline(
     unreachable(monkeypatch)
     assert build("auto", ["zh_HK", "en"], tmp_path, catalog=SMALL).built == []
     rebuilt = build("espeak", ["zh_HK"], tmp_path, catalog=SMALL)  # the engine changed
-    assert len(rebuilt.built) == len(rebuilt.built + rebuilt.skipped) > 40
+    assert rebuilt.skipped == [f"zh_HK/{PAUSE}"] and len(rebuilt.built) > 40
 
 
 def test_gtts_unreachable_falls_back_to_espeak_file_by_file(
@@ -323,7 +418,7 @@ def test_gtts_unreachable_falls_back_to_espeak_file_by_file(
     unreachable(monkeypatch)
     report = build("gtts", ["en"], tmp_path, catalog=SMALL)
     assert report.ok and "en/ivrs/welcome" in report.fell_back
-    assert {e.engine for e in Manifest.load(tmp_path).entries.values()} == {"espeak"}
+    assert {e.engine for e in Manifest.load(tmp_path).entries.values()} == {"espeak", "sox"}
     assert build("gtts", ["en"], tmp_path, catalog=SMALL).built  # gTTS is tried again
 
 
@@ -373,7 +468,125 @@ def test_fragments_cover_every_count_and_time_of_day(lang: str) -> None:
         f for m in range(24 * 60) for f in say_time(datetime(2029, 1, 1, m // 60, m % 60), lang)
     }
     played |= set(say_digits("0123456789")) | set(say_alpha("abcdefghijklmnopqrstuvwxyz"))
+    # What the IVR streams itself (prompts/say.py's slot_files).
+    played |= {f for n in range(10_000) for f in slot_files("number", n, lang)}
+    played |= {
+        f
+        for m in range(24 * 60)
+        for f in slot_files("datetime", datetime(2029, 1, 1, m // 60, m % 60), lang)
+    }
+    played |= set(slot_files("alpha", "abcdefghijklmnopqrstuvwxyz0123456789", lang))
     assert played <= built, sorted(played - built)
+
+
+# -- the IVR's own fragments: counts, times and digit strings said as people say them ---------
+
+CCRN = "112345678901"
+
+
+def grouped(files: list[str]) -> list[str]:
+    """A CCRN read back 4-4-4, a pause between the groups."""
+    return [*files[:4], PAUSE, *files[4:8], PAUSE, *files[8:]]
+
+
+TIMES = {"14:00": datetime(2029, 4, 1, 14, 0), "14:05": datetime(2029, 4, 1, 14, 5)}
+TIMES["09:30"] = datetime(2029, 4, 1, 9, 30)
+SAID = {
+    "zh_HK": {
+        2: ["say/count-2"],  # 兩
+        12: ["say/count-12"],
+        50: ["say/count-50"],
+        "14:00": ["say/hour-14"],  # 下午兩點, no 零零分
+        "14:05": ["say/hour-14", "say/minute-5"],  # 零五分
+        "09:30": ["say/hour-9", "say/minute-30"],
+        CCRN: grouped([f"digits/{d}" for d in CCRN]),
+    },
+    "zh_CN": {
+        2: ["say/count-2"],  # 两
+        12: ["say/count-12"],
+        50: ["say/count-50"],
+        "14:00": ["say/hour-14"],
+        "14:05": ["say/hour-14", "say/minute-5"],
+        "09:30": ["say/hour-9", "say/minute-30"],
+        CCRN: grouped(["say/digit-1" if d == "1" else f"digits/{d}" for d in CCRN]),  # 幺
+    },
+    "en": {
+        2: ["digits/2"],
+        12: ["digits/12"],
+        50: ["digits/50"],
+        "14:00": ["digits/2", "digits/p-m"],
+        "14:05": ["digits/2", "digits/oh", "digits/5", "digits/p-m"],
+        "09:30": ["digits/9", "digits/30", "digits/a-m"],
+        CCRN: grouped([f"digits/{d}" for d in CCRN]),
+    },
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_counts_times_and_digit_strings_are_played_as_these_files(lang: str) -> None:
+    for what, files in SAID[lang].items():
+        if isinstance(what, int):
+            assert slot_files("number", what, lang) == files, what
+        elif what in TIMES:
+            assert slot_files("datetime", TIMES[what], lang) == files, what
+        else:
+            assert slot_files("digits", what, lang) == files, what
+
+
+@pytest.mark.parametrize("lang", ["zh_HK", "zh_CN"])
+def test_chinese_fragments_say_two_as_a_count_and_the_hour_with_its_part_of_the_day(
+    lang: str,
+) -> None:
+    texts = fragment_texts(lang)
+    two, dot = ("兩", "點") if lang == "zh_HK" else ("两", "点")
+    assert texts["say/count-2"] == two and texts["say/count-12"] == "十二"
+    assert texts["say/hour-14"] == f"下午{two}{dot}" and texts["say/hour-9"] == f"上午九{dot}"
+    assert texts["say/minute-5"] == "零五分" and texts["say/minute-30"] == "三十分"
+    assert texts["digits/2"] == "二"  # a digit string's 2 stays 二
+    assert (texts.get("say/digit-1") == "幺") == (lang == "zh_CN")
+    said = lambda n: "".join(texts[f] for f in slot_files("number", n, lang))  # noqa: E731
+    assert [said(n) for n in (102, 112, 200, 2002)] == [
+        "一百零二",
+        "一百一十二",
+        f"{two}百",
+        f"{two}千零二",
+    ]
+
+
+def test_a_key_to_press_is_said_as_a_digit_and_a_count_as_a_quantity() -> None:
+    catalog = default_catalog()
+
+    def count(prompt_id: str) -> Slot:
+        parts = catalog.parts(prompt_id, "zh_HK")
+        return next(p for p in parts if isinstance(p, Slot) and p.name == "count")
+
+    key = count("vehicle.recent")
+    assert slot_files(key.say, 2, "zh_HK") == ["digits/2"]  # 請按二
+    assert slot_files(key.say, 1, "zh_CN") == ["digits/1"]  # 请按一, as the text says it
+    assert slot_files(count("enquiry.result").say, 2, "zh_HK") == ["say/count-2"]  # 兩個
+
+
+async def test_a_call_plays_its_variables_as_stream_files_of_built_fragments(
+    cantonese: Path, make_trucker: MakeTrucker, phone: Any, db: Any
+) -> None:
+    """Through the real FastAGI server: numbers and times are no SAY command, and every file
+    streamed is built in the call's language (Asterisk would fall back to English silently)."""
+    for key, lang in (("1", "zh_HK"), ("2", "zh_CN"), ("3", "en")):
+        trucker = await make_trucker()
+        keys = trucker.bundle_keys().replace("3", key, 1)
+        record = await phone(keys, trucker, sounds_dir=cantonese)
+        assert record.language == lang and "bundle.submitted" in record.prompt_ids
+        commands = [e.command for e in record.exchanges]
+        # SAY ALPHA of a keyed letter (the flow's echo) plays letters/x, built in every language.
+        says = [c for c in commands if c.startswith("SAY ")]
+        assert not [c for c in says if not re.match(r"SAY ALPHA [A-Z] ", c)], says
+        streamed = [c.split()[2] for c in commands if c.startswith("STREAM FILE ")]
+        missing = [f for f in streamed if not (cantonese / lang / f"{f}.wav").is_file()]
+        assert not missing and len(streamed) > 40
+        references = [b.reference for b in await stored_bundles(db)]
+        read_back = [tuple(slot_files("digits", r, lang)) for r in references]
+        assert set(read_back) & set(record.fragment_runs)
+        assert tuple(slot_files("alpha", "AB1234", lang)) in record.fragment_runs
 
 
 # -- the caller-time benchmark --------------------------------------------------------------

@@ -9,9 +9,8 @@ import aiohttp
 import pytest
 
 from backend.app import RunningBackend
-from tests import conftest
 from tests.support.databases import DATABASES
-from tests.support.truckers import MakeTrucker, Trucker
+from tests.support.truckers import MakeTrucker, TestClock, Trucker
 
 
 @pytest.fixture(params=DATABASES)
@@ -100,7 +99,7 @@ async def test_the_service_token_alone_bundles_nothing(api: Api, make_trucker: M
 
 
 async def test_a_session_works_for_its_account_and_call_only_and_ends_with_the_call(
-    api: Api, make_trucker: MakeTrucker, clock: conftest.TestClock
+    api: Api, make_trucker: MakeTrucker, clock: TestClock
 ) -> None:
     trucker, other = await make_trucker(cargo=2), await make_trucker(cargo=1)
     call_id = await api.open_call("1700000000.1")
