@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from backend_client import AccountInfo, BackendError, BackendUnavailable, ServiceStatus
+from backend_client import AccountInfo, BackendError, BackendUnavailable, Bundle, ServiceStatus
 from formats import (
     HONG_KONG_MARKS,
     PASSWORD_DIGITS,
@@ -16,9 +16,8 @@ from formats import (
     is_ccrn,
     is_hong_kong_mobile,
     is_vehicle_mark,
-    keypad_letter,
 )
-from ivr.call import Call, CallEnded, GoBack, ServerClosing, close_quietly
+from ivr.call import HELPDESK_VARIABLE, Call, CallEnded, GoBack, ServerClosing, close_quietly
 from ivr.channel import CallerHungUp
 
 LANGUAGES = {"1": "zh_HK", "2": "zh_CN", "3": "en"}
@@ -39,7 +38,8 @@ ERROR_PROMPTS = {
     "sms_code_wrong": "register.sms_code_wrong",
 }
 SMS_CODE_TRIES = 3  # wrong codes before the caller is offered a new code
-# Login answers after which the call ends (the prompt says why).
+MAX_CCRNS = 50  # per submission (docs/call-flow.md, 6)
+# Login answers after which the call cannot go on (the prompt says what to do next).
 LOGIN_ENDS_CALL = {"locked", "token_expired", "no_service"}
 
 
@@ -61,17 +61,18 @@ async def run_call(call: Call) -> str:
         # unavailable" fallback plays only when AGISTATUS=FAILURE came from a refused
         # connection, not from a missing prompt (transcript 08).
         await call.channel.set_var("IVRS_STARTED", "1")
-        call.helpdesk = await call.channel.get_var("IVRS_HELPDESK")
+        call.helpdesk = await call.channel.get_var(HELPDESK_VARIABLE)
         await call.channel.answer()
         await choose_language(call)
         await call.say("welcome")
         call.call_id = await opening
         await suspension_notice(call, await status)
+        await call.say("call.keys")  # the helpdesk key, said once
         info = await login(call)
         if info.needs_activation:
             await first_call(call, info)
         await main_menu(call)
-        await call.say("call.goodbye")
+        await call.end("completed")
     except CallerHungUp:
         outcome = "caller_hung_up"
     except ServerClosing:  # the FastAGI server is shutting down (ivr/server.py)
@@ -112,34 +113,41 @@ async def choose_language(call: Call) -> None:
 
 
 async def login(call: Call) -> AccountInfo:
+    """After a failed login the account number is kept: only the password and code are asked
+    again (`*` at the password enters the account number again)."""
     call.enter("login")
+    account: str | None = None
     failures = 0
     while True:
         try:
-            account = await call.ask("login.account", length=(8, 8), valid=is_account_number)
+            if account is None:
+                account = await call.ask(
+                    "login.account",
+                    length=(8, 8),
+                    valid=is_account_number,
+                    invalid_prompt="login.account_invalid",
+                )
             async with call.secret_entry():  # the recording is muted from here to the code
                 password = await call.ask("login.password", length=PASSWORD_DIGITS, secret=True)
                 code = await call.ask("login.token", length=TOKEN_CODE_DIGITS, secret=True)
         except GoBack:
-            continue  # `*` starts the login again
+            account = None
+            continue
         try:
-            info = await call.backend.login(account, password, code, call.call_id, call.caller_id)
+            info = await call.request(
+                "login",
+                call.backend.login(account, password, code, call.call_id, call.caller_id),
+            )
         except BackendError as e:
-            prompt = prompt_for(e)
-            call.events.add("backend", "login", result=e.code)
             if e.code in LOGIN_ENDS_CALL:
-                await call.say(prompt)
-                await call.say("call.goodbye")
-                raise CallEnded(e.code) from None
+                await call.dead_end(e.code, prompt_for(e))
             failures += 1
-            await call.say(prompt)
             if failures >= call.settings.max_failures:
-                await call.say("call.goodbye")
-                raise CallEnded("login_failed") from None
+                await call.dead_end("login_failed", prompt_for(e))
+            await call.say(prompt_for(e))
             continue
         call.account = account
         call.log = call.log.bind(account=account)
-        call.events.add("backend", "login", result="ok", account=account)
         return info
 
 
@@ -161,6 +169,7 @@ async def register_mobile(call: Call) -> None:
             length=(8, 8),
             valid=is_hong_kong_mobile,
             invalid_prompt="register.mobile_invalid",
+            give_up=("no_hong_kong_mobile", "register.no_mobile"),
         )
         if not await call.confirm("register.mobile_confirm", digits=mobile):
             continue
@@ -175,16 +184,15 @@ async def register_mobile(call: Call) -> None:
 
 async def send_sms_code(call: Call, mobile: str) -> None:
     try:
-        await call.backend.register_mobile(call.account or "", mobile, call.call_id)
+        await call.request(
+            "register_mobile",
+            call.backend.register_mobile(call.account_number, mobile, call.call_id),
+        )
     except BackendError as e:
-        call.events.add("backend", "register_mobile", result=e.code)
         if e.code == "sms_code_limit":  # at most 3 codes a call
-            await call.say("call.too_many_errors")
-            await call.say("call.goodbye")
-            raise CallEnded("sms_code_limit") from None
+            await call.dead_end("sms_code_limit", "call.too_many_errors")
         await call.say(prompt_for(e))
         raise GoBack() from None
-    call.events.add("backend", "register_mobile", result="sent")
 
 
 async def enter_sms_code(call: Call, mobile: str) -> bool:
@@ -194,11 +202,10 @@ async def enter_sms_code(call: Call, mobile: str) -> bool:
         async with call.secret_entry():
             code = await call.ask("register.sms_code", length=(6, 6), secret=True)
         try:
-            await call.backend.verify_mobile(call.account or "", code, call.call_id)
-            call.events.add("backend", "verify_mobile", result="ok")
+            verifying = call.backend.verify_mobile(call.account_number, code, call.call_id)
+            await call.request("verify_mobile", verifying)
             return True
         except BackendError as e:
-            call.events.add("backend", "verify_mobile", result=e.code)
             await call.say(prompt_for(e))
         wrong += 1
         if wrong < SMS_CODE_TRIES:
@@ -207,8 +214,7 @@ async def enter_sms_code(call: Call, mobile: str) -> bool:
         if choice == "other":
             return False
         if choice == "end":
-            await call.say("call.goodbye")
-            raise CallEnded("registration_abandoned")
+            await call.end("registration_abandoned")
         await send_sms_code(call, mobile)
         wrong = 0
 
@@ -225,17 +231,17 @@ async def accept_terms(call: Call) -> None:
             await call.say("terms.full")
         elif choice == "decline":
             call.events.add("input", "terms", result="declined")
-            await call.say("terms.declined")
+            await call.say("terms.declined")  # its own goodbye
             raise CallEnded("terms_declined")
         else:
             version = await call.backend.terms_version()
-            await call.backend.accept_terms(call.account or "", version, call.call_id)
-            call.events.add("backend", "accept_terms", version=version)
+            accepting = call.backend.accept_terms(call.account_number, version, call.call_id)
+            await call.request("accept_terms", accepting, version=version)
             return
 
 
 async def main_menu(call: Call) -> None:
-    stages = {"1": bundle, "2": unbundle, "3": enquiry, "8": change_language, "9": None}
+    stages = {"1": bundle, "2": unbundle, "3": enquiry, "8": choose_language, "9": None}
     while True:
         call.enter("menu")
         try:
@@ -247,36 +253,9 @@ async def main_menu(call: Call) -> None:
             continue
 
 
-async def change_language(call: Call) -> None:
-    await choose_language(call)
-
-
-async def ask_letters(call: Call) -> str:
-    """Letters as key + position pairs (ITU E.161), each spoken back as soon as it is keyed."""
-    inter_digit = call.settings.inter_digit_timeout_ms
-    failures = 0
-    while True:
-        letters = ""
-        key = await call.read_entry("vehicle.letters", 1)
-        while key not in (None, "#"):
-            if key == "*":
-                raise GoBack()
-            position = await call.channel.wait_digit(inter_digit)
-            letter = keypad_letter(key, position or "")
-            if letter is None:
-                break
-            letters += letter
-            key = await call.channel.say_alpha(letter) or await call.channel.wait_digit(inter_digit)
-        if key == "#" or (key is None and letters):
-            call.events.add("input", "vehicle.letters", value=letters)
-            return letters
-        failures += 1
-        await call.retry_or_end(failures, "error.no_input" if key is None else "error.invalid")
-
-
 async def ask_vehicle(call: Call) -> str:
     call.enter("vehicle")
-    recent = await call.backend.recent_vehicles(call.account or "")
+    recent = await call.backend.recent_vehicles(call.account_number)
     if recent:  # the last vehicles used, on keys 1-3; 9 enters another
         choices: dict[str, str | None] = {str(n): m for n, m in enumerate(recent[:3], 1)}
         chosen = await call.menu(
@@ -289,7 +268,7 @@ async def ask_vehicle(call: Call) -> str:
             return chosen
     failures = 0
     while True:
-        letters = await ask_letters(call)
+        letters = await call.letters("vehicle.letters")
         number = await call.ask(
             "vehicle.digits",
             length=(1, 4),
@@ -319,49 +298,69 @@ async def ask_cargo_number(call: Call) -> str:
         if not await call.confirm("bundle.ccrn_confirm", digits=number):
             continue
         try:
-            await call.backend.check_cargo(number)
+            await call.request("check_cargo", call.backend.check_cargo(number), number=number)
         except BackendError as e:
-            call.events.add("backend", "check_cargo", number=number, result=e.code)
             failures += 1
             await call.retry_or_end(failures, prompt_for(e))
             continue
-        call.events.add("backend", "check_cargo", number=number, result="ok")
         return number
 
 
+async def more_cargo(call: Call, numbers: list[str]) -> None:
+    """Add CCRNs until the caller submits; `*` (at the menu or in an entry) keeps every CCRN
+    confirmed so far and comes back to the menu."""
+    while True:
+        try:
+            if not await call.menu("bundle.more", {"1": True, "2": False}):
+                return
+            if len(numbers) >= MAX_CCRNS:
+                await call.say("bundle.limit")  # the 50 confirmed stay
+                continue
+            numbers.append(await ask_cargo_number(call))
+        except GoBack:
+            continue
+
+
 async def bundle(call: Call) -> None:
+    """Bundle cargo to a vehicle; after the receipt, another vehicle or the end of the call."""
+    while True:
+        receipt = await bundle_one_vehicle(call)
+        call.enter("bundle_done")
+        if not await call.menu(
+            "bundle.submitted",
+            {"1": True},
+            on_silence=False,  # a silent caller has heard the receipt: goodbye
+            patience=1,
+            digits=receipt.reference,
+            time=receipt.earliest_crossing,
+        ):
+            await call.end("completed")
+
+
+async def bundle_one_vehicle(call: Call) -> Bundle:
     vehicle = await ask_vehicle(call)
     call.enter("bundle")
     numbers = [await ask_cargo_number(call)]
     while True:
-        while await call.menu("bundle.more", {"1": True, "2": False}):
-            numbers.append(await ask_cargo_number(call))
+        await more_cargo(call, numbers)
         call.enter("bundle_submit")
         numbers = list(dict.fromkeys(numbers))  # the same number keyed twice counts once
         try:
-            receipt = await call.backend.bundle(
-                call.account or "", vehicle, numbers, call.call_id, call.step_key()
+            submitting = call.backend.bundle(
+                call.account_number, vehicle, numbers, call.call_id, call.step_key()
             )
+            receipt = await call.request("bundle", submitting, vehicle=vehicle)
             break
         except BackendError as e:
             # Lost a race, or the cargo changed since it was checked: drop the number named
             # and let the caller go on with the rest.
-            call.events.add("backend", "bundle", result=e.code)
             await call.say(prompt_for(e))
             failing = str(e.detail.get("ccrn") or e.detail.get("number") or "")
             numbers = [n for n in numbers if n != failing] if failing in numbers else []
             if not numbers:
                 numbers = [await ask_cargo_number(call)]
-    call.events.add("backend", "bundle", result="ok", reference=receipt.reference)
     call.log.info("bundle_submitted", reference=receipt.reference, vehicle=vehicle)
-    call.enter("bundle_done")
-    while await call.menu(
-        "bundle.submitted",
-        {"1": True, "2": False},
-        digits=receipt.reference,
-        time=receipt.earliest_crossing,
-    ):
-        pass
+    return receipt
 
 
 async def unbundle(call: Call) -> None:
@@ -370,7 +369,7 @@ async def unbundle(call: Call) -> None:
     if await call.menu("unbundle.menu", {"1": "one", "2": "all"}) == "one":
         await unbundle_one(call, vehicle)
         return
-    bundles = await call.backend.bundles(call.account or "", vehicle)
+    bundles = await call.backend.bundles(call.account_number, vehicle)
     count = sum(len(b.ccrns) for b in bundles)
     if count == 0:
         await call.say("unbundle.not_found")
@@ -397,17 +396,16 @@ async def unbundle_one(call: Call, vehicle: str) -> None:
 async def cancel(call: Call, vehicle: str, ccrn: str | None) -> bool:
     """Cancel one CCRN or all on the vehicle; False when there was no such bundle."""
     try:
-        cancelled = await call.backend.unbundle(
-            call.account or "", vehicle, ccrn, call.call_id, call.step_key()
+        cancelling = call.backend.unbundle(
+            call.account_number, vehicle, ccrn, call.call_id, call.step_key()
         )
+        cancelled = await call.request("unbundle", cancelling)
     except BackendError as e:
-        call.events.add("backend", "unbundle", result=e.code)
         if e.code != "bundle_not_found":
             raise BackendUnavailable(f"unexpected backend error {e.code}") from e
         if ccrn is None:
             await call.say("unbundle.not_found")
         return False
-    call.events.add("backend", "unbundle", result="ok", cancelled=len(cancelled))
     call.log.info("bundle_cancelled", vehicle=vehicle, ccrns=len(cancelled))
     await call.say("unbundle.done")
     return True
@@ -416,8 +414,7 @@ async def cancel(call: Call, vehicle: str, ccrn: str | None) -> bool:
 async def enquiry(call: Call) -> None:
     vehicle = await ask_vehicle(call)
     call.enter("enquiry")
-    bundles = await call.backend.bundles(call.account or "", vehicle)
-    call.events.add("backend", "enquiry", vehicle=vehicle, bundles=len(bundles))
+    bundles = await call.request("enquiry", call.backend.bundles(call.account_number, vehicle))
     if not bundles:
         await call.say("enquiry.none", mark=vehicle)
         return

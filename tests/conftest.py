@@ -152,8 +152,9 @@ class Trucker:
         return f"{self.account}# {password or self.password}# {{totp}}#"
 
     def bundle_keys(self, ccrn: str | None = None) -> str:
-        """English, log in, bundle one CCRN to the vehicle, submit, menu, end."""
-        return f"3 {self.login_keys()} 1 {self.vehicle_keys} 1 {ccrn or self.ccrns[0]}# 1 2 2 9"
+        """English, log in, bundle one CCRN to the vehicle, submit; silent after the receipt
+        (the goodbye ends the call)."""
+        return f"3 {self.login_keys()} 1 {self.vehicle_keys} 1 {ccrn or self.ccrns[0]}# 1 2"
 
 
 MakeTrucker = Callable[..., Any]

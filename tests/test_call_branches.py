@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from backend import admin
 from backend.database import open_database
+from backend.models import BundleItem
 from formats import new_ccrn
 from tests.conftest import Trucker, stored_bundles, stored_call
 
@@ -80,20 +82,24 @@ async def putonghua_then_change_language_to_english(ctx: Ctx) -> None:
 
 async def three_failed_logins_end_the_call(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    wrong = f"{t.account}# 111111# 123456#"
-    r = await ctx.call(f"3 {wrong} {wrong} {wrong}", t)
+    wrong = "111111# 123456#"  # the account number is kept: password and code only
+    r = await ctx.call(f"3 {t.account}# {wrong} {wrong} {wrong}", t)
+    assert ids(r).count("login.account") == 1 and ids(r).count("login.password") == 3
     assert ids(r).count("login.failed") == 3 and ids(r)[-1] == "call.goodbye"
     assert await outcome(ctx, r) == "login_failed"
 
 
 async def locked_account_hears_the_helpdesk_number(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    wrong = f"{t.account}# 111111# 123456#"
-    await ctx.call(f"3 {wrong} {wrong} {wrong}", t)
-    await ctx.call(f"3 {wrong} {wrong}", t)  # the 5th failure in a row locks the account
+    wrong = "111111# 123456#"
+    await ctx.call(f"3 {t.account}# {wrong} {wrong} {wrong}", t)
+    await ctx.call(f"3 {t.account}# {wrong} {wrong}", t)  # the 5th failure in a row locks it
     r = await ctx.call(f"3 {t.login_keys()}", t)
     assert "login.locked" in ids(r) and "menu.main" not in ids(r)
     assert await outcome(ctx, r) == "locked"
+    helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    r = await ctx.call(f"3 {t.login_keys()} 7", t, variables=helpdesk)
+    assert ids(r)[-3:] == ["login.locked", "call.helpdesk_offer", "call.transfer"]
 
 
 async def expired_token_only_account(ctx: Ctx) -> None:
@@ -168,7 +174,7 @@ async def declining_the_terms_ends_the_call(ctx: Ctx) -> None:
 async def bundle_two_ccrns_then_cancel_one_then_all(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=3)
     a, b, c = t.ccrns
-    keys = f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {a}# 1 1 {b}# 1 2 2 9"
+    keys = f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {a}# 1 1 {b}# 1 2"
     r = await ctx.call(keys, t)
     assert ids(r).count("bundle.ccrn") == 2 and "bundle.submitted" in ids(r)
     # Cancel one (the vehicle is now offered as recent: 1), then all the rest.
@@ -233,7 +239,7 @@ async def bad_vehicle_marks_are_refused(ctx: Ctx) -> None:
 
 async def wrong_menu_keys_and_silence_end_politely(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 7 . 0 6", t)
+    r = await ctx.call(f"3 {t.login_keys()} 6 . 0 5", t)
     seq = ids(r)
     assert "error.invalid" in seq and "error.no_input" in seq
     assert seq[-2:] == ["call.too_many_errors", "call.goodbye"]
@@ -244,7 +250,7 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=2)
     await ctx.call(t.bundle_keys(t.ccrns[0]), t)  # AB1234
     # Second vehicle CD5678: 9 ("another vehicle"), then C = 2,3 and D = 3,1.
-    await ctx.call(f"3 {t.login_keys()} 1 9 2331# 5678# 1 {t.ccrns[1]}# 1 2 2 9", t)
+    await ctx.call(f"3 {t.login_keys()} 1 9 2331# 5678# 1 {t.ccrns[1]}# 1 2", t)
     r = await ctx.call(f"3 {t.login_keys()} 3 2 9", t)  # check the second one offered
     offered = [h.value for h in r.heard if h.kind == "alpha"]
     assert offered[:2] == ["CD5678", "AB1234"]  # most recent first
@@ -255,10 +261,60 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
 
 async def stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 7 7 7", t, variables={"IVRS_HELPDESK": "36690000"})
-    assert ids(r)[-1] == "call.too_many_errors"  # no goodbye: the dialplan transfers the call
+    helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    r = await ctx.call(f"3 {t.login_keys()} 6 6 6 7", t, variables=helpdesk)
+    # No goodbye: the dialplan transfers the call.
+    assert ids(r)[-3:] == ["call.too_many_errors", "call.helpdesk_offer", "call.transfer"]
     assert r.variables.get("IVRS_TRANSFER") == "helpdesk"
     assert await outcome(ctx, r) == "transferred_to_helpdesk"
+
+
+async def silent_caller_after_a_receipt_hears_goodbye(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    r = await ctx.call(f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {t.ccrns[0]}# 1 2", t)
+    assert ids(r)[-2:] == ["bundle.submitted", "call.goodbye"]
+    assert "call.too_many_errors" not in ids(r) and "error.no_input" not in ids(r)
+    assert await outcome(ctx, r) == "completed"
+    r = await ctx.call(f"3 {t.login_keys()} 1 1 {t.ccrns[1]}# 1 2 0 1", t)  # again, another
+    assert ids(r).count("bundle.submitted") == 2  # 0 says the receipt again
+    assert follows(r, "bundle.submitted", "vehicle.recent")
+
+
+async def helpdesk_key_at_any_menu(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    r = await ctx.call(f"3 {t.login_keys()} 1 {t.vehicle_keys} 7", t, variables=helpdesk)
+    assert ids(r)[-2:] == ["vehicle.confirm", "call.transfer"]
+    assert r.variables.get("IVRS_TRANSFER") == "helpdesk"
+    assert await outcome(ctx, r) == "transferred_to_helpdesk"
+    r = await ctx.call(f"3 {t.login_keys()} 7", t)  # no transfer in the dialplan: the number
+    assert ids(r)[-2:] == ["call.helpdesk_number", "call.goodbye"]
+    assert await outcome(ctx, r) == "helpdesk_referred"
+
+
+async def mainland_mobile_is_offered_the_helpdesk(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(needs_activation=True)
+    helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    # Eight digits submit themselves; the `#` after them is swallowed.
+    keys = f"3 {t.login_keys()} 13800138# 13800138 13800138 7"
+    r = await ctx.call(keys, t, variables=helpdesk)
+    assert ids(r).count("register.mobile_invalid") == 3 and "error.no_input" not in ids(r)
+    assert ids(r)[-3:] == ["register.no_mobile", "call.helpdesk_offer", "call.transfer"]
+
+
+async def refusals_say_why_and_keep_what_was_confirmed(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(cargo=50)
+    r = await ctx.call(f"3 1234567# {t.login_keys()} 9", t)
+    assert follows(r, "login.account", "login.account_invalid")
+    first, *rest = t.ccrns
+    # `*` at "add another" and inside the next entry keeps the first CCRN.
+    more = " ".join(f"1 {c}# 1" for c in rest)
+    keys = f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {first}# 1 * 1 * {more} 1 2"
+    r = await ctx.call(keys, t)
+    assert follows(r, "bundle.more", "bundle.limit") and "bundle.submitted" in ids(r)
+    async with ctx.db.sessions() as session:
+        items = list(await session.scalars(select(BundleItem).where(BundleItem.ccrn.in_(t.ccrns))))
+    assert {i.ccrn for i in items} == set(t.ccrns) and len({i.bundle_id for i in items}) == 1
 
 
 SCENARIOS = [
@@ -279,6 +335,10 @@ SCENARIOS = [
     wrong_menu_keys_and_silence_end_politely,
     stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one,
     recent_vehicles_are_offered_on_their_own_keys,
+    silent_caller_after_a_receipt_hears_goodbye,
+    helpdesk_key_at_any_menu,
+    mainland_mobile_is_offered_the_helpdesk,
+    refusals_say_why_and_keep_what_was_confirmed,
 ]
 
 
