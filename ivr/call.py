@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from backend_client.call_log import CallLog, CallLogOutbox, CallOpening
 from formats import keypad_letter
 from ivr.ami import Ami
 from ivr.channel import ALL_KEYS, Channel
+from ivr.events import EventLog
 from ivr.recording import secret_entry
 from ivr.settings import IvrSettings
 from prompts.catalog import Catalog, Slot, Sound
@@ -36,7 +37,6 @@ HELPDESK_VARIABLE = "IVRS_HELPDESK_DIAL"  # the dialplan's dial string for the h
 
 # Datetime formats per language (docs/call-flow.md "Numbers spoken"): a.m./p.m. first in Chinese.
 DATETIME_FORMAT = {"zh_HK": "pIM", "zh_CN": "pIM", "en": "IMp"}
-ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 @lru_cache(maxsize=4096)
@@ -62,35 +62,6 @@ class CallEnded(Exception):
 class ServerClosing(Exception):
     """The FastAGI server is shutting down and this call ran past the grace period: the flow
     says goodbye and ends it (raised once, by the call's next AGI command)."""
-
-
-@dataclass
-class EventLog:
-    """Call events, kept in memory and sent to the backend in batches off the caller's path
-    (a backend round trip between a barge-in and the next reading command loses keys).
-
-    Each event of a call gets a time of its own (a microsecond later than the last, if the
-    clock has not moved): the backend knows an event delivered twice by it."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    _last_at: datetime = field(default=datetime.min.replace(tzinfo=UTC), repr=False)
-
-    def add(self, kind: str, name: str, duration_ms: int | None = None, **detail: Any) -> None:
-        at = max(datetime.now(UTC), self._last_at + ONE_MICROSECOND)
-        self._last_at = at
-        self.events.append(
-            {
-                "at": at.isoformat(),
-                "kind": kind,
-                "name": name,
-                "detail": detail,
-                "duration_ms": duration_ms,
-            }
-        )
-
-    def take(self) -> list[dict[str, Any]]:
-        taken, self.events = self.events, []
-        return taken
 
 
 @dataclass
