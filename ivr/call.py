@@ -34,6 +34,9 @@ T = TypeVar("T")
 # of a menu's options. `*` also goes back from inside an entry.
 KEY_REPEAT, KEY_BACK, KEY_HELPDESK = "0", "*", "7"
 HELPDESK_VARIABLE = "IVRS_HELPDESK_DIAL"  # the dialplan's dial string for the helpdesk
+# A caller waiting on the backend hears `call.hold` after this much silence (and again after
+# each further wait): never more than 4 s of silence (docs/call-flow.md).
+HOLD_AFTER_S = 2.5
 
 # Datetime formats per language (docs/call-flow.md "Numbers spoken"): a.m./p.m. first in Chinese.
 DATETIME_FORMAT = {"zh_HK": "pIM", "zh_CN": "pIM", "en": "IMp"}
@@ -144,10 +147,22 @@ class Call:
         assert self.account is not None, "not logged in"
         return self.account
 
-    async def request(self, name: str, pending: Awaitable[T], **detail: Any) -> T:
-        """A backend request; its result ("ok" or the error code) becomes a call event."""
+    async def hold(self, pending: Awaitable[T]) -> T:
+        """Wait for a backend answer; past HOLD_AFTER_S of silence the caller hears `call.hold`
+        while it still runs (keys pressed meanwhile are not taken)."""
+        task = asyncio.ensure_future(pending)
         try:
-            result = await pending
+            while not (await asyncio.wait({task}, timeout=HOLD_AFTER_S))[0]:
+                await self.play("call.hold", "")
+            return task.result()
+        finally:
+            task.cancel()  # the caller hung up during the hold prompt: nothing more to wait for
+
+    async def request(self, name: str, pending: Awaitable[T], **detail: Any) -> T:
+        """A backend request (held: `hold`); its result ("ok" or the error code) becomes a
+        call event."""
+        try:
+            result = await self.hold(pending)
         except BackendError as e:
             self.events.add("backend", name, result=e.code, **detail)
             raise

@@ -40,8 +40,8 @@ async def run_call(call: Call) -> str:
         await call.channel.answer()
         await choose_language(call)
         await call.say("welcome")
-        call.call_id = await opening
-        await suspension_notice(call, await status)
+        call.call_id = await call.hold(opening)
+        await suspension_notice(call, await call.hold(status))
         await call.say("call.keys")  # the helpdesk key, said once
         info = await login(call)
         if info.needs_activation:
@@ -209,7 +209,7 @@ async def accept_terms(call: Call) -> None:
             await call.say("terms.declined")  # its own goodbye
             raise CallEnded("terms_declined")
         else:
-            version = await call.backend.terms_version()
+            version = await call.hold(call.backend.terms_version())
             accepting = call.backend.accept_terms(call.account_number, version, call.call_id)
             await call.request("accept_terms", accepting, version=version)
             return

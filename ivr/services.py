@@ -13,7 +13,7 @@ MAX_CCRNS = 50  # per submission (docs/call-flow.md, 6)
 
 async def ask_vehicle(call: Call) -> str:
     call.enter("vehicle")
-    recent = await call.backend.recent_vehicles(call.account_number)
+    recent = await call.hold(call.backend.recent_vehicles(call.account_number))
     if recent:  # the last vehicles used, on keys 1-3; 9 enters another
         choices: dict[str, str | None] = {str(n): m for n, m in enumerate(recent[:3], 1)}
         chosen = await call.menu(
@@ -127,7 +127,7 @@ async def unbundle(call: Call) -> None:
     if await call.menu("unbundle.menu", {"1": "one", "2": "all"}) == "one":
         await unbundle_one(call, vehicle)
         return
-    bundles = await call.backend.bundles(call.account_number, vehicle)
+    bundles = await call.hold(call.backend.bundles(call.account_number, vehicle))
     count = sum(len(b.ccrns) for b in bundles)
     if count == 0:
         await call.say("unbundle.not_found")

@@ -360,12 +360,13 @@ async def test_every_prompt_id_of_call_flow_is_played(ctx: Ctx, capsys) -> None:
         for record in ctx.records[before:]:
             for prompt in record.prompt_ids:
                 reached_by.setdefault(prompt, scenario.__name__)
-    # Three have their own tests: suspension (its own backend), a stopped backend, and a bad
-    # check digit (tests/test_bad_input.py, tests/test_call_flow.py).
+    # Four have their own tests: suspension (its own backend), a stopped or hanging backend,
+    # and a bad check digit (tests/test_bad_input.py, tests/test_call_flow.py).
     elsewhere = {
         "notice.suspended": "test_bad_input.py::test_suspension_notice_gives_the_window",
         "error.service_unavailable": "test_call_flow.py::test_backend_stopped_mid_call",
         "bundle.ccrn_invalid": "test_call_flow.py::test_ccrn_with_bad_check_digit",
+        "call.hold": "test_call_flow.py::test_a_hanging_backend_is_heard_as_please_hold",
     }
     missing = [p for p in call_flow_prompt_ids() if p not in reached_by and p not in elsewhere]
     with capsys.disabled():  # the map for the issue note: `pytest -s -k every_prompt_id`

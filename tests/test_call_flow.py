@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from formats import luhn_check_digit
+from ivr.server import start_agi_server
+from ivr.settings import IvrSettings
+from simulator import place_call
 from tests.conftest import stored_bundles, stored_call
 
 pytestmark = pytest.mark.asyncio
@@ -103,3 +108,30 @@ async def test_a_caller_who_knows_the_way_barges_in_on_every_prompt(
     assert len(waits) == 1 and record.prompt_ids[-2] == "bundle.submitted"
     assert len(await stored_bundles(db)) == 1
     assert record.prompt_ids[-1] == "call.goodbye"
+
+
+async def test_a_hanging_backend_is_heard_as_please_hold_never_as_silence(tmp_path) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # read nothing, answer nothing
+
+    hanging = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = hanging.sockets[0].getsockname()[1]
+    settings = replace(
+        IvrSettings(),
+        backend_url=f"http://127.0.0.1:{port}",
+        backend_timeout=6.0,  # past two hold periods
+        spool_dir=str(tmp_path / "spool"),
+    )
+    agi = await start_agi_server(settings, port=0)
+    try:
+        record = await place_call(agi.host, agi.port, keys="3")
+    finally:
+        await agi.stop(grace=5)
+        hanging.close()
+        for writer in held:
+            writer.close()
+    ids = record.prompt_ids
+    assert ids.count("call.hold") >= 2 and ids[ids.index("call.hold") - 1] == "welcome"
+    assert ids[-2:] == ["error.service_unavailable", "call.goodbye"]
