@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -350,6 +351,12 @@ class BackendClient:
             json={"version": version, "call_id": call_id},
             safe=True,  # accepting twice is accepting once
         )
+
+    async def caller_language(self, caller_id: str) -> str | None:
+        """The language of this caller number's last call (None: not known)."""
+        path = f"/v1/callers/{quote(caller_id, safe='')}/language"
+        body = await self._request("GET", path, safe=True)
+        return body["language"]
 
     async def recent_vehicles(self, account: str) -> list[str]:
         body = await self._request("GET", f"/v1/accounts/{account}/vehicles/recent", safe=True)

@@ -20,6 +20,7 @@ from ivr.services import bundle, enquiry, unbundle
 
 LANGUAGES = {"1": "zh_HK", "2": "zh_CN", "3": "en"}
 DEFAULT_LANGUAGE = "zh_HK"
+REMEMBERED_WAIT_S = 1.0  # for the caller's last language; later, the language menu is asked
 
 SMS_CODE_TRIES = 3  # wrong codes before the caller is offered a new code
 # Login answers after which the call cannot go on (the prompt says what to do next).
@@ -30,6 +31,7 @@ async def run_call(call: Call) -> str:
     """The whole call, from answer to goodbye; returns the outcome stored in the call log."""
     opening = call.open_log(DEFAULT_LANGUAGE)  # while the language menu plays: no wait
     status = asyncio.create_task(call.backend.service_status())
+    remembered = asyncio.create_task(remembered_language(call))
     outcome = "completed"
     try:
         # First command: tells the dialplan the server was reached, so its "service
@@ -38,12 +40,15 @@ async def run_call(call: Call) -> str:
         await call.channel.set_var("IVRS_STARTED", "1")
         call.helpdesk = await call.channel.get_var(HELPDESK_VARIABLE)
         await call.channel.answer()
-        await choose_language(call)
+        known = (await asyncio.wait({remembered}, timeout=REMEMBERED_WAIT_S))[0]
+        await choose_language(call, remembered.result() if known else None)
         await call.say("welcome")
         call.call_id = await call.hold(opening)
         await suspension_notice(call, await call.hold(status))
         await call.say("call.keys")  # the helpdesk key, said once
-        info = await login(call)
+        if known and remembered.result():
+            await call.say("language.remembered")  # `*` at the account number: the menu
+        info = await login_or_back(call)
         if info.needs_activation:
             await first_call(call, info)
         await main_menu(call)
@@ -67,6 +72,7 @@ async def run_call(call: Call) -> str:
             await call.say("call.goodbye")
     finally:
         status.cancel()
+        remembered.cancel()
         call.events.add("stage", "end", outcome=outcome)
         await close_quietly(call, outcome)
         call.log.info("call_ended", outcome=outcome, last_stage=call.stage)
@@ -81,10 +87,32 @@ async def suspension_notice(call: Call, status: ServiceStatus) -> None:
         raise CallEnded("service_suspended")
 
 
-async def choose_language(call: Call) -> None:
+async def remembered_language(call: Call) -> str | None:
+    """The language of this caller number's last call, if the backend knows it in time."""
+    if call.caller_id is None:
+        return None
+    with contextlib.suppress(BackendUnavailable, BackendError):
+        language = await call.backend.caller_language(call.caller_id)
+        return language if language in LANGUAGES.values() else None
+    return None
+
+
+async def choose_language(call: Call, remembered: str | None = None) -> None:
+    """The caller number's last language without asking; otherwise the language menu."""
     call.enter("language")
-    call.language = await call.menu("language.menu", LANGUAGES, on_silence=DEFAULT_LANGUAGE)
+    call.language = remembered or await call.menu(
+        "language.menu", LANGUAGES, on_silence=DEFAULT_LANGUAGE
+    )
     await call.channel.set_var("CHANNEL(language)", call.language)  # SAY speaks this language
+
+
+async def login_or_back(call: Call) -> AccountInfo:
+    """`*` at the account number goes back to the language menu."""
+    while True:
+        try:
+            return await login(call)
+        except GoBack:
+            await choose_language(call)
 
 
 async def login(call: Call) -> AccountInfo:
@@ -94,14 +122,14 @@ async def login(call: Call) -> AccountInfo:
     account: str | None = None
     failures = 0
     while True:
+        if account is None:  # `*` here: back to the language (GoBack)
+            account = await call.ask(
+                "login.account",
+                length=(8, 8),
+                valid=is_account_number,
+                invalid_prompt="login.account_invalid",
+            )
         try:
-            if account is None:
-                account = await call.ask(
-                    "login.account",
-                    length=(8, 8),
-                    valid=is_account_number,
-                    invalid_prompt="login.account_invalid",
-                )
             async with call.secret_entry():  # the recording is muted from here to the code
                 password = await call.ask("login.password", length=PASSWORD_DIGITS, secret=True)
                 code = await call.ask("login.token", length=TOKEN_CODE_DIGITS, secret=True)

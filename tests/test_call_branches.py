@@ -317,6 +317,18 @@ async def refusals_say_why_and_keep_what_was_confirmed(ctx: Ctx) -> None:
     assert {i.ccrn for i in items} == set(t.ccrns) and len({i.bundle_id for i in items}) == 1
 
 
+async def a_known_caller_number_keeps_its_language(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    caller = "85298765432"
+    await ctx.call(f"3 {t.login_keys()} 9", t, caller_id=caller)
+    r = await ctx.call(f"{t.login_keys()} 9", t, caller_id=caller)
+    assert "language.menu" not in ids(r) and r.language == "en"
+    assert follows(r, "call.keys", "language.remembered") and "menu.main" in ids(r)
+    r = await ctx.call(f"* 2 {t.login_keys()} 9", t, caller_id=caller)  # `*`: the menu again
+    assert follows(r, "login.account", "language.menu") and r.language == "zh_CN"
+    assert "menu.main" in ids(r)
+
+
 SCENARIOS = [
     cantonese_by_default_after_two_silences,
     putonghua_then_change_language_to_english,
@@ -339,6 +351,7 @@ SCENARIOS = [
     helpdesk_key_at_any_menu,
     mainland_mobile_is_offered_the_helpdesk,
     refusals_say_why_and_keep_what_was_confirmed,
+    a_known_caller_number_keeps_its_language,
 ]
 
 
