@@ -244,7 +244,13 @@ async def accept_terms(call: Call) -> None:
 
 
 async def main_menu(call: Call) -> None:
-    stages = {"1": bundle, "2": unbundle, "3": enquiry, "8": choose_language, "9": None}
+    """Straight to bundling (the service most calls are for); `*` there leads to the others."""
+    call.enter("bundle_start")
+    try:
+        await bundle(call)  # ends the call: goodbye after the receipt
+    except GoBack:
+        pass
+    stages = {"1": bundle, "2": unbundle, "3": enquiry, "9": None}
     while True:
         call.enter("menu")
         try:

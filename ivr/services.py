@@ -14,16 +14,18 @@ MAX_CCRNS = 50  # per submission (docs/call-flow.md, 6)
 async def ask_vehicle(call: Call) -> str:
     call.enter("vehicle")
     recent = await call.hold(call.backend.recent_vehicles(call.account_number))
-    if recent:  # the last vehicles used, on keys 1-3; 9 enters another
+    if recent:  # the last vehicles used, most recent first on keys 1-3; 4 enters another
         choices: dict[str, str | None] = {str(n): m for n, m in enumerate(recent[:3], 1)}
         chosen = await call.menu(
             "vehicle.recent",
-            choices | {"9": None},
+            choices | {"4": None},
             mark=list(choices.values()),
             count=[int(k) for k in choices],
         )
         if chosen is not None:
             return chosen
+    else:
+        await call.say("vehicle.other_services")
     failures = 0
     while True:
         letters = await call.letters("vehicle.letters")

@@ -22,7 +22,6 @@ PROMPTS = [
     "login.account",
     "login.password",
     "login.token",
-    "menu.main",
     "vehicle.letters",
     "vehicle.digits",
     "vehicle.confirm",
@@ -66,6 +65,8 @@ CASES = [
     (position, prompt, bad, reason)
     for position, prompt in enumerate(PROMPTS)
     for bad, reason in bad_inputs(prompt)
+    # A `#` right after a complete fixed-length entry is swallowed, not an answer.
+    if not (bad == "#" and position and PROMPTS[position - 1] in FIXED_LENGTH)
 ]
 
 
@@ -92,7 +93,7 @@ async def test_bad_input_is_explained_and_asked_again(
 
 async def test_star_goes_back_one_step(make_trucker, phone) -> None:
     trucker: Trucker = await make_trucker()
-    keys = f"3 {trucker.account}# * {trucker.login_keys()} 1 {trucker.vehicle_keys} 1 * 9"
+    keys = f"3 {trucker.account}# * {trucker.login_keys()} {trucker.vehicle_keys} 1 * 9"
     record = await phone(keys, trucker)
     seq = record.prompt_ids
     assert seq[3:6] == ["login.account", "login.password", "login.account"]  # back to the start

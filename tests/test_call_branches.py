@@ -67,7 +67,7 @@ async def outcome(ctx: Ctx, record: Any) -> str:
 
 async def cantonese_by_default_after_two_silences(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f". . {t.login_keys()} 9", t)
+    r = await ctx.call(f". . {t.login_keys()} * 9", t)
     assert r.language == "zh_HK"
     assert ids(r)[:4] == ["language.menu", "error.no_input", "language.menu", "welcome"]
     assert ids(r)[-1] == "call.goodbye"
@@ -75,7 +75,7 @@ async def cantonese_by_default_after_two_silences(ctx: Ctx) -> None:
 
 async def putonghua_then_change_language_to_english(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"2 {t.login_keys()} 8 3 9", t)
+    r = await ctx.call(f"2 * 3 {t.login_keys()} * 9", t)  # `*`: the menu
     assert r.language == "en"
     assert ids(r).count("language.menu") == 2
 
@@ -129,7 +129,7 @@ def sms_then(ctx: Ctx, t: Trucker, mobile: str) -> Callable[[], str]:
 async def first_call_registers_mobile_and_accepts_terms(ctx: Ctx) -> None:
     t = await ctx.make_trucker(needs_activation=True)
     mobile = "91234567"
-    keys = f"3 {t.login_keys()} 21234567# {mobile}# 1 {{totp}}# 2 3 1 9"
+    keys = f"3 {t.login_keys()} 21234567# {mobile}# 1 {{totp}}# 2 3 1 * 9"
     r = await ctx.phone(keys, None, totp=sms_then(ctx, t, mobile))
     ctx.records.append(r)
     seq = ids(r)
@@ -146,14 +146,14 @@ async def first_call_registers_mobile_and_accepts_terms(ctx: Ctx) -> None:
     ):
         assert expected in seq, expected
     assert seq.index("register.done") < seq.index("terms.intro") < seq.index("menu.main")
-    second = await ctx.call(f"3 {t.login_keys()} 9", t)  # said once per account
+    second = await ctx.call(f"3 {t.login_keys()} * 9", t)  # said once per account
     assert "register.intro" not in ids(second) and "terms.intro" not in ids(second)
 
 
 async def wrong_sms_codes_offer_a_new_code(ctx: Ctx) -> None:
     t = await ctx.make_trucker(needs_activation=True)
     mobile = "61234567"
-    keys = f"3 {t.login_keys()} {mobile}# 1 000000# 000001# 000002# 1 {{totp}}# 1 9"
+    keys = f"3 {t.login_keys()} {mobile}# 1 000000# 000001# 000002# 1 {{totp}}# 1 * 9"
     r = await ctx.phone(keys, None, totp=sms_then(ctx, t, mobile))
     ctx.records.append(r)
     assert ids(r).count("register.sms_code_wrong") == 3
@@ -174,11 +174,11 @@ async def declining_the_terms_ends_the_call(ctx: Ctx) -> None:
 async def bundle_two_ccrns_then_cancel_one_then_all(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=3)
     a, b, c = t.ccrns
-    keys = f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {a}# 1 1 {b}# 1 2"
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {a}# 1 1 {b}# 1 2"
     r = await ctx.call(keys, t)
     assert ids(r).count("bundle.ccrn") == 2 and "bundle.submitted" in ids(r)
     # Cancel one (the vehicle is now offered as recent: 1), then all the rest.
-    r = await ctx.call(f"3 {t.login_keys()} 2 1 1 {a}# 1 2 1 2 1 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 2 1 1 {a}# 1 * 2 1 2 1 9", t)
     for expected in (
         "vehicle.recent",
         "unbundle.menu",
@@ -193,18 +193,18 @@ async def bundle_two_ccrns_then_cancel_one_then_all(ctx: Ctx) -> None:
 
 async def cancel_without_a_bundle_is_not_found(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 2 {t.vehicle_keys} 1 2 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 2 {t.vehicle_keys} 1 2 9", t)
     assert "unbundle.not_found" in ids(r)
-    r = await ctx.call(f"3 {t.login_keys()} 2 {t.vehicle_keys} 1 1 {t.ccrns[0]}# 1 *", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 2 {t.vehicle_keys} 1 1 {t.ccrns[0]}# 1 *", t)
     assert "unbundle.not_found" in ids(r)
 
 
 async def enquiry_with_and_without_bundles(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 3 {t.vehicle_keys} 1 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 3 {t.vehicle_keys} 1 9", t)
     assert "enquiry.none" in ids(r)
     await ctx.call(t.bundle_keys(), t)
-    r = await ctx.call(f"3 {t.login_keys()} 3 1 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 3 1 9", t)
     assert "enquiry.result" in ids(r)
     assert [h.value for h in r.heard if h.kind == "number"][-1] == "1"  # 1 CCRN
 
@@ -217,9 +217,7 @@ async def cargo_unknown_taken_and_expired_are_each_explained(ctx: Ctx) -> None:
     past = settings.clock() - timedelta(days=15)
     async with open_database(replace(settings, clock=lambda: past)) as old:
         expired = await admin.lodge_cargo(old)
-    keys = (
-        f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {new_ccrn()}# 1 {other.ccrns[0]}# 1 {expired}# 1"
-    )
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {new_ccrn()}# 1 {other.ccrns[0]}# 1 {expired}# 1"
     r = await ctx.call(keys, t)
     seq = ids(r)
     assert follows(r, "bundle.ccrn_confirm", "bundle.ccrn_unknown")
@@ -232,14 +230,14 @@ async def cargo_unknown_taken_and_expired_are_each_explained(ctx: Ctx) -> None:
 async def bad_vehicle_marks_are_refused(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
     # I and O are never in Hong Kong marks; then a letter that is not on its key (2, 4th).
-    r = await ctx.call(f"3 {t.login_keys()} 1 4363# 12# 24 {t.vehicle_keys} 1 *", t)
+    r = await ctx.call(f"3 {t.login_keys()} 4363# 12# 24 {t.vehicle_keys} 1 *", t)
     assert follows(r, "vehicle.digits", "vehicle.invalid")
     assert "error.invalid" in ids(r) and "vehicle.confirm" in ids(r)
 
 
 async def wrong_menu_keys_and_silence_end_politely(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 6 . 0 5", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 6 . 0 5", t)
     seq = ids(r)
     assert "error.invalid" in seq and "error.no_input" in seq
     assert seq[-2:] == ["call.too_many_errors", "call.goodbye"]
@@ -250,8 +248,8 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=2)
     await ctx.call(t.bundle_keys(t.ccrns[0]), t)  # AB1234
     # Second vehicle CD5678: 9 ("another vehicle"), then C = 2,3 and D = 3,1.
-    await ctx.call(f"3 {t.login_keys()} 1 9 2331# 5678# 1 {t.ccrns[1]}# 1 2", t)
-    r = await ctx.call(f"3 {t.login_keys()} 3 2 9", t)  # check the second one offered
+    await ctx.call(f"3 {t.login_keys()} 4 2331# 5678# 1 {t.ccrns[1]}# 1 2", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 3 2 9", t)  # check the second one offered
     offered = [h.value for h in r.heard if h.kind == "alpha"]
     assert offered[:2] == ["CD5678", "AB1234"]  # most recent first
     assert [h.value for h in r.heard if h.kind == "number"][:2] == ["1", "2"]
@@ -262,7 +260,7 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
 async def stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
     helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
-    r = await ctx.call(f"3 {t.login_keys()} 6 6 6 7", t, variables=helpdesk)
+    r = await ctx.call(f"3 {t.login_keys()} * 6 6 6 7", t, variables=helpdesk)
     # No goodbye: the dialplan transfers the call.
     assert ids(r)[-3:] == ["call.too_many_errors", "call.helpdesk_offer", "call.transfer"]
     assert r.variables.get("IVRS_TRANSFER") == "helpdesk"
@@ -271,11 +269,11 @@ async def stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one(ctx: 
 
 async def silent_caller_after_a_receipt_hears_goodbye(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {t.ccrns[0]}# 1 2", t)
+    r = await ctx.call(f"3 {t.login_keys()} {t.vehicle_keys} 1 {t.ccrns[0]}# 1 2", t)
     assert ids(r)[-2:] == ["bundle.submitted", "call.goodbye"]
     assert "call.too_many_errors" not in ids(r) and "error.no_input" not in ids(r)
     assert await outcome(ctx, r) == "completed"
-    r = await ctx.call(f"3 {t.login_keys()} 1 1 {t.ccrns[1]}# 1 2 0 1", t)  # again, another
+    r = await ctx.call(f"3 {t.login_keys()} 1 {t.ccrns[1]}# 1 2 0 1", t)  # again, another
     assert ids(r).count("bundle.submitted") == 2  # 0 says the receipt again
     assert follows(r, "bundle.submitted", "vehicle.recent")
 
@@ -283,11 +281,11 @@ async def silent_caller_after_a_receipt_hears_goodbye(ctx: Ctx) -> None:
 async def helpdesk_key_at_any_menu(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
     helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
-    r = await ctx.call(f"3 {t.login_keys()} 1 {t.vehicle_keys} 7", t, variables=helpdesk)
+    r = await ctx.call(f"3 {t.login_keys()} {t.vehicle_keys} 7", t, variables=helpdesk)
     assert ids(r)[-2:] == ["vehicle.confirm", "call.transfer"]
     assert r.variables.get("IVRS_TRANSFER") == "helpdesk"
     assert await outcome(ctx, r) == "transferred_to_helpdesk"
-    r = await ctx.call(f"3 {t.login_keys()} 7", t)  # no transfer in the dialplan: the number
+    r = await ctx.call(f"3 {t.login_keys()} * 7", t)  # no transfer in the dialplan: the number
     assert ids(r)[-2:] == ["call.helpdesk_number", "call.goodbye"]
     assert await outcome(ctx, r) == "helpdesk_referred"
 
@@ -304,12 +302,12 @@ async def mainland_mobile_is_offered_the_helpdesk(ctx: Ctx) -> None:
 
 async def refusals_say_why_and_keep_what_was_confirmed(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=50)
-    r = await ctx.call(f"3 1234567# {t.login_keys()} 9", t)
+    r = await ctx.call(f"3 1234567# {t.login_keys()} * 9", t)
     assert follows(r, "login.account", "login.account_invalid")
     first, *rest = t.ccrns
     # `*` at "add another" and inside the next entry keeps the first CCRN.
     more = " ".join(f"1 {c}# 1" for c in rest)
-    keys = f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {first}# 1 * 1 * {more} 1 2"
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {first}# 1 * 1 * {more} 1 2"
     r = await ctx.call(keys, t)
     assert follows(r, "bundle.more", "bundle.limit") and "bundle.submitted" in ids(r)
     async with ctx.db.sessions() as session:
@@ -320,11 +318,11 @@ async def refusals_say_why_and_keep_what_was_confirmed(ctx: Ctx) -> None:
 async def a_known_caller_number_keeps_its_language(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
     caller = "85298765432"
-    await ctx.call(f"3 {t.login_keys()} 9", t, caller_id=caller)
-    r = await ctx.call(f"{t.login_keys()} 9", t, caller_id=caller)
+    await ctx.call(f"3 {t.login_keys()} * 9", t, caller_id=caller)
+    r = await ctx.call(f"{t.login_keys()} * 9", t, caller_id=caller)
     assert "language.menu" not in ids(r) and r.language == "en"
     assert follows(r, "call.keys", "language.remembered") and "menu.main" in ids(r)
-    r = await ctx.call(f"* 2 {t.login_keys()} 9", t, caller_id=caller)  # `*`: the menu again
+    r = await ctx.call(f"* 2 {t.login_keys()} * 9", t, caller_id=caller)  # `*`: the menu again
     assert follows(r, "login.account", "language.menu") and r.language == "zh_CN"
     assert "menu.main" in ids(r)
 

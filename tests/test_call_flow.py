@@ -45,7 +45,7 @@ async def test_wrong_password_fails_generically_then_second_try_succeeds(
     trucker = await make_trucker()
     keys = (
         f"3 {trucker.account}# 999999# 123456# "  # wrong password and a made-up code
-        f"{trucker.password}# {{totp}}# 9"  # the account number is kept
+        f"{trucker.password}# {{totp}}# * 9"  # the account number is kept
     )
     record = await phone(keys, trucker)
     ids = record.prompt_ids
@@ -65,7 +65,7 @@ async def test_ccrn_with_bad_check_digit_is_refused_before_any_backend_call(
     good = trucker.ccrns[0]
     bad = good[:-1] + str((int(good[-1]) + 1) % 10)
     assert luhn_check_digit(bad[:-1]) != bad[-1]
-    keys = f"3 {trucker.login_keys()} 1 {trucker.vehicle_keys} 1 {bad}# {good}# 1 2"
+    keys = f"3 {trucker.login_keys()} {trucker.vehicle_keys} 1 {bad}# {good}# 1 2"
     record = await phone(keys, trucker)
     ids = record.prompt_ids
     assert ids.count("bundle.ccrn_invalid") == 1

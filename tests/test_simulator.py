@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from prompts.catalog import Catalog
 from simulator import (
     CallRecord,
     Command,
@@ -30,7 +31,6 @@ from simulator import (
     parse_keys,
     place_call,
 )
-from prompts.catalog import Catalog
 from tests.transcripts import load
 
 FIXTURES = {f"1:{k}": v for k, v in load("fixtures.json").items()} | {
