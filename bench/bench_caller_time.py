@@ -71,6 +71,7 @@ class Trucker:
     seed: str
     ccrns: list[str]
     clock: Clock
+    phone: str  # the caller number it calls from
 
     def code(self) -> str:
         self.clock.at += timedelta(seconds=60)
@@ -94,7 +95,8 @@ class Row:
 
 
 def login(t: Trucker, barge: str = "") -> str:
-    return f"{barge}{t.account}# {barge}{PASSWORD}# {barge}{{totp}}#"
+    """The 8-digit account number submits itself; the password and code end with `#`."""
+    return f"{barge}{t.account} {barge}{PASSWORD}# {barge}{{totp}}#"
 
 
 LETTERS = "".join(keypad_keys(c) for c in VEHICLE if c.isalpha())
@@ -117,30 +119,32 @@ def token_then_sms(t: Trucker, sms: MemorySender) -> Callable[[], str]:
     return code
 
 
-# The calls of today's flow (docs/call-flow.md). A key typed after a prompt ends is plain; `^`
-# types it during the prompt (barge-in, typing ahead).
+# The calls of docs/call-flow.md. A key typed after a prompt ends is plain; `^` types it during
+# the prompt (barge-in, typing ahead). A returning trucker calls from the phone of his earlier
+# call (its language is remembered: no language key); every caller hangs up (`!`) once the
+# receipt has been heard whole (waiting for the goodbye instead adds the 8 s first-key wait and
+# `call.goodbye`).
 ROWS = [
     Row(
         "returning trucker, one CCRN, truck offered as a recent vehicle, no typing ahead",
         45,
-        lambda lang, t: f"{lang} {login(t)} 1 1 {t.ccrns[1]}# 1 2 2 9",
+        lambda lang, t: f"{login(t)} 1 {t.ccrns[1]}# 1 2 !",
     ),
     Row(
         "the same, typing ahead wherever possible (read-back and reference still heard)",
         20,
-        lambda lang, t: f"^{lang} {login(t, '^')} ^1 ^1 ^{t.ccrns[1]}# 1 ^2 2 ^9",
+        lambda lang, t: f"{login(t, '^')} ^1 ^{t.ccrns[1]}# 1 ^2 !",
     ),
     Row(
         "the same, truck keyed in by letters",
         60,
-        lambda lang, t: f"{lang} {login(t)} 1 9 {LETTERS}# {DIGITS}# 1 {t.ccrns[1]}# 1 2 2 9",
+        lambda lang, t: f"{login(t)} 4 {LETTERS}# {DIGITS}# 1 {t.ccrns[1]}# 1 2 !",
     ),
     Row(
         "first call: login, mobile + SMS code, terms, then the bundle",
         120,
         lambda lang, t: (
-            f"{lang} {login(t)} {MOBILE}# 1 {{totp}}# 1 1 {LETTERS}# {DIGITS}# 1 "
-            f"{t.ccrns[1]}# 1 2 2 9"
+            f"{lang} {login(t)} {MOBILE} 1 {{totp}} 1 {LETTERS}# {DIGITS}# 1 {t.ccrns[1]}# 1 2 !"
         ),
         returning=False,
         first_call=True,
@@ -149,9 +153,7 @@ ROWS = [
     Row(
         "one wrong token code, then as the first row",
         60,
-        lambda lang, t: (
-            f"{lang} {t.account}# {PASSWORD}# {{totp}}# {login(t)} 1 1 {t.ccrns[1]}# 1 2 2 9"
-        ),
+        lambda lang, t: f"{login(t)} {PASSWORD}# {{totp}}# 1 {t.ccrns[1]}# 1 2 !",
         codes=wrong_then_right,
     ),
 ]
@@ -228,21 +230,25 @@ class Stack:
         with contextlib.suppress(asyncio.CancelledError):  # the bench is over
             await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
 
-    async def trucker(self, row: Row) -> Trucker:
+    async def trucker(self, row: Row, lang: str) -> Trucker:
         number = str(next(self._accounts))
         await admin.create_account(self.db, number, PASSWORD, needs_activation=row.first_call)
         seed = await admin.add_token(
             self.db, number, kind="hardware", digits=6, period=60, expires_on=date(2030, 4, 30)
         )
         ccrns = [await admin.lodge_cargo(self.db) for _ in range(2)]
-        t = Trucker(number, seed, ccrns, self.clock)
-        if row.returning:  # an earlier call bundled the truck: it is a recent vehicle now
-            keys = f"3 {login(t)} 1 {LETTERS}# {DIGITS}# 1 {ccrns[0]}# 1 2 2 9"
-            await self.call(keys, t.code)
+        t = Trucker(number, seed, ccrns, self.clock, phone=f"852{number}")
+        if row.returning:  # an earlier call in `lang` bundled the truck: a recent vehicle now
+            keys = f"{LANGUAGE_KEYS[lang]} {login(t)} {LETTERS}# {DIGITS}# 1 {ccrns[0]}# 1 2 !"
+            await self.call(keys, t.code, t.phone)
         return t
 
     async def call(
-        self, keys: str, codes: Callable[[], str], on_command: Callable[[Command], Any] = None
+        self,
+        keys: str,
+        codes: Callable[[], str],
+        phone: str,
+        on_command: Callable[[Command], Any] | None = None,
     ) -> CallRecord:
         """A call whose clock also moves by the server's real time between commands."""
         last = time.monotonic()
@@ -259,7 +265,7 @@ class Stack:
             keys=keys,
             totp=codes,
             sounds_dir=self.sounds,
-            caller_id="98765432",
+            caller_id=phone,
             on_command=heard_server_time,
         )
         reader, writer = await asyncio.open_connection(self.agi.host, self.agi.port)
@@ -299,10 +305,9 @@ async def measure(sounds: Path, langs: Sequence[str], detail: bool) -> dict[str,
         try:
             for row in ROWS:
                 for lang in langs:
-                    t = await stack.trucker(row)
-                    record = await stack.call(
-                        row.keys(LANGUAGE_KEYS[lang], t), row.codes(t, stack.sms)
-                    )
+                    t = await stack.trucker(row, lang)
+                    keys = row.keys(LANGUAGE_KEYS[lang], t)
+                    record = await stack.call(keys, row.codes(t, stack.sms), t.phone)
                     check(record, row.name, lang)
                     results["rows"][row.name, lang] = record.duration_ms / 1000
                     note_silence(results, lang, record, "")
@@ -310,20 +315,19 @@ async def measure(sounds: Path, langs: Sequence[str], detail: bool) -> dict[str,
                         print(f"{lang} {row.name}: {' '.join(record.prompt_ids)}")
             first = ROWS[0]
             for lang in langs:
+                t = await stack.trucker(first, lang)
                 stack.delay_s = SLOW_BACKEND_S
-                t = await stack.trucker(first)
-                record = await stack.call(first.keys(LANGUAGE_KEYS[lang], t), t.code)
+                record = await stack.call(first.keys(LANGUAGE_KEYS[lang], t), t.code, t.phone)
                 stack.delay_s = 0
                 note_silence(results, lang, record, f"backend slow ({SLOW_BACKEND_S} s)")
-                t = await stack.trucker(first)
+                t = await stack.trucker(first, lang)
 
                 def hang_at_submit(command: Command) -> None:
                     if command.prompt_id == "bundle.more":
                         stack.answering.clear()
 
-                record = await stack.call(
-                    first.keys(LANGUAGE_KEYS[lang], t), t.code, hang_at_submit
-                )
+                keys = first.keys(LANGUAGE_KEYS[lang], t)
+                record = await stack.call(keys, t.code, t.phone, hang_at_submit)
                 stack.answering.set()
                 note_silence(results, lang, record, "backend hanging")
         finally:
