@@ -45,9 +45,10 @@ async def run_call(call: Call) -> str:
         await call.say("welcome")
         call.call_id = await call.hold(opening)
         await suspension_notice(call, await call.hold(status))
-        await call.say("call.keys")  # the helpdesk key, said once
-        if known and remembered.result():
+        if known and remembered.result():  # a caller who has called before
             await call.say("language.remembered")  # `*` at the account number: the menu
+        else:
+            await call.say("call.keys")  # the helpdesk key, said once to each caller number
         info = await login_or_back(call)
         if info.needs_activation:
             await first_call(call, info)
