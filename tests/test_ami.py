@@ -237,7 +237,8 @@ async def test_the_recording_is_muted_by_ami_from_the_password_to_the_token_code
     mutes_at: dict[str, list[tuple[str, str]]] = {}
 
     def watch(command: Command) -> None:
-        if command.prompt_id in ("login.account", "login.password", "login.token", "vehicle.other_services"):
+        watched = ("login.account", "login.password", "login.token", "vehicle.other_services")
+        if command.prompt_id in watched:
             mutes_at.setdefault(command.prompt_id, mutes(ami_server))
 
     channel = "PJSIP/carrier-0000002a"
@@ -255,7 +256,8 @@ async def test_the_recording_is_muted_by_ami_from_the_password_to_the_token_code
     assert mutes_at["login.account"] == []
     assert mutes_at["login.password"] == [(channel, "1")]  # before the password prompt plays
     assert mutes_at["login.token"] == [(channel, "1")]  # still muted while the code is keyed
-    assert mutes_at["vehicle.other_services"] == [(channel, "1"), (channel, "0")]  # lifted after the code
+    # Lifted after the code, before the first prompt after login.
+    assert mutes_at["vehicle.other_services"] == [(channel, "1"), (channel, "0")]
     assert mutes(ami_server) == [(channel, "1"), (channel, "0")]
     # Over AMI, not AGI: the recording was never stopped.
     assert not any("MixMonitor" in e.command for e in record.exchanges)
