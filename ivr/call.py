@@ -1,8 +1,9 @@
 """One call: its channel, its backend client, its log, and the input helpers every stage uses.
 
-The helpers (`say`, `ask`, `menu`, `confirm`) own docs/call-flow.md's "Rules at every input prompt":
-barge-in, `#`, first-digit and inter-digit timeouts, `*` back, `0` repeat, three failures, and
-masking of secrets. Stages hold only decisions.
+The helpers (`say`, `ask`, `menu`, `confirm`, `letters`, `end`, `request`) own docs/call-flow.md's
+"Rules at every input prompt" and its key map: barge-in, `#`, timeouts, `*` back, `0` repeat, the
+helpdesk key, three failures, please-hold, call events, masking of secrets. Stages hold only
+decisions.
 """
 
 from __future__ import annotations
@@ -368,22 +369,19 @@ class Call:
     async def letters(self, prompt_id: str) -> str:
         """Letters as key + position pairs (ITU E.161), each spoken back as soon as it is
         keyed; `#` (or silence after a letter) ends them, `*` goes back."""
-        inter_digit = self.settings.inter_digit_timeout_ms
-        failures = 0
+        wait, failures = self.channel.wait_digit, 0
         while True:
             letters = ""
             key = await self.read_entry(prompt_id, 1)
             while key not in (None, "#"):
                 if key == KEY_BACK:
                     raise GoBack()
-                position = await self.channel.wait_digit(inter_digit)
-                letter = keypad_letter(key, position or "")
+                letter = keypad_letter(key, await wait(self.settings.inter_digit_timeout_ms) or "")
                 if letter is None:
                     break
                 letters += letter
-                key = await self.channel.say_alpha(letter) or await self.channel.wait_digit(
-                    inter_digit
-                )
+                key = await self.channel.say_alpha(letter)
+                key = key or await wait(self.settings.inter_digit_timeout_ms)
             if key == "#" or (key is None and letters):
                 self.events.add("input", prompt_id, value=letters)
                 return letters
