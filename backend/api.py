@@ -107,6 +107,13 @@ async def open_call(request: web.Request) -> web.Response:
     return web.json_response({"call_id": call.id}, status=201 if created else 200)
 
 
+@routes.get("/v1/callers/{caller_id}/language")
+async def caller_language(request: web.Request) -> web.Response:
+    caller_id = request.match_info["caller_id"]
+    language = await call_logs.last_language(request.app[DATABASE], caller_id)
+    return web.json_response({"language": language})
+
+
 @routes.post(f"/v1/calls/{CALL_ID}/events")
 async def add_call_events(request: web.Request) -> web.Response:
     body = await read_body(request, CallEvents)

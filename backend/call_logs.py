@@ -102,6 +102,19 @@ async def _reused(db: Database, call: Call, ended: Call) -> Call:
     return call
 
 
+async def last_language(db: Database, caller_id: str) -> str | None:
+    """The language of the caller number's last finished call: the IVR speaks it at once
+    instead of asking (docs/call-flow.md, 1). Served by ix_calls_caller_id_started_at."""
+    async with db.sessions() as session:
+        return await session.scalar(
+            select(Call.language)
+            .where(Call.caller_id == caller_id, Call.ended_at.is_not(None))
+            .where(Call.language.is_not(None))
+            .order_by(Call.started_at.desc(), Call.id.desc())
+            .limit(1)
+        )
+
+
 async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> int:
     """Store the events not stored yet; how many were new. The IVR re-sends what it spooled
     during an outage, and a batch may have arrived before its answer was lost: an event is known

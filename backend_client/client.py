@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -370,6 +371,12 @@ class BackendClient:
             safe=True,
         )
         return list(body["cancelled"])
+
+    async def caller_language(self, caller_id: str) -> str | None:
+        """The language of this caller number's last call (None: not known)."""
+        path = f"/v1/callers/{quote(caller_id, safe='')}/language"
+        body = await self._request("GET", path, safe=True)
+        return body["language"]
 
     async def bundles(self, account: str, vehicle_mark: str | None = None) -> list[Bundle]:
         params = {"account": account}

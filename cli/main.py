@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="FastAGI port (IVRS_AGI_PORT)")
     p.add_argument(
         "--keys",
-        help="key script, e.g. '3 12345678# 246810# {totp}# 1'; without it, type keys live",
+        help="key script, e.g. '3 12345678 246810# {totp}#'; without it, type keys live",
     )
     p.add_argument("--totp-seed", help="base32 seed: {totp} in the script types its current code")
     p.add_argument("--totp-digits", type=int, default=6)

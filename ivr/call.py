@@ -1,27 +1,29 @@
 """One call: its channel, its backend client, its log, and the input helpers every stage uses.
 
-The helpers (`say`, `ask`, `menu`, `confirm`) own docs/call-flow.md's "Rules at every input prompt":
-barge-in, `#`, first-digit and inter-digit timeouts, `*` back, `0` repeat, three failures, and
-masking of secrets. Stages hold only decisions.
+The helpers (`say`, `ask`, `menu`, `confirm`, `letters`, `end`, `request`) own docs/call-flow.md's
+"Rules at every input prompt" and its key map: barge-in, `#`, timeouts, `*` back, `0` repeat, the
+helpdesk key, three failures, please-hold, call events, masking of secrets. Stages hold only
+decisions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import structlog
 
-from backend_client import BackendClient
+from backend_client import BackendClient, BackendError
 from backend_client.call_log import CallLog, CallLogOutbox, CallOpening
+from formats import keypad_letter
 from ivr.ami_connection import Ami
 from ivr.channel import ALL_KEYS, Channel
+from ivr.events import EventLog
 from ivr.recording_mute import secret_entry
 from ivr.settings import IvrSettings
 from prompts.catalog import Catalog, Slot, Sound
@@ -29,7 +31,13 @@ from prompts.say import slot_files
 
 T = TypeVar("T")
 
-ONE_MICROSECOND = timedelta(microseconds=1)
+# One key map for the whole call (docs/call-flow.md "Keys"): the same at every menu, never one
+# of a menu's options. `*` also goes back from inside an entry.
+KEY_REPEAT, KEY_BACK, KEY_HELPDESK = "0", "*", "7"
+HELPDESK_VARIABLE = "IVRS_HELPDESK_DIAL"  # the dialplan's dial string for the helpdesk
+# A caller waiting on the backend hears `call.hold` after this much silence (and again after
+# each further wait): never more than 4 s of silence (docs/call-flow.md).
+HOLD_AFTER_S = 2.5
 
 
 @lru_cache(maxsize=4096)
@@ -58,35 +66,6 @@ class ServerClosing(Exception):
 
 
 @dataclass
-class EventLog:
-    """Call events, kept in memory and sent to the backend in batches off the caller's path
-    (a backend round trip between a barge-in and the next reading command loses keys).
-
-    Each event of a call gets a time of its own (a microsecond later than the last, if the
-    clock has not moved): the backend knows an event delivered twice by it."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    _last_at: datetime = field(default=datetime.min.replace(tzinfo=UTC), repr=False)
-
-    def add(self, kind: str, name: str, duration_ms: int | None = None, **detail: Any) -> None:
-        at = max(datetime.now(UTC), self._last_at + ONE_MICROSECOND)
-        self._last_at = at
-        self.events.append(
-            {
-                "at": at.isoformat(),
-                "kind": kind,
-                "name": name,
-                "detail": detail,
-                "duration_ms": duration_ms,
-            }
-        )
-
-    def take(self) -> list[dict[str, Any]]:
-        taken, self.events = self.events, []
-        return taken
-
-
-@dataclass
 class Call:
     channel: Channel
     backend: BackendClient
@@ -104,8 +83,10 @@ class Call:
     events: EventLog = field(default_factory=EventLog)
     # A key pressed during a prompt that asked for nothing: the first key of the next entry.
     typed_ahead: str | None = None
-    # Set by the dialplan (IVRS_HELPDESK) when it can transfer a caller who is stuck.
+    # Set by the dialplan (IVRS_HELPDESK_DIAL) when it can transfer a caller who is stuck.
     helpdesk: str | None = None
+    # A fixed-length entry was just complete: a `#` typed after it is not the next answer.
+    _swallow_hash: bool = False
     _steps: int = 0
     # The server's AMI connection, to mute the recording (None: muted over AGI instead).
     ami: Ami | None = None
@@ -157,6 +138,34 @@ class Call:
     def send_events(self) -> None:
         """Send the events so far, in order, without waiting."""
         self.call_log.add(self.events.take())
+
+    @property
+    def account_number(self) -> str:
+        """The logged-in account (stages after login only)."""
+        assert self.account is not None, "not logged in"
+        return self.account
+
+    async def hold(self, pending: Awaitable[T]) -> T:
+        """Wait for a backend answer; past HOLD_AFTER_S of silence the caller hears `call.hold`
+        while it still runs (keys pressed meanwhile are not taken)."""
+        task = asyncio.ensure_future(pending)
+        try:
+            while not (await asyncio.wait({task}, timeout=HOLD_AFTER_S))[0]:
+                await self.play("call.hold", "")
+            return task.result()
+        finally:
+            task.cancel()  # the caller hung up during the hold prompt: nothing more to wait for
+
+    async def request(self, name: str, pending: Awaitable[T], **detail: Any) -> T:
+        """A backend request (held: `hold`); its result ("ok" or the error code) becomes a
+        call event."""
+        try:
+            result = await self.hold(pending)
+        except BackendError as e:
+            self.events.add("backend", name, result=e.code, **detail)
+            raise
+        self.events.add("backend", name, result="ok", **detail)
+        return result
 
     def step_key(self) -> str:
         """An idempotency key unique to this point of this call: a retry reuses it."""
@@ -214,11 +223,17 @@ class Call:
     # --- input ------------------------------------------------------------------------------
 
     async def _first_key(self, prompt_id: str, values: Mapping[str, Any]) -> str | None:
+        swallow, self._swallow_hash = self._swallow_hash, False
         if self.typed_ahead is not None:
             typed, self.typed_ahead = self.typed_ahead, None
-            return typed
-        key = await self.play(prompt_id, **values)
+            if not (swallow and typed == "#"):
+                return typed
+        # After a complete fixed-length entry a `#` does not cut the next prompt short.
+        escape = ALL_KEYS.replace("#", "") if swallow else ALL_KEYS
+        key = await self.play(prompt_id, escape, **values)
         if key is None:
+            key = await self.channel.wait_digit(self.settings.first_digit_timeout_ms)
+        if swallow and key == "#":  # the `#` after a complete fixed-length entry
             key = await self.channel.wait_digit(self.settings.first_digit_timeout_ms)
         return key
 
@@ -238,17 +253,42 @@ class Call:
         )
         return key + rest.digits
 
-    async def retry_or_end(self, failures: int, prompt_id: str) -> None:
-        """Say why the entry failed; the third failure in a row then ends the call politely,
-        or hands it to the helpdesk when the dialplan has one."""
+    async def retry_or_end(
+        self, failures: int, prompt_id: str, give_up: tuple[str, str] | None = None
+    ) -> None:
+        """Say why the entry failed; after the third failure in a row the caller hears
+        `give_up` (outcome, prompt: what to do next) and is offered the helpdesk instead of
+        being cut off."""
         await self.say(prompt_id)
         if failures >= self.settings.max_failures:
-            await self.say("call.too_many_errors")
-            if self.helpdesk:
-                await self.channel.set_var("IVRS_TRANSFER", "helpdesk")
-                raise CallEnded("transferred_to_helpdesk")
-            await self.say("call.goodbye")
-            raise CallEnded("too_many_errors")
+            await self.dead_end(*(give_up or ("too_many_errors", "call.too_many_errors")))
+
+    async def end(self, outcome: str, *prompts: str) -> None:
+        """Say `prompts`, then goodbye, and end the call with `outcome`."""
+        for prompt in prompts:
+            await self.say(prompt)
+        await self.say("call.goodbye")
+        raise CallEnded(outcome)
+
+    async def transfer(self) -> None:
+        """To the helpdesk: through the dialplan when it has one, else its number is said."""
+        self.events.add("input", "helpdesk", transfer=bool(self.helpdesk))
+        if not self.helpdesk:
+            await self.end("helpdesk_referred", "call.helpdesk_number")
+        await self.say("call.transfer")
+        await self.channel.set_var("IVRS_TRANSFER", "helpdesk")
+        raise CallEnded("transferred_to_helpdesk")
+
+    async def dead_end(self, outcome: str, *prompts: str) -> None:
+        """A call that cannot go on: say why and what to do next, then offer the helpdesk
+        (when the dialplan can transfer) before the goodbye."""
+        for prompt in prompts:
+            await self.say(prompt)
+        if self.helpdesk:
+            key = await self.read_entry("call.helpdesk_offer", 1)
+            if key == KEY_HELPDESK:
+                await self.transfer()
+        await self.end(outcome)
 
     async def ask(
         self,
@@ -257,14 +297,17 @@ class Call:
         length: tuple[int, int],
         valid: Callable[[str], bool] | None = None,
         invalid_prompt: str = "error.invalid",
+        give_up: tuple[str, str] | None = None,
         secret: bool = False,
         **values: Any,
     ) -> str:
         """Ask for a digit entry ended by `#`; retried on bad input, `*` goes back."""
         low, high = length
+        fixed = low == high  # submits itself at its length: no `#` needed
         failures = 0
         while True:
-            entry = await self.read_entry(prompt_id, high + 1, values)
+            entry = await self.read_entry(prompt_id, high if fixed else high + 1, values)
+            self._swallow_hash = fixed and len(entry or "") == high
             if entry is not None and "*" in entry:
                 self.events.add("input", prompt_id, value="*")
                 raise GoBack()
@@ -276,7 +319,7 @@ class Call:
                 continue
             if not (low <= len(entry) <= high and entry.isdigit()) or (valid and not valid(entry)):
                 failures += 1
-                await self.retry_or_end(failures, invalid_prompt)
+                await self.retry_or_end(failures, invalid_prompt, give_up)
                 continue
             return entry
 
@@ -286,23 +329,26 @@ class Call:
         choices: Mapping[str, T],
         *,
         on_silence: T | None = None,
+        patience: int = 2,
         **values: Any,
     ) -> T:
-        """A one-key menu: `0` repeats it, `*` goes back; `on_silence` is chosen after two
-        silences (the language menu's Cantonese default)."""
+        """A one-key menu with the call's key map (repeat, back, helpdesk); `on_silence` is
+        chosen after `patience` silences (the language menu's Cantonese default)."""
         failures = silences = 0
         while True:
             key = await self.read_entry(prompt_id, 1, values)
             self.events.add("input", prompt_id, value=key)
             if key in choices:
                 return choices[key]  # type: ignore[index]
-            if key == "0":
+            if key == KEY_REPEAT:
                 continue
-            if key == "*":
+            if key == KEY_BACK:
                 raise GoBack()
+            if key == KEY_HELPDESK:
+                await self.transfer()
             if key is None:
                 silences += 1
-                if on_silence is not None and silences >= 2:
+                if on_silence is not None and silences >= patience:
                     return on_silence
             failures += 1
             await self.retry_or_end(failures, "error.no_input" if key is None else "error.invalid")
@@ -310,6 +356,28 @@ class Call:
     async def confirm(self, prompt_id: str, **values: Any) -> bool:
         """Read back and confirm: `1` confirm, `2` re-enter."""
         return await self.menu(prompt_id, {"1": True, "2": False}, **values)
+
+    async def letters(self, prompt_id: str) -> str:
+        """Letters as key + position pairs (ITU E.161), each spoken back as soon as it is
+        keyed; `#` (or silence after a letter) ends them, `*` goes back."""
+        wait, failures = self.channel.wait_digit, 0
+        while True:
+            letters = ""
+            key = await self.read_entry(prompt_id, 1)
+            while key not in (None, "#"):
+                if key == KEY_BACK:
+                    raise GoBack()
+                letter = keypad_letter(key, await wait(self.settings.inter_digit_timeout_ms) or "")
+                if letter is None:
+                    break
+                letters += letter
+                key = await self.channel.say_alpha(letter)
+                key = key or await wait(self.settings.inter_digit_timeout_ms)
+            if key == "#" or (key is None and letters):
+                self.events.add("input", prompt_id, value=letters)
+                return letters
+            failures += 1
+            await self.retry_or_end(failures, "error.no_input" if key is None else "error.invalid")
 
 
 async def close_quietly(call: Call, outcome: str) -> None:

@@ -197,7 +197,8 @@ async def test_the_recording_is_muted_by_ami_from_the_password_to_the_token_code
     mutes_at: dict[str, list[tuple[str, str]]] = {}
 
     def watch(command: Command) -> None:
-        if command.prompt_id in ("login.account", "login.password", "login.token", "menu.main"):
+        watched = ("login.account", "login.password", "login.token", "vehicle.other_services")
+        if command.prompt_id in watched:
             mutes_at.setdefault(command.prompt_id, mutes(ami_server))
 
     channel = "PJSIP/carrier-0000002a"
@@ -215,12 +216,13 @@ async def test_the_recording_is_muted_by_ami_from_the_password_to_the_token_code
     assert mutes_at["login.account"] == []
     assert mutes_at["login.password"] == [(channel, "1")]  # before the password prompt plays
     assert mutes_at["login.token"] == [(channel, "1")]  # still muted while the code is keyed
-    assert mutes_at["menu.main"] == [(channel, "1"), (channel, "0")]  # lifted after the code
+    # Lifted after the code, before the first prompt after login.
+    assert mutes_at["vehicle.other_services"] == [(channel, "1"), (channel, "0")]
     assert mutes(ami_server) == [(channel, "1"), (channel, "0")]
     # Over AMI, not AGI: the recording was never stopped.
     assert not any("MixMonitor" in e.command for e in record.exchanges)
     assert re.fullmatch(rf"{trucker.password}#\d{{6}}#", keys(record, muted=True))
-    assert keys(record, muted=False).startswith(f"3{trucker.account}#")  # the rest is heard
+    assert keys(record, muted=False).startswith(f"3{trucker.account}")  # the rest is heard
     assert all(s.recorded_to == record.recording for s in record.timeline)
 
 
@@ -424,7 +426,7 @@ async def test_test_call_originates_a_local_call_that_bundles_through_the_ivr(
     originate = next(a for a in server.actions if a["Action"] == "Originate")
     assert originate["Channel"] == "Local/39023333@ivrs-test/n"
     assert (originate["Context"], originate["Exten"]) == ("ivrs-test-caller", "keys")
-    assert originate["Variable"].startswith(f"IVRS_TEST_KEYS=3W{trucker.account}#W")
+    assert originate["Variable"].startswith(f"IVRS_TEST_KEYS=3W{trucker.account}W")
     lines = [line for line in out.splitlines() if line.startswith("-- ")]  # not the logs
     assert lines[0].startswith("-- originating Local/39023333@ivrs-test/n -> keys@ivrs-test-caller")
     assert lines[1].startswith("-- answered: Local/39023333@ivrs-test-00000001;1")
@@ -497,7 +499,7 @@ async def test_the_sms_code_of_a_first_call_is_keyed_muted_too(
     record = await place_call(
         ivr_with_ami.host,
         ivr_with_ami.port,
-        keys=f"3 {trucker.login_keys()} {mobile}# 1 {{totp}}# 1 9",
+        keys=f"3 {trucker.login_keys()} {mobile} 1 {{totp}} 1 * 9",
         totp=lambda: next(codes)(),
         channels=ami_server.channels,
         on_command=watch,
@@ -509,5 +511,5 @@ async def test_the_sms_code_of_a_first_call_is_keyed_muted_too(
         "register.done": ["1", "0", "1", "0"],
     }
     sms_code = sms.last_code(mobile)
-    assert re.fullmatch(rf"{trucker.password}#\d{{6}}#{sms_code}#", keys(record, muted=True))
-    assert f"{mobile}#" in keys(record, muted=False)
+    assert re.fullmatch(rf"{trucker.password}#\d{{6}}#{sms_code}", keys(record, muted=True))
+    assert mobile in keys(record, muted=False)

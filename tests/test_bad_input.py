@@ -21,15 +21,12 @@ PROMPTS = [
     "login.account",
     "login.password",
     "login.token",
-    "menu.main",
     "vehicle.letters",
     "vehicle.digits",
     "vehicle.confirm",
     "bundle.ccrn",
     "bundle.ccrn_confirm",
     "bundle.more",
-    "bundle.submitted",
-    "menu.main",
 ]
 # Entry prompts and their longest valid entry.
 ENTRIES = {
@@ -39,29 +36,36 @@ ENTRIES = {
     "vehicle.digits": 4,
     "bundle.ccrn": 12,
 }
-INVALID_PROMPT = {"bundle.ccrn": "bundle.ccrn_invalid", "vehicle.digits": "vehicle.invalid"}
+INVALID_PROMPT = {
+    "bundle.ccrn": "bundle.ccrn_invalid",
+    "vehicle.digits": "vehicle.invalid",
+    "login.account": "login.account_invalid",
+}
+FIXED_LENGTH = {"login.account"}  # submits itself at its length: never too long
 
 
 def bad_inputs(prompt: str) -> list[tuple[str, str]]:
     """(bad token, the reason the caller should hear) for one prompt."""
     if prompt in ENTRIES:
         invalid = INVALID_PROMPT.get(prompt, "error.invalid")
+        too_long = [] if prompt in FIXED_LENGTH else [("9" * (ENTRIES[prompt] + 1), invalid)]
         return [
             ("1#", invalid) if prompt != "vehicle.digits" else ("0#", invalid),  # too short
-            ("9" * (ENTRIES[prompt] + 1), invalid),  # one digit too many
+            *too_long,  # one digit too many
             ("#", "error.no_input"),  # `#` alone
             (".", "error.no_input"),  # silence
         ]
     if prompt == "vehicle.letters":
         return [("24", "error.invalid"), ("19", "error.invalid"), (".", "error.no_input")]
-    return [("7", "error.invalid"), (".", "error.no_input")]  # a key the menu does not have
+    return [("6", "error.invalid"), (".", "error.no_input")]  # a key the menu does not have
 
 
 CASES = [
     (position, prompt, bad, reason)
     for position, prompt in enumerate(PROMPTS)
     for bad, reason in bad_inputs(prompt)
-    if not (prompt == "bundle.submitted" and bad == "7")  # any key but 1 leaves that menu
+    # A `#` right after a complete fixed-length entry is swallowed, not an answer.
+    if not (bad == "#" and position and PROMPTS[position - 1] in FIXED_LENGTH)
 ]
 
 
@@ -88,10 +92,10 @@ async def test_bad_input_is_explained_and_asked_again(
 
 async def test_star_goes_back_one_step(make_trucker, phone) -> None:
     trucker: Trucker = await make_trucker()
-    keys = f"3 {trucker.account}# * {trucker.login_keys()} 1 {trucker.vehicle_keys} 1 * 9"
+    keys = f"3 {trucker.account}# * {trucker.login_keys()} {trucker.vehicle_keys} 1 * 9"
     record = await phone(keys, trucker)
     seq = record.prompt_ids
-    assert seq[2:5] == ["login.account", "login.password", "login.account"]  # back to the start
+    assert seq[3:6] == ["login.account", "login.password", "login.account"]  # back to the start
     assert seq[-3:] == ["bundle.ccrn", "menu.main", "call.goodbye"]  # back to the main menu
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from backend import admin
 from backend.database import open_database
+from backend.models import BundleItem
 from formats import new_ccrn
 from prompts.say import slot_files
 from tests.support.stored import stored_bundles, stored_call
@@ -67,7 +69,7 @@ async def outcome(ctx: Ctx, record: Any) -> str:
 
 async def cantonese_by_default_after_two_silences(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f". . {t.login_keys()} 9", t)
+    r = await ctx.call(f". . {t.login_keys()} * 9", t)
     assert r.language == "zh_HK"
     assert ids(r)[:4] == ["language.menu", "error.no_input", "language.menu", "welcome"]
     assert ids(r)[-1] == "call.goodbye"
@@ -75,27 +77,31 @@ async def cantonese_by_default_after_two_silences(ctx: Ctx) -> None:
 
 async def putonghua_then_change_language_to_english(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"2 {t.login_keys()} 8 3 9", t)
+    r = await ctx.call(f"2 * 3 {t.login_keys()} * 9", t)  # `*`: the menu
     assert r.language == "en"
     assert ids(r).count("language.menu") == 2
 
 
 async def three_failed_logins_end_the_call(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    wrong = f"{t.account}# 111111# 123456#"
-    r = await ctx.call(f"3 {wrong} {wrong} {wrong}", t)
+    wrong = "111111# 123456#"  # the account number is kept: password and code only
+    r = await ctx.call(f"3 {t.account}# {wrong} {wrong} {wrong}", t)
+    assert ids(r).count("login.account") == 1 and ids(r).count("login.password") == 3
     assert ids(r).count("login.failed") == 3 and ids(r)[-1] == "call.goodbye"
     assert await outcome(ctx, r) == "login_failed"
 
 
 async def locked_account_hears_the_helpdesk_number(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    wrong = f"{t.account}# 111111# 123456#"
-    await ctx.call(f"3 {wrong} {wrong} {wrong}", t)
-    await ctx.call(f"3 {wrong} {wrong}", t)  # the 5th failure in a row locks the account
+    wrong = "111111# 123456#"
+    await ctx.call(f"3 {t.account}# {wrong} {wrong} {wrong}", t)
+    await ctx.call(f"3 {t.account}# {wrong} {wrong}", t)  # the 5th failure in a row locks it
     r = await ctx.call(f"3 {t.login_keys()}", t)
     assert "login.locked" in ids(r) and "menu.main" not in ids(r)
     assert await outcome(ctx, r) == "locked"
+    helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    r = await ctx.call(f"3 {t.login_keys()} 7", t, variables=helpdesk)
+    assert ids(r)[-3:] == ["login.locked", "call.helpdesk_offer", "call.transfer"]
 
 
 async def expired_token_only_account(ctx: Ctx) -> None:
@@ -125,7 +131,7 @@ def sms_then(ctx: Ctx, t: Trucker, mobile: str) -> Callable[[], str]:
 async def first_call_registers_mobile_and_accepts_terms(ctx: Ctx) -> None:
     t = await ctx.make_trucker(needs_activation=True)
     mobile = "91234567"
-    keys = f"3 {t.login_keys()} 21234567# {mobile}# 1 {{totp}}# 2 3 1 9"
+    keys = f"3 {t.login_keys()} 21234567# {mobile}# 1 {{totp}}# 2 3 1 * 9"
     r = await ctx.phone(keys, None, totp=sms_then(ctx, t, mobile))
     ctx.records.append(r)
     seq = ids(r)
@@ -142,14 +148,14 @@ async def first_call_registers_mobile_and_accepts_terms(ctx: Ctx) -> None:
     ):
         assert expected in seq, expected
     assert seq.index("register.done") < seq.index("terms.intro") < seq.index("menu.main")
-    second = await ctx.call(f"3 {t.login_keys()} 9", t)  # said once per account
+    second = await ctx.call(f"3 {t.login_keys()} * 9", t)  # said once per account
     assert "register.intro" not in ids(second) and "terms.intro" not in ids(second)
 
 
 async def wrong_sms_codes_offer_a_new_code(ctx: Ctx) -> None:
     t = await ctx.make_trucker(needs_activation=True)
     mobile = "61234567"
-    keys = f"3 {t.login_keys()} {mobile}# 1 000000# 000001# 000002# 1 {{totp}}# 1 9"
+    keys = f"3 {t.login_keys()} {mobile}# 1 000000# 000001# 000002# 1 {{totp}}# 1 * 9"
     r = await ctx.phone(keys, None, totp=sms_then(ctx, t, mobile))
     ctx.records.append(r)
     assert ids(r).count("register.sms_code_wrong") == 3
@@ -170,11 +176,11 @@ async def declining_the_terms_ends_the_call(ctx: Ctx) -> None:
 async def bundle_two_ccrns_then_cancel_one_then_all(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=3)
     a, b, c = t.ccrns
-    keys = f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {a}# 1 1 {b}# 1 2 2 9"
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {a}# 1 1 {b}# 1 2"
     r = await ctx.call(keys, t)
     assert ids(r).count("bundle.ccrn") == 2 and "bundle.submitted" in ids(r)
     # Cancel one (the vehicle is now offered as recent: 1), then all the rest.
-    r = await ctx.call(f"3 {t.login_keys()} 2 1 1 {a}# 1 2 1 2 1 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 2 1 1 {a}# 1 * 2 1 2 1 9", t)
     for expected in (
         "vehicle.recent",
         "unbundle.menu",
@@ -189,18 +195,18 @@ async def bundle_two_ccrns_then_cancel_one_then_all(ctx: Ctx) -> None:
 
 async def cancel_without_a_bundle_is_not_found(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 2 {t.vehicle_keys} 1 2 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 2 {t.vehicle_keys} 1 2 9", t)
     assert "unbundle.not_found" in ids(r)
-    r = await ctx.call(f"3 {t.login_keys()} 2 {t.vehicle_keys} 1 1 {t.ccrns[0]}# 1 *", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 2 {t.vehicle_keys} 1 1 {t.ccrns[0]}# 1 *", t)
     assert "unbundle.not_found" in ids(r)
 
 
 async def enquiry_with_and_without_bundles(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 3 {t.vehicle_keys} 1 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 3 {t.vehicle_keys} 1 9", t)
     assert "enquiry.none" in ids(r)
     await ctx.call(t.bundle_keys(), t)
-    r = await ctx.call(f"3 {t.login_keys()} 3 1 9", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 3 1 9", t)
     assert "enquiry.result" in ids(r)
     # Vehicle {mark} has {count} CCRNs bundled. It may cross from {time}
     assert r.fragment_runs[-2] == tuple(slot_files("number", 1, r.language))  # 1 CCRN
@@ -214,9 +220,7 @@ async def cargo_unknown_taken_and_expired_are_each_explained(ctx: Ctx) -> None:
     past = settings.clock() - timedelta(days=15)
     async with open_database(replace(settings, clock=lambda: past)) as old:
         expired = await admin.lodge_cargo(old)
-    keys = (
-        f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {new_ccrn()}# 1 {other.ccrns[0]}# 1 {expired}# 1"
-    )
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {new_ccrn()}# 1 {other.ccrns[0]}# 1 {expired}# 1"
     r = await ctx.call(keys, t)
     seq = ids(r)
     assert follows(r, "bundle.ccrn_confirm", "bundle.ccrn_unknown")
@@ -229,14 +233,14 @@ async def cargo_unknown_taken_and_expired_are_each_explained(ctx: Ctx) -> None:
 async def bad_vehicle_marks_are_refused(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
     # I and O are never in Hong Kong marks; then a letter that is not on its key (2, 4th).
-    r = await ctx.call(f"3 {t.login_keys()} 1 4363# 12# 24 {t.vehicle_keys} 1 *", t)
+    r = await ctx.call(f"3 {t.login_keys()} 4363# 12# 24 {t.vehicle_keys} 1 *", t)
     assert follows(r, "vehicle.digits", "vehicle.invalid")
     assert "error.invalid" in ids(r) and "vehicle.confirm" in ids(r)
 
 
 async def wrong_menu_keys_and_silence_end_politely(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 7 . 0 6", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 6 . 0 5", t)
     seq = ids(r)
     assert "error.invalid" in seq and "error.no_input" in seq
     assert seq[-2:] == ["call.too_many_errors", "call.goodbye"]
@@ -247,8 +251,8 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=2)
     await ctx.call(t.bundle_keys(t.ccrns[0]), t)  # AB1234
     # Second vehicle CD5678: 9 ("another vehicle"), then C = 2,3 and D = 3,1.
-    await ctx.call(f"3 {t.login_keys()} 1 9 2331# 5678# 1 {t.ccrns[1]}# 1 2 2 9", t)
-    r = await ctx.call(f"3 {t.login_keys()} 3 2 9", t)  # check the second one offered
+    await ctx.call(f"3 {t.login_keys()} 4 2331# 5678# 1 {t.ccrns[1]}# 1 2", t)
+    r = await ctx.call(f"3 {t.login_keys()} * 3 2 9", t)  # check the second one offered
     # "For vehicle {mark}, press {count}." per vehicle, most recent first.
     offered = [("alpha", "CD5678"), ("key", 1), ("alpha", "AB1234"), ("key", 2)]
     assert r.fragment_runs[:4] == [tuple(slot_files(k, v, r.language)) for k, v in offered]
@@ -258,10 +262,73 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
 
 async def stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 7 7 7", t, variables={"IVRS_HELPDESK": "36690000"})
-    assert ids(r)[-1] == "call.too_many_errors"  # no goodbye: the dialplan transfers the call
+    helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    r = await ctx.call(f"3 {t.login_keys()} * 6 6 6 7", t, variables=helpdesk)
+    # No goodbye: the dialplan transfers the call.
+    assert ids(r)[-3:] == ["call.too_many_errors", "call.helpdesk_offer", "call.transfer"]
     assert r.variables.get("IVRS_TRANSFER") == "helpdesk"
     assert await outcome(ctx, r) == "transferred_to_helpdesk"
+
+
+async def silent_caller_after_a_receipt_hears_goodbye(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    r = await ctx.call(f"3 {t.login_keys()} {t.vehicle_keys} 1 {t.ccrns[0]}# 1 2", t)
+    assert ids(r)[-2:] == ["bundle.submitted", "call.goodbye"]
+    assert "call.too_many_errors" not in ids(r) and "error.no_input" not in ids(r)
+    assert await outcome(ctx, r) == "completed"
+    r = await ctx.call(f"3 {t.login_keys()} 1 {t.ccrns[1]}# 1 2 0 1", t)  # again, another
+    assert ids(r).count("bundle.submitted") == 2  # 0 says the receipt again
+    assert follows(r, "bundle.submitted", "vehicle.recent")
+
+
+async def helpdesk_key_at_any_menu(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    r = await ctx.call(f"3 {t.login_keys()} {t.vehicle_keys} 7", t, variables=helpdesk)
+    assert ids(r)[-2:] == ["vehicle.confirm", "call.transfer"]
+    assert r.variables.get("IVRS_TRANSFER") == "helpdesk"
+    assert await outcome(ctx, r) == "transferred_to_helpdesk"
+    r = await ctx.call(f"3 {t.login_keys()} * 7", t)  # no transfer in the dialplan: the number
+    assert ids(r)[-2:] == ["call.helpdesk_number", "call.goodbye"]
+    assert await outcome(ctx, r) == "helpdesk_referred"
+
+
+async def mainland_mobile_is_offered_the_helpdesk(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(needs_activation=True)
+    helpdesk = {"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    # Eight digits submit themselves; the `#` after them is swallowed.
+    keys = f"3 {t.login_keys()} 13800138# 13800138 13800138 7"
+    r = await ctx.call(keys, t, variables=helpdesk)
+    assert ids(r).count("register.mobile_invalid") == 3 and "error.no_input" not in ids(r)
+    assert ids(r)[-3:] == ["register.no_mobile", "call.helpdesk_offer", "call.transfer"]
+
+
+async def refusals_say_why_and_keep_what_was_confirmed(ctx: Ctx) -> None:
+    t = await ctx.make_trucker(cargo=50)
+    r = await ctx.call(f"3 1234567# {t.login_keys()} * 9", t)
+    assert follows(r, "login.account", "login.account_invalid")
+    first, *rest = t.ccrns
+    # `*` at "add another" and inside the next entry keeps the first CCRN.
+    more = " ".join(f"1 {c}# 1" for c in rest)
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {first}# 1 * 1 * {more} 1 2"
+    r = await ctx.call(keys, t)
+    assert follows(r, "bundle.more", "bundle.limit") and "bundle.submitted" in ids(r)
+    async with ctx.db.sessions() as session:
+        items = list(await session.scalars(select(BundleItem).where(BundleItem.ccrn.in_(t.ccrns))))
+    assert {i.ccrn for i in items} == set(t.ccrns) and len({i.bundle_id for i in items}) == 1
+
+
+async def a_known_caller_number_keeps_its_language(ctx: Ctx) -> None:
+    t = await ctx.make_trucker()
+    caller = "85298765432"
+    await ctx.call(f"3 {t.login_keys()} * 9", t, caller_id=caller)
+    r = await ctx.call(f"{t.login_keys()} * 9", t, caller_id=caller)
+    assert "language.menu" not in ids(r) and r.language == "en"
+    assert follows(r, "welcome", "language.remembered") and "call.keys" not in ids(r)
+    assert "menu.main" in ids(r)
+    r = await ctx.call(f"* 2 {t.login_keys()} * 9", t, caller_id=caller)  # `*`: the menu again
+    assert follows(r, "login.account", "language.menu") and r.language == "zh_CN"
+    assert "menu.main" in ids(r)
 
 
 SCENARIOS = [
@@ -282,6 +349,11 @@ SCENARIOS = [
     wrong_menu_keys_and_silence_end_politely,
     stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one,
     recent_vehicles_are_offered_on_their_own_keys,
+    silent_caller_after_a_receipt_hears_goodbye,
+    helpdesk_key_at_any_menu,
+    mainland_mobile_is_offered_the_helpdesk,
+    refusals_say_why_and_keep_what_was_confirmed,
+    a_known_caller_number_keeps_its_language,
 ]
 
 
@@ -303,13 +375,15 @@ async def test_every_prompt_id_of_call_flow_is_played(ctx: Ctx, capsys) -> None:
         for record in ctx.records[before:]:
             for prompt in record.prompt_ids:
                 reached_by.setdefault(prompt, scenario.__name__)
-    # Four have their own tests: suspension (its own backend), a stopped backend, a bad check
-    # digit and an SMS provider refusing the code (test_bad_input, test_call_flow, test_sms_call).
+    # Five have their own tests: suspension (its own backend), a stopped or hanging backend, a
+    # bad check digit and an SMS provider refusing the code (test_bad_input, test_call_flow,
+    # test_sms_call).
     elsewhere = {
         "notice.suspended": "test_bad_input.py::test_suspension_notice_gives_the_window",
         "error.service_unavailable": "test_call_flow.py::test_backend_stopped_mid_call",
         "bundle.ccrn_invalid": "test_call_flow.py::test_ccrn_with_bad_check_digit",
         "register.sms_failed": "test_sms_call.py::test_an_unsent_code_is_said_and_ends_the_call",
+        "call.hold": "test_call_flow.py::test_a_hanging_backend_is_heard_as_please_hold",
     }
     missing = [p for p in call_flow_prompt_ids() if p not in reached_by and p not in elsewhere]
     with capsys.disabled():  # the map for the issue note: `pytest -s -k every_prompt_id`

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from formats import luhn_check_digit
+from ivr.server import start_agi_server
+from ivr.settings import IvrSettings
+from simulator import place_call
 from tests.support.stored import stored_bundles, stored_call
 
 pytestmark = pytest.mark.asyncio
@@ -24,7 +29,7 @@ async def test_returning_trucker_bundles_one_ccrn(make_trucker, phone, db, ivr) 
     record = await phone(trucker.bundle_keys(), trucker)
 
     ids = record.prompt_ids
-    assert ids[:4] == ["language.menu", "welcome", "login.account", "login.password"]
+    assert ids[:5] == ["language.menu", "welcome", "call.keys", "login.account", "login.password"]
     assert "bundle.submitted" in ids and ids[-1] == "call.goodbye"
     bundles = await stored_bundles(db)
     assert len(bundles) == 1
@@ -43,12 +48,13 @@ async def test_wrong_password_fails_generically_then_second_try_succeeds(
     trucker = await make_trucker()
     keys = (
         f"3 {trucker.account}# 999999# 123456# "  # wrong password and a made-up code
-        f"{trucker.login_keys()} 9"
+        f"{trucker.password}# {{totp}}# * 9"  # the account number is kept
     )
     record = await phone(keys, trucker)
     ids = record.prompt_ids
     assert ids.count("login.failed") == 1
-    assert ids[ids.index("login.failed") + 1] == "login.account"
+    assert ids[ids.index("login.failed") + 1] == "login.password"
+    assert ids.count("login.account") == 1
     assert "menu.main" in ids
     assert "login.locked" not in ids and "login.token_expired" not in ids
     call = await stored_call(db, record.uniqueid)
@@ -62,7 +68,7 @@ async def test_ccrn_with_bad_check_digit_is_refused_before_any_backend_call(
     good = trucker.ccrns[0]
     bad = good[:-1] + str((int(good[-1]) + 1) % 10)
     assert luhn_check_digit(bad[:-1]) != bad[-1]
-    keys = f"3 {trucker.login_keys()} 1 {trucker.vehicle_keys} 1 {bad}# {good}# 1 2 2 9"
+    keys = f"3 {trucker.login_keys()} {trucker.vehicle_keys} 1 {bad}# {good}# 1 2"
     record = await phone(keys, trucker)
     ids = record.prompt_ids
     assert ids.count("bundle.ccrn_invalid") == 1
@@ -94,10 +100,41 @@ async def test_a_caller_who_knows_the_way_barges_in_on_every_prompt(
     make_trucker, phone, db
 ) -> None:
     trucker = await make_trucker()
-    keys = " ".join("^" + token for token in trucker.bundle_keys().split())
+    # The 8-digit account number submits itself: a `#` after it would be typed, not barged in.
+    typed = trucker.bundle_keys().replace(f"{trucker.account}#", trucker.account)
+    keys = " ".join("^" + token for token in typed.split())
     record = await phone(keys, trucker)
     interrupted = [h for h in record.heard if h.kind == "prompt" and h.interrupted_by]
     assert len(interrupted) >= 10  # every prompt that asks for something was cut short
-    assert not any(e.command.startswith("WAIT FOR DIGIT 8000") for e in record.exchanges)
+    # The only wait: the receipt's, for a caller who has no more to do (then goodbye).
+    waits = [e.command for e in record.exchanges if e.command.startswith("WAIT FOR DIGIT 8000")]
+    assert len(waits) == 1 and record.prompt_ids[-2] == "bundle.submitted"
     assert len(await stored_bundles(db)) == 1
     assert record.prompt_ids[-1] == "call.goodbye"
+
+
+async def test_a_hanging_backend_is_heard_as_please_hold_never_as_silence(tmp_path) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # read nothing, answer nothing
+
+    hanging = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = hanging.sockets[0].getsockname()[1]
+    settings = replace(
+        IvrSettings(),
+        backend_url=f"http://127.0.0.1:{port}",
+        backend_timeout=6.0,  # past two hold periods
+        spool_dir=str(tmp_path / "spool"),
+    )
+    agi = await start_agi_server(settings, port=0)
+    try:
+        record = await place_call(agi.host, agi.port, keys="3")
+    finally:
+        await agi.stop(grace=5)
+        hanging.close()
+        for writer in held:
+            writer.close()
+    ids = record.prompt_ids
+    assert ids.count("call.hold") >= 2 and ids[ids.index("call.hold") - 1] == "welcome"
+    assert ids[-2:] == ["error.service_unavailable", "call.goodbye"]

@@ -394,7 +394,7 @@ async def test_a_real_ivr_call_records_no_password_or_token_code(
     samples = samples_of(rendering.path)
     typed = "".join(p.label for p in rendering.pieces if p.kind == "key")
     assert typed == "".join(s.keys for s in record.timeline if s.kind == "keys" and s.recorded_to)
-    assert typed.startswith(f"3{trucker.account}#1")  # the language, the account, the menu
+    assert typed.startswith(f"3{trucker.account}")  # the language, the account
     for piece in (p for p in rendering.pieces if p.kind == "key"):
         assert dtmf_key(samples[piece.start : piece.start + 100 * PER_MS]) == piece.label
     assert not rendering.missing
@@ -441,7 +441,7 @@ async def test_a_real_ivr_call_muted_by_ami_is_silent_while_secrets_are_keyed(
     assert sum(p.frames for p in muted) == sum(rendering_frames(s, sounds) for s in spans)
     typed = "".join(p.label for p in rendering.pieces if p.kind == "key")
     assert typed == "".join(s.keys for s in record.timeline if s.kind == "keys" and not s.muted)
-    assert typed.startswith(f"3{trucker.account}#1")
+    assert typed.startswith(f"3{trucker.account}")
 
 
 def rendering_frames(span: Any, sounds: Path) -> int:

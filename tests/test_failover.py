@@ -62,7 +62,7 @@ async def test_one_of_two_servers_stopped_during_load_no_call_fails_to_start(
 
     async def stop_first_during_load(command: Command) -> None:
         nonlocal menus
-        if command.prompt_id == "menu.main":
+        if command.prompt_id == "vehicle.other_services":
             menus += 1
             if menus == STOP_FIRST_AT:  # its calls are live: they finish within the grace
                 stopping.append(asyncio.create_task(first.stop(grace=60)))

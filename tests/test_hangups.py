@@ -90,9 +90,7 @@ async def test_hang_up_anywhere_in_a_bundle_call_leaves_no_partial_bundle(
 
     await hang_up_everywhere(
         {"make_trucker": make_trucker, "phone": phone, "db": db},
-        lambda t: (
-            f"3 {t.login_keys()} 1 {t.vehicle_keys} 1 {t.ccrns[0]}# 1 1 {t.ccrns[1]}# 1 2 2 9"
-        ),
+        lambda t: f"3 {t.login_keys()} {t.vehicle_keys} 1 {t.ccrns[0]}# 1 1 {t.ccrns[1]}# 1 2",
         check,
     )
 
@@ -109,7 +107,7 @@ async def test_hang_up_anywhere_in_a_cancel_call_cancels_all_or_nothing(
 
     await hang_up_everywhere(
         {"make_trucker": make_trucker, "phone": phone, "db": db},
-        lambda t: f"3 {t.login_keys()} 2 1 2 1 9",  # recent vehicle, cancel all, confirm
+        lambda t: f"3 {t.login_keys()} * 2 1 2 1 9",  # recent vehicle, cancel all, confirm
         check,
         setup=bundle_first,
     )
@@ -142,7 +140,7 @@ async def test_hang_up_anywhere_in_a_first_call_leaves_no_half_registered_mobile
 
     await hang_up_everywhere(
         {"make_trucker": make_trucker, "phone": phone, "db": db},
-        lambda t: f"3 {t.login_keys()} {mobile}# 1 {{totp}}# 1 9",
+        lambda t: f"3 {t.login_keys()} {mobile} 1 {{totp}} 1 * 9",  # fixed lengths: no `#`
         check,
         totp=token_then_sms,
         needs_activation=True,

@@ -20,8 +20,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from bench.bench_caller_time import caller_time
-from bench.bench_caller_time import main as bench_main
+from bench.bench_caller_time import ROWS, Stack, longest_silence
 from prompts.audio import load_sound
 from prompts.build import build, main, plan
 from prompts.catalog import LANGUAGES, Catalog, Slot, Sound, default_catalog
@@ -592,14 +591,22 @@ async def test_a_call_plays_its_variables_as_stream_files_of_built_fragments(
 # -- the caller-time benchmark --------------------------------------------------------------
 
 
-def test_caller_time_bench_sums_real_lengths_and_barge_in_cuts_input_prompts(
-    cantonese: Path, capsys: pytest.CaptureFixture[str]
+async def test_caller_time_bench_hears_prompts_whole_and_a_slow_backend_as_silence(
+    cantonese: Path, tmp_path: Path
 ) -> None:
-    ms_of = durations_ms(cantonese, "zh_HK")
-    whole = dict(caller_time("zh_HK", ms_of, default_catalog()))
-    barged = dict(caller_time("zh_HK", ms_of, default_catalog(), barge_in_ms=1000))
-    assert whole["welcome"] == barged["welcome"] == ms_of["ivrs/welcome"]
-    assert whole["bundle.submitted"] > 10 * ms_of["digits/0"] and barged["bundle.submitted"] == 1000
-    assert bench_main(["--sounds", str(cantonese), "--lang", "zh_HK"]) == 0
-    row = capsys.readouterr().out.splitlines()[-1].split()
-    assert row[0] == "zh_HK" and float(row[1]) > float(row[3]) > 10
+    stack = Stack(tmp_path, cantonese)
+    await stack.start()
+    try:
+        row = ROWS[0]
+        t = await stack.trucker(row, "zh_HK")
+        quick = await stack.call(row.keys("1", t), t.code, t.phone)
+        stack.delay_s = 0.6
+        t = await stack.trucker(row, "zh_HK")
+        slow = await stack.call(row.keys("1", t), t.code, t.phone)
+    finally:
+        await stack.stop()
+    assert quick.prompt_ids[-1] == "bundle.submitted" and quick.language == "zh_HK"
+    welcome = Manifest.load(cantonese).durations_ms("zh_HK")["ivrs/welcome"]
+    assert any(s.files == ("ivrs/welcome",) and s.ms == welcome for s in quick.timeline)
+    assert longest_silence(quick)[0] < 500 <= 600 <= longest_silence(slow)[0]
+    assert slow.duration_ms > quick.duration_ms + 600

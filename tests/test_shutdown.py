@@ -59,7 +59,7 @@ class HeldCall:
         )
 
     async def _hold(self, command: Command) -> None:
-        if command.prompt_id == "menu.main" and not self.at_menu.is_set():
+        if command.prompt_id == "vehicle.other_services" and not self.at_menu.is_set():
             self.at_menu.set()
             await self._released.wait()
 
@@ -114,10 +114,10 @@ async def test_calls_past_the_grace_period_hear_goodbye_at_their_next_command(
     record = await live.task
     await asyncio.wait_for(stopping, 10)
 
-    assert record.prompt_ids[-2:] == ["menu.main", "call.goodbye"]
+    assert record.prompt_ids[-2:] == ["vehicle.other_services", "call.goodbye"]
     assert record.closed_by == "server" and not record.hung_up
     call = await stored_call(db, record.uniqueid)
-    assert call.outcome == "server_shutdown" and call.last_stage == "menu"
+    assert call.outcome == "server_shutdown" and call.last_stage == "vehicle"
     assert not await stored_bundles(db)
 
 

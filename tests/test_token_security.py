@@ -850,10 +850,10 @@ async def test_canary_a_full_call_leaves_no_secret_anywhere(
         return lambda: typed.append(code()) or typed[-1]
 
     keys = (
-        f"3 {CANARY_ACCOUNT}# {CANARY_WRONG_PASSWORD}# {{totp}}# "  # a failed try first
-        f"{CANARY_ACCOUNT}# {CANARY_PASSWORD}# {{totp}}# "
-        f"{CANARY_MOBILE}# 1 {{totp}}# "  # mobile, confirm, the SMS code
-        "1 9"  # accept the terms, end the call at the main menu
+        f"3 {CANARY_ACCOUNT} {CANARY_WRONG_PASSWORD}# {{totp}}# "  # a failed try first
+        f"{CANARY_PASSWORD}# {{totp}}# "  # the account number is kept
+        f"{CANARY_MOBILE} 1 {{totp}} "  # mobile, confirm, the SMS code (fixed lengths)
+        "1 * 9"  # accept the terms, `*` from bundling to the main menu, end the call
     )
     totp = typed_in_turn(
         remember(lambda: token_code),
