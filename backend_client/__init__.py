@@ -205,7 +205,10 @@ class BackendClient:
     ) -> tuple[int, Any]:
         """One request, its outcome told to the breaker: the status and the decoded body."""
         try:  # a free connection first: the timeout then counts the backend's time alone
-            await asyncio.wait_for(self._connections.acquire(), QUEUE_WAIT_S)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancellation (the
+            # outbox's stop) when the semaphore is granted at the same moment.
+            async with asyncio.timeout(QUEUE_WAIT_S):
+                await self._connections.acquire()
         except TimeoutError:
             raise BackendUnavailable("no free connection to the backend") from None
         try:
