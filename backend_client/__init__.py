@@ -42,11 +42,11 @@ CONNECT_TIMEOUT_S = 2.0
 # QUEUE_WAIT_S, so that in a burst of calls a request's timeout counts only the backend's time.
 CONNECTIONS = 100
 QUEUE_WAIT_S = 30.0
-# The breaker's failures whatever the wait: nothing listening, a connection reset, a host that
-# drops packets (a connect timeout). A request timeout counts only if nothing else is answered.
+# The breaker's failures at once: nothing listening, a connection reset. A timeout, to connect
+# (a host that drops packets, or a backlog full in a burst) or to answer, counts only if nothing
+# else is answered meanwhile (breaker.py).
 UNREACHABLE = (
     aiohttp.ClientConnectorError,
-    aiohttp.ConnectionTimeoutError,
     aiohttp.ServerDisconnectedError,
     aiohttp.ClientOSError,
 )
@@ -223,7 +223,7 @@ class BackendClient:
             except UNREACHABLE:
                 self.breaker.failed()
                 raise
-            except TimeoutError:  # no answer in time: down only if nothing else is answered
+            except TimeoutError:  # no connection or answer in time: down if nothing is answered
                 self.breaker.timed_out(sent_at)
                 raise
             except BaseException:
