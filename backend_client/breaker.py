@@ -7,11 +7,11 @@ half-open: then one request (the probe) goes through while the others still fail
 success closes the breaker, its failure opens it for another `reset_s`.
 
 Only failures to get an answer count, and only those of a backend that is down, not busy:
-- `failed`: unreachable (connection refused or reset, nothing listening, a host that drops
-  packets): always a failure;
-- `timed_out`: no answer in time. A failure only if no other request was answered since this
-  one was sent: a busy backend (a burst of calls queued in it) still answers the others, only
-  slowly, and opening then would turn congestion into refusals; a hung one answers none.
+- `failed`: unreachable (connection refused or reset, nothing listening): always a failure;
+- `timed_out`: no connection or no answer in time. A failure only if no other request was
+  answered since this one was sent: a busy backend (a burst of calls queued in it) still
+  answers the others, only slowly, and opening then would turn congestion into refusals; a
+  hung one, or a host that drops packets, answers none.
 A backend that answers, even with an error, is up: an error answer comes back fast, so there
 is no wait to save.
 """

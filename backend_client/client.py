@@ -36,11 +36,11 @@ CONNECT_TIMEOUT_S = 2.0
 # QUEUE_WAIT_S, so that in a burst of calls a request's timeout counts only the backend's time.
 CONNECTIONS = 100
 QUEUE_WAIT_S = 30.0
-# The breaker's failures whatever the wait: nothing listening, a connection reset, a host that
-# drops packets (a connect timeout). A request timeout counts only if nothing else is answered.
+# The breaker's failures at once: nothing listening, a connection reset. A timeout, to connect
+# (a host that drops packets, or a backlog full in a burst) or to answer, counts only if nothing
+# else is answered meanwhile (breaker.py).
 UNREACHABLE = (
     aiohttp.ClientConnectorError,
-    aiohttp.ConnectionTimeoutError,
     aiohttp.ServerDisconnectedError,
     aiohttp.ClientOSError,
 )
@@ -143,7 +143,10 @@ class BackendClient:
     ) -> tuple[int, Any]:
         """One request, its outcome told to the breaker: the status and the decoded body."""
         try:  # a free connection first: the timeout then counts the backend's time alone
-            await asyncio.wait_for(self._connections.acquire(), QUEUE_WAIT_S)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancellation (the
+            # outbox's stop) when the semaphore is granted at the same moment.
+            async with asyncio.timeout(QUEUE_WAIT_S):
+                await self._connections.acquire()
         except TimeoutError:
             raise BackendUnavailable("no free connection to the backend") from None
         try:
@@ -158,7 +161,7 @@ class BackendClient:
             except UNREACHABLE:
                 self.breaker.failed()
                 raise
-            except TimeoutError:  # no answer in time: down only if nothing else is answered
+            except TimeoutError:  # no connection or answer in time: down if nothing is answered
                 self.breaker.timed_out(sent_at)
                 raise
             except BaseException:
