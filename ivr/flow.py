@@ -61,7 +61,7 @@ async def run_call(call: Call) -> str:
         # unavailable" fallback plays only when AGISTATUS=FAILURE came from a refused
         # connection, not from a missing prompt (transcript 08).
         await call.channel.set_var("IVRS_STARTED", "1")
-        call.helpdesk = await call.channel.get_var("IVRS_HELPDESK")
+        call.helpdesk = await call.channel.get_var("IVRS_HELPDESK_DIAL")
         await call.channel.answer()
         await choose_language(call)
         await call.say("welcome")

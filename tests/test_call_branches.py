@@ -255,7 +255,9 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
 
 async def stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} 7 7 7", t, variables={"IVRS_HELPDESK": "36690000"})
+    r = await ctx.call(
+        f"3 {t.login_keys()} 7 7 7", t, variables={"IVRS_HELPDESK_DIAL": "PJSIP/36690000@helpdesk"}
+    )
     assert ids(r)[-1] == "call.too_many_errors"  # no goodbye: the dialplan transfers the call
     assert r.variables.get("IVRS_TRANSFER") == "helpdesk"
     assert await outcome(ctx, r) == "transferred_to_helpdesk"

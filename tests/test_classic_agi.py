@@ -60,7 +60,7 @@ async def test_a_classic_agi_call_bundles_like_a_fastagi_one(
     assert record.closed_by == "server" and not record.hung_up and record.sighups == 0
     assert record.trailing == []  # no HANGUP line after the script closed its stdout
     commands = [e.command for e in record.exchanges]
-    assert commands[:2] == ['SET VARIABLE IVRS_STARTED "1"', "GET VARIABLE IVRS_HELPDESK"]
+    assert commands[:2] == ['SET VARIABLE IVRS_STARTED "1"', "GET VARIABLE IVRS_HELPDESK_DIAL"]
     assert 'EXEC StopMixMonitor ""' in commands  # no AMI in a classic script: AGI fallback
     assert not (tmp_path / "spool").exists() or not any((tmp_path / "spool").iterdir())
 
