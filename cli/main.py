@@ -19,6 +19,16 @@ def _listen_at(settings: Any, args: argparse.Namespace, host: str, port: str) ->
     return replace(settings, **{name: value for name, value in given.items() if value is not None})
 
 
+def backend_settings(command: str) -> Any:
+    """The backend's settings; a configuration mistake ends `ivrs <command>` with one line."""
+    from backend.settings import BackendSettings
+
+    try:
+        return BackendSettings.from_env()
+    except ValueError as e:
+        raise SystemExit(f"ivrs {command}: {e}") from None
+
+
 def _agi(args: argparse.Namespace) -> int:
     from ivr.server import run
     from ivr.settings import IvrSettings
@@ -29,9 +39,8 @@ def _agi(args: argparse.Namespace) -> int:
 
 def _backend(args: argparse.Namespace) -> int:
     from backend.app import run
-    from backend.settings import BackendSettings
 
-    settings = _listen_at(BackendSettings.from_env(), args, "host", "port")
+    settings = _listen_at(backend_settings("backend"), args, "host", "port")
     if args.workers:
         settings = replace(settings, workers=args.workers)
     run(settings)
