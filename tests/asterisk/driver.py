@@ -18,7 +18,6 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 Message = dict[str, str]
 READING = ("STREAM FILE", "GET DATA", "WAIT FOR DIGIT", "SAY ")
@@ -133,7 +132,8 @@ class Call:
     start: int  # index of the first event of this call in ami.events
     channel: str = ""  # the IVR half, Local/...;2
     caller_channel: str = ""  # Local/...;1
-    code: Callable[[], str] | None = None
+    code: Callable[[], str] | None = None  # {totp} in the keys
+    sms: Callable[[], str] | None = None  # {sms} in the keys: the SMS code received
     sent: list[tuple[str, str]] = field(default_factory=list)  # (prompt id, keys)
 
     def mine(self, event: Message) -> bool:
@@ -187,7 +187,11 @@ class Call:
         index = await self.wait_prompt(step.prompt_id, after)
         if step.at:
             index = await self.wait_command(rf"STREAM FILE {re.escape(step.at)} ", index)
-        keys = step.keys.replace("{totp}", self.code() if self.code else "{totp}")
+        keys = step.keys
+        if "{totp}" in keys and self.code:
+            keys = keys.replace("{totp}", self.code())
+        if "{sms}" in keys and self.sms:
+            keys = keys.replace("{sms}", self.sms())
         self.sent.append((step.prompt_id, keys))
         position = 0
         while position < len(keys):
@@ -236,7 +240,9 @@ class Call:
 
     def verbose_of(self, log: str) -> list[str]:
         """The Asterisk log lines of this call's `ivrs:` Verbose() steps."""
-        return [line for line in log.splitlines() if f"ivrs: {self.uniqueid}" in line]
+        return [
+            line for line in log.splitlines() if f"app_verbose.c: ivrs: {self.uniqueid}" in line
+        ]
 
 
 async def place(
@@ -245,10 +251,11 @@ async def place(
     context: str = "ivrs-test",
     code: Callable[[], str] | None = None,
     caller_id: str = "91234567",
+    sms: Callable[[], str] | None = None,
 ) -> Call:
     """Originate a test call; returns once both halves exist (the IVR half is running)."""
     base = f"{secrets.randbelow(10**9)}"
-    call = Call(ami, f"ivrs-{base}.2", f"ivrs-{base}.1", len(ami.events), code=code)
+    call = Call(ami, f"ivrs-{base}.2", f"ivrs-{base}.1", len(ami.events), code=code, sms=sms)
     reply = await ami.action(
         "Originate",
         Channel=f"Local/{extension}@{context}/n",
@@ -272,9 +279,10 @@ async def place(
     return call
 
 
-def event_names(events: Sequence[Message], *names: str) -> list[Message]:
-    return [e for e in events if e.get("Event") in names]
-
-
-def as_dict(message: Message) -> dict[str, Any]:
-    return dict(message)
+def variable_set(call: Call, name: str) -> list[str]:
+    """The values the IVR's half took for a channel variable (VarSet events), in order."""
+    return [
+        e.get("Value", "")
+        for e in call.ami.events[call.start :]
+        if e.get("Event") == "VarSet" and call.mine(e) and e.get("Variable") == name
+    ]
