@@ -4,9 +4,9 @@ A call is an AMI Originate of `Local/<hotline>@ivrs-test/n`: the `;2` half runs 
 dialplan (the IVR), the `;1` half is the caller (it waits in [ivrs-test-driven]). The test
 says which keys answer which prompt; the driver watches AMI's AGIExecStart events of the IVR's
 channel and, when the command that plays that prompt starts, sends the first key (AMI
-PlayDTMF, received on the IVR's half as a phone's key would be). Each further key goes when the next command
-that reads keys starts (GET DATA takes all the rest of an entry at once), because keys sent
-while no command reads are lost (tests/transcripts 10).
+PlayDTMF, received on the IVR's half as a phone's key would be). Each further key goes when
+the next command that reads keys starts (GET DATA takes all the rest of an entry at once),
+because keys sent while no command reads are lost (tests/transcripts 10).
 """
 
 from __future__ import annotations
@@ -116,6 +116,9 @@ class Step:
     prompt_id: str
     keys: str
     at: str | None = None  # key only when this sound file of the prompt starts (heard the rest)
+    # Hear the prompt out and key during the reading command after it (the simulator's plain
+    # key tokens); otherwise the first key barges in as the prompt starts (its `^` tokens).
+    listen: bool = False
 
 
 def steps(*pairs: tuple[str, str]) -> list[Step]:
@@ -187,6 +190,22 @@ class Call:
         index = await self.wait_prompt(step.prompt_id, after)
         if step.at:
             index = await self.wait_command(rf"STREAM FILE {re.escape(step.at)} ", index)
+        if step.listen:
+            prompt = self.ami.events[index]["Command"]
+            index, _ = await self.ami.wait_for(
+                lambda e: (
+                    e.get("Event") == "AGIExecEnd" and self.mine(e) and e.get("Command") == prompt
+                ),
+                index,
+            )
+            index, _ = await self.ami.wait_for(
+                lambda e: (
+                    e.get("Event") == "AGIExecStart"
+                    and self.mine(e)
+                    and e.get("Command", "").startswith(READING)
+                ),
+                index,
+            )
         keys = step.keys
         if "{totp}" in keys and self.code:
             keys = keys.replace("{totp}", self.code())
@@ -213,7 +232,8 @@ class Call:
             position += 1
         return index + 1
 
-    async def run(self, script: Sequence[Step]) -> None:
+    async def run(self, script: Sequence[Step]) -> int:
+        """Answer each step's prompt in turn; the index of the event after the last one."""
         after = self.start
         for step in script:
             try:
@@ -222,6 +242,7 @@ class Call:
                 raise AssertionError(
                     f"no {step.prompt_id} prompt; the IVR's last commands: {self.transcript()}"
                 ) from None
+        return after
 
     def transcript(self, last: int = 20) -> str:
         """The IVR's last AGI commands with their results, one a line (for failures)."""

@@ -14,13 +14,11 @@ from tests.asterisk.conftest import Stack, Trucker, make_trucker
 from tests.asterisk.driver import Ami, Step, place, steps
 
 
-def login(t: Trucker, code: str = "{totp}") -> list[Step]:
-    return steps(
-        ("language.menu", "3"),
-        ("login.account", t.account + "#"),
-        ("login.password", t.password + "#"),
-        ("login.token", code + "#"),
-    )
+def login(t: Trucker, code: str = "{totp}", listen: bool = False) -> list[Step]:
+    """Language 3 (English), then the login; `listen`: each prompt heard out first."""
+    keys = [("language.menu", "3"), ("login.account", t.account + "#")]
+    keys += [("login.password", t.password + "#"), ("login.token", code + "#")]
+    return [Step(prompt, key, listen=listen) for prompt, key in keys]
 
 
 def bundling(t: Trucker) -> list[Step]:
