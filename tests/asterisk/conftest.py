@@ -152,7 +152,7 @@ def sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once the suite is done, not at the session's end
 def stack(prefix: Path, sounds: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("asterisk")
     ports = Ports(
