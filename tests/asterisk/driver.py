@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 Message = dict[str, str]
-READING = ("STREAM FILE", "GET DATA", "WAIT FOR DIGIT", "SAY ")
+READING = ("STREAM FILE", "GET DATA", "WAIT FOR DIGIT", "SAY ")  # commands that take keys
+ONLY_READING = ("GET DATA", "WAIT FOR DIGIT")  # ... and play no prompt
 EVENT_TIMEOUT_S = 40.0
 # A key every 0.25 s, as a quick caller: keys queued closer than Asterisk's DTMF emulation
 # takes are merged or dropped (channel.c, AST_MIN_DTMF_GAP and the emulated duration).
@@ -116,8 +117,9 @@ class Step:
     prompt_id: str
     keys: str
     at: str | None = None  # key only when this sound file of the prompt starts (heard the rest)
-    # Hear the prompt out and key during the reading command after it (the simulator's plain
-    # key tokens); otherwise the first key barges in as the prompt starts (its `^` tokens).
+    # Hear the prompt out: every key goes to a command that only reads (WAIT FOR DIGIT, GET
+    # DATA), as the simulator types its plain key tokens; otherwise the first key barges in
+    # as the prompt starts (its `^` tokens) and the rest go to any command that takes keys.
     listen: bool = False
 
 
@@ -190,43 +192,27 @@ class Call:
         index = await self.wait_prompt(step.prompt_id, after)
         if step.at:
             index = await self.wait_command(rf"STREAM FILE {re.escape(step.at)} ", index)
-        if step.listen:
-            prompt = self.ami.events[index]["Command"]
-            index, _ = await self.ami.wait_for(
-                lambda e: (
-                    e.get("Event") == "AGIExecEnd" and self.mine(e) and e.get("Command") == prompt
-                ),
-                index,
-            )
-            index, _ = await self.ami.wait_for(
-                lambda e: (
-                    e.get("Event") == "AGIExecStart"
-                    and self.mine(e)
-                    and e.get("Command", "").startswith(READING)
-                ),
-                index,
-            )
         keys = step.keys
         if "{totp}" in keys and self.code:
             keys = keys.replace("{totp}", self.code())
         if "{sms}" in keys and self.sms:
             keys = keys.replace("{sms}", self.sms())
         self.sent.append((step.prompt_id, keys))
+        takers = ONLY_READING if step.listen else READING
         position = 0
         while position < len(keys):
-            if position > 0:
+            if position > 0 or step.listen:
                 index, event = await self.ami.wait_for(
                     lambda e: (
                         e.get("Event") == "AGIExecStart"
                         and self.mine(e)
-                        and e.get("Command", "").startswith(READING)
+                        and e.get("Command", "").startswith(takers)
                     ),
                     index + 1,
                 )
                 if event["Command"].startswith("GET DATA"):
                     for key in keys[position:]:
                         await self.press(key)
-                    position = len(keys)
                     break
             await self.press(keys[position])
             position += 1
