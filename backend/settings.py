@@ -182,13 +182,14 @@ def _secret_key(env: Mapping[str, str]) -> bytes:
         # A configured file that is missing is a deployment error, never a reason for a new key
         # (seeds encrypted with the lost key would become unreadable without notice).
         try:
-            key = Path(key_file).read_bytes().strip()
+            stored = Path(key_file).read_bytes().strip()
         except OSError as e:
+            why = (e.strerror or type(e).__name__).lower()
             raise ValueError(
-                f"IVRS_SECRET_KEY_FILE={key_file}: {e.strerror.lower()}; restore the key file "
+                f"IVRS_SECRET_KEY_FILE={key_file}: {why}; restore the key file "
                 "that encrypted the token seeds, or correct IVRS_SECRET_KEY_FILE"
             ) from None
-        return _checked_key(key, key_file)
+        return _checked_key(stored, key_file)
     if DEFAULT_KEY_FILE.exists():
         return _checked_key(DEFAULT_KEY_FILE.read_bytes().strip(), str(DEFAULT_KEY_FILE))
     return _new_key_file(DEFAULT_KEY_FILE)
