@@ -144,6 +144,8 @@ async def end_call(request: web.Request) -> web.Response:
 async def hang_up(request: web.Request) -> web.Response:
     body = await read_body(request, HangUp)
     call = await call_logs.hang_up(request.app[DATABASE], body.uniqueid, body.cause)
+    if _minimal(request):  # the dialplan's handler: a call log may not fit Asterisk's buffer
+        return web.Response(status=204, headers={"Preference-Applied": "return=minimal"})
     return web.json_response(_call_json(call))
 
 

@@ -189,7 +189,15 @@ def _secret_key(env: Mapping[str, str]) -> bytes:
     if key_file := env.get("IVRS_SECRET_KEY_FILE"):
         # A configured file that is missing is a deployment error, never a reason for a new key
         # (seeds encrypted with the lost key would become unreadable without notice).
-        return _checked_key(Path(key_file).read_bytes().strip(), key_file)
+        try:
+            stored = Path(key_file).read_bytes().strip()
+        except OSError as e:
+            why = (e.strerror or type(e).__name__).lower()
+            raise ValueError(
+                f"IVRS_SECRET_KEY_FILE={key_file}: {why}; restore the key file "
+                "that encrypted the token seeds, or correct IVRS_SECRET_KEY_FILE"
+            ) from None
+        return _checked_key(stored, key_file)
     if DEFAULT_KEY_FILE.exists():
         return _checked_key(DEFAULT_KEY_FILE.read_bytes().strip(), str(DEFAULT_KEY_FILE))
     return _new_key_file(DEFAULT_KEY_FILE)

@@ -37,6 +37,8 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     # aiosqlite logs every SQL parameter at DEBUG (hashes, phone numbers), whatever SQLAlchemy's
     # hide_parameters says: keep it quiet.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    # Alembic's INFO lines (plugins set up, the SQLite DDL mode) say nothing to an operator.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(
         level=getattr(logging, level_name, logging.INFO), stream=sys.stderr, force=True
     )

@@ -19,6 +19,16 @@ def _listen_at(settings: Any, args: argparse.Namespace, host: str, port: str) ->
     return replace(settings, **{name: value for name, value in given.items() if value is not None})
 
 
+def backend_settings(command: str) -> Any:
+    """The backend's settings; a configuration mistake ends `ivrs <command>` with one line."""
+    from backend.settings import BackendSettings
+
+    try:
+        return BackendSettings.from_env()
+    except ValueError as e:
+        raise SystemExit(f"ivrs {command}: {e}") from None
+
+
 def _agi(args: argparse.Namespace) -> int:
     from ivr.server import run
     from ivr.settings import IvrSettings
@@ -28,12 +38,7 @@ def _agi(args: argparse.Namespace) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from backend.settings import BackendSettings
-
-    try:
-        settings = _listen_at(BackendSettings.from_env(), args, "host", "port")
-    except ValueError as e:  # a setting missing or wrong: one line with the remedy
-        raise SystemExit(f"ivrs backend: {e}") from None
+    settings = _listen_at(backend_settings("backend"), args, "host", "port")
     from backend.app import run  # after the check: its imports log (alembic)
 
     if args.workers:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -144,4 +145,5 @@ async def test_every_generated_request_is_answered_as_the_openapi_description_sa
     output, _ = await asyncio.wait_for(run.communicate(), RUN_TIMEOUT)
     report = output.decode(errors="replace")
     assert run.returncode == 0, report[-8000:]
-    assert "0 generated" not in report and " passed" in report, report[-2000:]
+    # "1000 generated" is not "0 generated": only a count that is zero itself.
+    assert not re.search(r"(?<!\d)0 generated", report) and " passed" in report, report[-2000:]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,8 +46,43 @@ def test_key_comes_from_the_environment_or_a_named_file(tmp_path: Path) -> None:
 
 
 def test_a_named_key_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="IVRS_SECRET_KEY_FILE=.*missing.key: no such file"):
         BackendSettings.from_env({"IVRS_SECRET_KEY_FILE": str(tmp_path / "missing.key")})
+
+
+def ivrs(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The `ivrs` console script in a directory of its own (its SQLite database and key)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("IVRS_")}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ivrs")), *args],
+        cwd=tmp_path,
+        env=environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("command", [["backend", "--port", "0"], ["admin", "lodge-cargo"]])
+def test_a_missing_key_file_ends_the_command_with_one_line_and_the_remedy(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = ivrs(tmp_path, *command, IVRS_SECRET_KEY_FILE=str(tmp_path / "gone.key"))
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"ivrs {command[0]}: IVRS_SECRET_KEY_FILE={tmp_path / 'gone.key'}: no such file or "
+        "directory; restore the key file that encrypted the token seeds, or correct "
+        "IVRS_SECRET_KEY_FILE"
+    ]
+
+
+def test_admin_prints_its_result_and_no_alembic_lines(tmp_path: Path) -> None:
+    key = Fernet.generate_key().decode()
+    result = ivrs(tmp_path, "admin", "lodge-cargo", IVRS_SECRET_KEY=key)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().isdigit()  # the CCRN lodged
+    assert "alembic" not in result.stderr.lower() and "INFO" not in result.stderr
 
 
 def test_a_malformed_key_is_refused() -> None:

@@ -25,15 +25,16 @@ async def run_admin(args: argparse.Namespace) -> int:
     from backend import audit
     from backend.admin import AdminError
     from backend.database import open_database
-    from backend.settings import BackendSettings
+    from cli.main import backend_settings
 
+    settings = backend_settings("admin")  # a configuration mistake shows before any prompt
     try:
         inputs = args.read(args) if hasattr(args, "read") else None
     except (OSError, ValueError) as e:
         print(f"ivrs admin: {e}", file=sys.stderr)
         return 2
     by = audit.cli_actor()  # each change writes its audit entry in its own transaction
-    async with open_database(BackendSettings.from_env()) as db:
+    async with open_database(settings) as db:
         try:
             await args.act(db, args, inputs, by)
         except AdminError as e:
