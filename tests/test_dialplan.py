@@ -459,8 +459,8 @@ def test_helpdesk_transfer_dials_3669_0000_over_the_helpdesk_endpoint(plan: Dial
     assert call.expanded(dial).split(",")[0] == "PJSIP/36690000@helpdesk"
     # One name for the dialplan and the FastAGI server (ivr/flow.py asks for it).
     assert dial.args.startswith("${IVRS_HELPDESK_DIAL},")
-    flow = (DIALPLAN_DIR.parent / "ivr" / "flow.py").read_text(encoding="utf-8")
-    assert 'get_var("IVRS_HELPDESK_DIAL")' in flow
+    call_py = (DIALPLAN_DIR.parent / "ivr" / "call.py").read_text(encoding="utf-8")
+    assert 'HELPDESK_VARIABLE = "IVRS_HELPDESK_DIAL"' in call_py
     assert call.variables["TIMEOUT(absolute)"] == plan.globals["IVRS_HELPDESK_LIMIT"]
     assert "Playback" not in call.apps()[: call.index("Dial")]
     pjsip = (DIALPLAN_DIR / "pjsip.conf").read_text(encoding="utf-8")

@@ -57,8 +57,14 @@ async def hang_up_everywhere(
     """Place the complete call once, then once per position with a hang-up there."""
     make, phone, db = ctx["make_trucker"], ctx["phone"], ctx["db"]
 
+    start: list[Any] = []
+
     async def call(position: int | None) -> tuple[Trucker, Any]:
         trucker = await make(**trucker_options)
+        # Every call at the same instant: the times read back (as fragments: 10:00 is one file
+        # fewer than 10:01) are the same, so a position means the same command in each call.
+        start[:] = start or [trucker.clock.now()]
+        trucker.clock.set(start[0])
         if setup:
             await setup(trucker)
         options: dict[str, Any] = {"totp": (totp or (lambda t: t.code))(trucker)}

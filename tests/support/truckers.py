@@ -29,6 +29,9 @@ class TestClock:
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
 
+    def set(self, moment: datetime) -> None:
+        self._now = moment
+
 
 @dataclass
 class Trucker:
