@@ -42,7 +42,8 @@ async def run_call(call: Call) -> str:
         await call.channel.answer()
         known = (await asyncio.wait({remembered}, timeout=REMEMBERED_WAIT_S))[0]
         await choose_language(call, remembered.result() if known else None)
-        await call.say("welcome")
+        if not (known and remembered.result()):  # the welcome comes only with the menu
+            await call.say("welcome")
         call.call_id = await call.hold(opening)
         await suspension_notice(call, await call.hold(status))
         if known and remembered.result():  # a caller who has called before
