@@ -144,6 +144,10 @@ async def login(call: Call) -> AccountInfo:
                 call.backend.login(account, password, code, call.call_id, call.caller_id),
             )
         except BackendError as e:
+            if e.code == "caller_throttled":  # this phone, not the account: when to try again
+                minutes = int(e.detail.get("retry_after_minutes") or 30)
+                await call.say(prompt_for(e), count=minutes)
+                await call.dead_end(e.code)
             if e.code in LOGIN_ENDS_CALL:
                 await call.dead_end(e.code, prompt_for(e))
             failures += 1

@@ -91,6 +91,21 @@ async def three_failed_logins_end_the_call(ctx: Ctx) -> None:
     assert await outcome(ctx, r) == "login_failed"
 
 
+async def throttled_caller_number_hears_why_and_when_to_try_again(ctx: Ctx) -> None:
+    t, other = await ctx.make_trucker(), await ctx.make_trucker()
+    caller, wrong = "85261234567", "111111# 123456#"
+    for tries in (3, 3, 3, 1):  # ten failed logins from one number (the account locks at 5)
+        await ctx.call(f"3 {t.account}# {' '.join([wrong] * tries)}", t, caller_id=caller)
+    r = await ctx.call(f"3 {other.login_keys()}", other, caller_id=caller)  # right, but refused
+    assert follows(r, "login.token", "login.throttled") and "login.failed" not in ids(r)
+    # "... in {count} minutes": the 30-minute block, less the minutes the test clock moved on.
+    minutes = {tuple(slot_files("number", n, r.language)) for n in range(20, 31)}
+    assert minutes & set(r.fragment_runs)
+    assert ids(r)[-1] == "call.goodbye" and await outcome(ctx, r) == "caller_throttled"
+    r = await ctx.call(f"3 {other.login_keys()} * 9", other, caller_id="85291112222")
+    assert "menu.main" in ids(r)  # another number is not affected
+
+
 async def locked_account_hears_the_helpdesk_number(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
     wrong = "111111# 123456#"
@@ -340,6 +355,7 @@ SCENARIOS = [
     cantonese_by_default_after_two_silences,
     putonghua_then_change_language_to_english,
     three_failed_logins_end_the_call,
+    throttled_caller_number_hears_why_and_when_to_try_again,
     locked_account_hears_the_helpdesk_number,
     expired_token_only_account,
     account_without_road_bundling_service,
