@@ -13,6 +13,8 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "method_not_allowed": 405,
     "login_failed": 401,
+    # Too many failed logins from this caller number: about the number, never the account.
+    "caller_throttled": 429,
     "session_required": 401,
     "locked": 403,
     "token_expired": 403,

@@ -11,10 +11,10 @@ window blocks the key. Rows live in `caller_throttles` (the key in its `caller` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import case, literal, or_, update
+from sqlalchemy import case, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.database import Database
@@ -65,6 +65,15 @@ async def reserve(db: Database, key: str, limit: Limit) -> bool:
             .execution_options(synchronize_session=False)
         )
     return taken is not None
+
+
+async def blocked_until(db: Database, key: str) -> datetime | None:
+    """When a blocked key may try again (None: not blocked now)."""
+    async with db.sessions() as session:
+        until = await session.scalar(
+            select(CallerThrottle.blocked_until).where(CallerThrottle.caller == key)
+        )
+    return until if until is not None and until > db.now() else None
 
 
 async def settle(db: Database, key: str, limit: Limit, failed: bool) -> None:

@@ -1,14 +1,15 @@
 """Login: account number, password and token code, verified together.
 
-A stranger learns only "failed". `locked` and `token_expired` are told only after the right
-password, and `no_service` only after the right password and code (docs/call-flow.md, 2). Five
-failures in a row lock the account for 15 minutes (settings: `lockout_*`). A token's time step
-is used up only by a successful login; failures count toward the lockout.
+A stranger learns only "failed" of an account: `locked` and `token_expired` only after the
+right password, `no_service` only after the right password and code (docs/call-flow.md, 2).
+Five failures in a row lock the account for 15 minutes (settings: `lockout_*`). A token's time
+step is used up only by a successful login; failures count toward the lockout.
 
 Against one caller trying many accounts (each staying under its lockout), failed logins are
 also counted per caller number (backend/limits.py): past `caller_throttle_failures` within the
-window, that number's logins fail for `caller_throttle_period` without any check. Each attempt
-reserves its slot before any check, so attempts sent together are counted too. Callers without
+window, that number's logins are refused unchecked for `caller_throttle_period` with
+`caller_throttled` and the minutes left (about the number only). Each attempt reserves its
+slot before any check, so attempts sent together are counted too. Callers without
 a number are not throttled by default (`caller_throttle_anonymous_failures` = 0): one attacker
 withholding the number would otherwise lock every such caller out; the account lockout holds.
 
@@ -91,6 +92,7 @@ async def login(
     throttle = _caller_limit(db.settings, caller)
     if not await limits.reserve(db, caller, throttle):
         await _refused(db, number, "caller_throttled", call_id, caller_id)
+        raise _throttled(db.now(), await limits.blocked_until(db, caller), throttle)
     reason: str | None = "busy"
     try:
         reason, account = await _attempt(db, number, password, token_code, call_id, caller_id)
@@ -122,7 +124,7 @@ async def _attempt(
         )
     if account is not None and not leased:
         # Another login of this account is running: refused unchecked, like any failure.
-        await _refused(db, number, "busy", call_id, caller_id, raise_=False)
+        await _refused(db, number, "busy", call_id, caller_id)
         return "busy", None
     held = account is not None
     try:
@@ -167,16 +169,12 @@ async def _refused(
     reason: str,
     call_id: int | None,
     caller_id: str | None,
-    raise_: bool = True,
 ) -> None:
-    """A login refused before any check: the call log and the log say why, the caller hears
-    the generic failure."""
+    """A login refused before any check: the call log and the log say why."""
     async with db.sessions.begin() as session:
         detail = {"account": number, "reason": reason}
         await record_event(session, call_id, db.now(), "login_failed", detail)
     log.info("login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id)
-    if raise_:
-        raise BackendError(*FAILED)
 
 
 async def _take_lease(db: Database, number: str, lease: str, now: datetime) -> bool:
@@ -369,6 +367,13 @@ async def _count_failure(
             .execution_options(synchronize_session=False)
         )
         log.warning("account_locked", account=account.number, until=until.isoformat())
+
+
+def _throttled(now: datetime, until: datetime | None, limit: limits.Limit) -> BackendError:
+    """The caller number is told so, and when to try again; nothing of the account."""
+    minutes = max(1, -(-int(((until - now) if until else limit.block).total_seconds()) // 60))
+    message = "Too many failed logins from this caller number."
+    return BackendError("caller_throttled", message, detail={"retry_after_minutes": minutes})
 
 
 # --- per caller number ------------------------------------------------------------------------

@@ -121,30 +121,30 @@ def token_then_sms(t: Trucker, sms: MemorySender) -> Callable[[], str]:
 
 # The calls of docs/call-flow.md. A key typed after a prompt ends is plain; `^` types it during
 # the prompt (barge-in, typing ahead). A returning trucker calls from the phone of his earlier
-# call (its language is remembered: no language key); every caller hangs up (`!`) once the
-# receipt has been heard whole (waiting for the goodbye instead adds the 8 s first-key wait and
-# `call.goodbye`).
+# call (its language is remembered: no language key). The CCRN is read back in `bundle.more`,
+# so the caller hears it before pressing 2 (submit); every caller hangs up as soon as the receipt
+# (reference and crossing time) has been heard, at `bundle.next` (`hang_up_after_receipt`).
 ROWS = [
     Row(
         "returning trucker, one CCRN, truck offered as a recent vehicle, no typing ahead",
         45,
-        lambda lang, t: f"{login(t)} 1 {t.ccrns[1]}# 1 2 !",
+        lambda lang, t: f"{login(t)} 1 {t.ccrns[1]}# 2",
     ),
     Row(
         "the same, typing ahead wherever possible (read-back and reference still heard)",
         20,
-        lambda lang, t: f"{login(t, '^')} ^1 ^{t.ccrns[1]}# 1 ^2 !",
+        lambda lang, t: f"{login(t, '^')} ^1 ^{t.ccrns[1]}# 2",
     ),
     Row(
         "the same, truck keyed in by letters",
         60,
-        lambda lang, t: f"{login(t)} 4 {LETTERS}# {DIGITS}# 1 {t.ccrns[1]}# 1 2 !",
+        lambda lang, t: f"{login(t)} 4 {LETTERS}# {DIGITS}# 1 {t.ccrns[1]}# 2",
     ),
     Row(
         "first call: login, mobile + SMS code, terms, then the bundle",
         120,
         lambda lang, t: (
-            f"{lang} {login(t)} {MOBILE} 1 {{totp}} 1 {LETTERS}# {DIGITS}# 1 {t.ccrns[1]}# 1 2 !"
+            f"{lang} {login(t)} {MOBILE} 1 {{totp}} 1 {LETTERS}# {DIGITS}# 1 {t.ccrns[1]}# 2"
         ),
         returning=False,
         first_call=True,
@@ -153,7 +153,7 @@ ROWS = [
     Row(
         "one wrong token code, then as the first row",
         60,
-        lambda lang, t: f"{login(t)} {PASSWORD}# {{totp}}# 1 {t.ccrns[1]}# 1 2 !",
+        lambda lang, t: f"{login(t)} {PASSWORD}# {{totp}}# 1 {t.ccrns[1]}# 2",
         codes=wrong_then_right,
     ),
 ]
@@ -239,7 +239,7 @@ class Stack:
         ccrns = [await admin.lodge_cargo(self.db) for _ in range(2)]
         t = Trucker(number, seed, ccrns, self.clock, phone=f"852{number}")
         if row.returning:  # an earlier call in `lang` bundled the truck: a recent vehicle now
-            keys = f"{LANGUAGE_KEYS[lang]} {login(t)} {LETTERS}# {DIGITS}# 1 {ccrns[0]}# 1 2 !"
+            keys = f"{LANGUAGE_KEYS[lang]} {login(t)} {LETTERS}# {DIGITS}# 1 {ccrns[0]}# 2"
             await self.call(keys, t.code, t.phone)
         return t
 
@@ -249,6 +249,7 @@ class Stack:
         codes: Callable[[], str],
         phone: str,
         on_command: Callable[[Command], Any] | None = None,
+        hangup_at: Callable[[Command], bool] | None = None,
     ) -> CallRecord:
         """A call whose clock also moves by the server's real time between commands."""
         last = time.monotonic()
@@ -267,9 +268,15 @@ class Stack:
             sounds_dir=self.sounds,
             caller_id=phone,
             on_command=heard_server_time,
+            hangup_at=hangup_at or hang_up_after_receipt,
         )
         reader, writer = await asyncio.open_connection(self.agi.host, self.agi.port)
         return await asterisk.run(reader, writer, host=self.agi.host, port=self.agi.port)
+
+
+def hang_up_after_receipt(command: Command) -> bool:
+    """The caller has heard the reference and the crossing time: no need to wait for more."""
+    return command.prompt_id == "bundle.next"
 
 
 def longest_silence(record: CallRecord) -> tuple[int, str]:

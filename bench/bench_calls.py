@@ -88,7 +88,7 @@ class Trucker:
 
     def keys(self) -> str:
         letters = "".join(keypad_keys(c) for c in VEHICLE if c.isalpha())
-        return f"3 {self.account}# {PASSWORD}# {{totp}}# {letters}# 1234# 1 {self.ccrn}# 1 2"
+        return f"3 {self.account}# {PASSWORD}# {{totp}}# {letters}# 1234# 1 {self.ccrn}# 2"
 
     def code(self) -> str:
         return pyotp.TOTP(self.seed, interval=60).now()

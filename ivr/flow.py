@@ -42,7 +42,8 @@ async def run_call(call: Call) -> str:
         await call.channel.answer()
         known = (await asyncio.wait({remembered}, timeout=REMEMBERED_WAIT_S))[0]
         await choose_language(call, remembered.result() if known else None)
-        await call.say("welcome")
+        if not (known and remembered.result()):  # the welcome comes only with the menu
+            await call.say("welcome")
         call.call_id = await call.hold(opening)
         await suspension_notice(call, await call.hold(status))
         if known and remembered.result():  # a caller who has called before
@@ -143,6 +144,10 @@ async def login(call: Call) -> AccountInfo:
                 call.backend.login(account, password, code, call.call_id, call.caller_id),
             )
         except BackendError as e:
+            if e.code == "caller_throttled":  # this phone, not the account: when to try again
+                minutes = int(e.detail.get("retry_after_minutes") or 30)
+                await call.say(prompt_for(e), count=minutes)
+                await call.dead_end(e.code)
             if e.code in LOGIN_ENDS_CALL:
                 await call.dead_end(e.code, prompt_for(e))
             failures += 1

@@ -7,6 +7,7 @@ from backend_client import BackendError, BackendUnavailable
 # Backend error codes -> the prompt that explains them (one table, docs/call-flow.md).
 ERROR_PROMPTS = {
     "login_failed": "login.failed",
+    "caller_throttled": "login.throttled",
     "locked": "login.locked",
     "token_expired": "login.token_expired",
     "no_service": "login.no_service",

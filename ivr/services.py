@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from backend_client import BackendError, BackendUnavailable, Bundle
 from formats import HONG_KONG_MARKS, cargo_number_kind, is_ccrn, is_vehicle_mark
-from ivr.call import Call, GoBack
+from ivr.call import KEY_REPEAT, Call, GoBack
 from ivr.refusals import prompt_for
 
 MAX_CCRNS = 50  # per submission (docs/call-flow.md, 6)
@@ -46,7 +46,8 @@ async def ask_vehicle(call: Call) -> str:
 
 async def ask_cargo_number(call: Call) -> str:
     """A CCRN or batch number: format and check digit checked here, before any backend call;
-    read back; then checked with the backend so the caller hears a problem at once."""
+    then checked with the backend so the caller hears a problem at once. It is read back at
+    the next question (`bundle.more`), where 3 enters it again."""
     failures = 0
     while True:
         number = await call.ask(
@@ -55,8 +56,6 @@ async def ask_cargo_number(call: Call) -> str:
             valid=lambda n: cargo_number_kind(n) is not None,
             invalid_prompt="bundle.ccrn_invalid",
         )
-        if not await call.confirm("bundle.ccrn_confirm", digits=number):
-            continue
         try:
             await call.request("check_cargo", call.backend.check_cargo(number), number=number)
         except BackendError as e:
@@ -67,16 +66,21 @@ async def ask_cargo_number(call: Call) -> str:
 
 
 async def more_cargo(call: Call, numbers: list[str]) -> None:
-    """Add CCRNs until the caller submits; `*` (at the menu or in an entry) keeps every CCRN
-    confirmed so far and comes back to the menu."""
+    """Read back the last number with the next question: add another, submit, or enter the last
+    one again. `*` (at the menu or in an entry) keeps every CCRN entered so far and comes back
+    to the menu."""
+    choices = {"1": "more", "2": "submit", "3": "again"}
     while True:
         try:
-            if not await call.menu("bundle.more", {"1": True, "2": False}):
+            choice = await call.menu("bundle.more", choices, digits=numbers[-1])
+            if choice == "submit":
                 return
-            if len(numbers) >= MAX_CCRNS:
-                await call.say("bundle.limit")  # the 50 confirmed stay
-                continue
-            numbers.append(await ask_cargo_number(call))
+            if choice == "again":  # the last one was misheard or mistyped: it is replaced
+                numbers[-1] = await ask_cargo_number(call)
+            elif len(numbers) >= MAX_CCRNS:
+                await call.say("bundle.limit")  # the 50 entered stay
+            else:
+                numbers.append(await ask_cargo_number(call))
         except GoBack:
             continue
 
@@ -86,14 +90,18 @@ async def bundle(call: Call) -> None:
     while True:
         receipt = await bundle_one_vehicle(call)
         call.enter("bundle_done")
-        if not await call.menu(
-            "bundle.submitted",
-            {"1": True},
-            on_silence=False,  # a silent caller has heard the receipt: goodbye
-            patience=1,
-            digits=receipt.reference,
-            time=receipt.earliest_crossing,
-        ):
+        choice = "again"
+        while choice == "again":  # the caller may hang up as soon as the receipt is heard
+            await call.say(
+                "bundle.submitted", digits=receipt.reference, time=receipt.earliest_crossing
+            )
+            choice = await call.menu(
+                "bundle.next",
+                {"1": "another", KEY_REPEAT: "again"},
+                on_silence="end",  # a silent caller has heard the receipt: goodbye
+                patience=1,
+            )
+        if choice == "end":
             await call.end("completed")
 
 

@@ -25,7 +25,6 @@ PROMPTS = [
     "vehicle.digits",
     "vehicle.confirm",
     "bundle.ccrn",
-    "bundle.ccrn_confirm",
     "bundle.more",
 ]
 # Entry prompts and their longest valid entry.

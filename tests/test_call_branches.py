@@ -91,6 +91,21 @@ async def three_failed_logins_end_the_call(ctx: Ctx) -> None:
     assert await outcome(ctx, r) == "login_failed"
 
 
+async def throttled_caller_number_hears_why_and_when_to_try_again(ctx: Ctx) -> None:
+    t, other = await ctx.make_trucker(), await ctx.make_trucker()
+    caller, wrong = "85261234567", "111111# 123456#"
+    for tries in (3, 3, 3, 1):  # ten failed logins from one number (the account locks at 5)
+        await ctx.call(f"3 {t.account}# {' '.join([wrong] * tries)}", t, caller_id=caller)
+    r = await ctx.call(f"3 {other.login_keys()}", other, caller_id=caller)  # right, but refused
+    assert follows(r, "login.token", "login.throttled") and "login.failed" not in ids(r)
+    # "... in {count} minutes": the 30-minute block, less the minutes the test clock moved on.
+    minutes = {tuple(slot_files("number", n, r.language)) for n in range(20, 31)}
+    assert minutes & set(r.fragment_runs)
+    assert ids(r)[-1] == "call.goodbye" and await outcome(ctx, r) == "caller_throttled"
+    r = await ctx.call(f"3 {other.login_keys()} * 9", other, caller_id="85291112222")
+    assert "menu.main" in ids(r)  # another number is not affected
+
+
 async def locked_account_hears_the_helpdesk_number(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
     wrong = "111111# 123456#"
@@ -176,9 +191,12 @@ async def declining_the_terms_ends_the_call(ctx: Ctx) -> None:
 async def bundle_two_ccrns_then_cancel_one_then_all(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=3)
     a, b, c = t.ccrns
-    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {a}# 1 1 {b}# 1 2"
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {c}# 3 {a}# 1 {b}# 2"  # c re-entered as a
     r = await ctx.call(keys, t)
-    assert ids(r).count("bundle.ccrn") == 2 and "bundle.submitted" in ids(r)
+    assert ids(r).count("bundle.ccrn") == 3 and "bundle.submitted" in ids(r)
+    async with ctx.db.sessions() as session:
+        items = await session.scalars(select(BundleItem).where(BundleItem.ccrn.in_(t.ccrns)))
+        assert {i.ccrn for i in items} == {a, b}
     # Cancel one (the vehicle is now offered as recent: 1), then all the rest.
     r = await ctx.call(f"3 {t.login_keys()} * 2 1 1 {a}# 1 * 2 1 2 1 9", t)
     for expected in (
@@ -220,10 +238,10 @@ async def cargo_unknown_taken_and_expired_are_each_explained(ctx: Ctx) -> None:
     past = settings.clock() - timedelta(days=15)
     async with open_database(replace(settings, clock=lambda: past)) as old:
         expired = await admin.lodge_cargo(old)
-    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {new_ccrn()}# 1 {other.ccrns[0]}# 1 {expired}# 1"
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {new_ccrn()}# {other.ccrns[0]}# {expired}#"
     r = await ctx.call(keys, t)
     seq = ids(r)
-    assert follows(r, "bundle.ccrn_confirm", "bundle.ccrn_unknown")
+    assert follows(r, "bundle.ccrn", "bundle.ccrn_unknown")
     assert "bundle.ccrn_taken" in seq
     # The third refusal in a row: its reason, then the call ends politely.
     assert follows(r, "bundle.ccrn_expired", "call.too_many_errors")
@@ -251,7 +269,7 @@ async def recent_vehicles_are_offered_on_their_own_keys(ctx: Ctx) -> None:
     t = await ctx.make_trucker(cargo=2)
     await ctx.call(t.bundle_keys(t.ccrns[0]), t)  # AB1234
     # Second vehicle CD5678: 9 ("another vehicle"), then C = 2,3 and D = 3,1.
-    await ctx.call(f"3 {t.login_keys()} 4 2331# 5678# 1 {t.ccrns[1]}# 1 2", t)
+    await ctx.call(f"3 {t.login_keys()} 4 2331# 5678# 1 {t.ccrns[1]}# 2", t)
     r = await ctx.call(f"3 {t.login_keys()} * 3 2 9", t)  # check the second one offered
     # "For vehicle {mark}, press {count}." per vehicle, most recent first.
     offered = [("alpha", "CD5678"), ("key", 1), ("alpha", "AB1234"), ("key", 2)]
@@ -272,13 +290,13 @@ async def stuck_caller_is_handed_to_the_helpdesk_when_the_dialplan_has_one(ctx: 
 
 async def silent_caller_after_a_receipt_hears_goodbye(ctx: Ctx) -> None:
     t = await ctx.make_trucker()
-    r = await ctx.call(f"3 {t.login_keys()} {t.vehicle_keys} 1 {t.ccrns[0]}# 1 2", t)
-    assert ids(r)[-2:] == ["bundle.submitted", "call.goodbye"]
+    r = await ctx.call(f"3 {t.login_keys()} {t.vehicle_keys} 1 {t.ccrns[0]}# 2", t)
+    assert ids(r)[-3:] == ["bundle.submitted", "bundle.next", "call.goodbye"]
     assert "call.too_many_errors" not in ids(r) and "error.no_input" not in ids(r)
     assert await outcome(ctx, r) == "completed"
-    r = await ctx.call(f"3 {t.login_keys()} 1 {t.ccrns[1]}# 1 2 0 1", t)  # again, another
+    r = await ctx.call(f"3 {t.login_keys()} 1 {t.ccrns[1]}# 2 0 1", t)  # again, another
     assert ids(r).count("bundle.submitted") == 2  # 0 says the receipt again
-    assert follows(r, "bundle.submitted", "vehicle.recent")
+    assert follows(r, "bundle.next", "vehicle.recent")
 
 
 async def helpdesk_key_at_any_menu(ctx: Ctx) -> None:
@@ -309,8 +327,8 @@ async def refusals_say_why_and_keep_what_was_confirmed(ctx: Ctx) -> None:
     assert follows(r, "login.account", "login.account_invalid")
     first, *rest = t.ccrns
     # `*` at "add another" and inside the next entry keeps the first CCRN.
-    more = " ".join(f"1 {c}# 1" for c in rest)
-    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {first}# 1 * 1 * {more} 1 2"
+    more = " ".join(f"1 {c}#" for c in rest)
+    keys = f"3 {t.login_keys()} {t.vehicle_keys} 1 {first}# * 1 * {more} 1 2"
     r = await ctx.call(keys, t)
     assert follows(r, "bundle.more", "bundle.limit") and "bundle.submitted" in ids(r)
     async with ctx.db.sessions() as session:
@@ -324,7 +342,9 @@ async def a_known_caller_number_keeps_its_language(ctx: Ctx) -> None:
     await ctx.call(f"3 {t.login_keys()} * 9", t, caller_id=caller)
     r = await ctx.call(f"{t.login_keys()} * 9", t, caller_id=caller)
     assert "language.menu" not in ids(r) and r.language == "en"
-    assert follows(r, "welcome", "language.remembered") and "call.keys" not in ids(r)
+    # The welcome comes only with the language menu.
+    assert ids(r)[0] == "language.remembered" and "welcome" not in ids(r)
+    assert "call.keys" not in ids(r)
     assert "menu.main" in ids(r)
     r = await ctx.call(f"* 2 {t.login_keys()} * 9", t, caller_id=caller)  # `*`: the menu again
     assert follows(r, "login.account", "language.menu") and r.language == "zh_CN"
@@ -335,6 +355,7 @@ SCENARIOS = [
     cantonese_by_default_after_two_silences,
     putonghua_then_change_language_to_english,
     three_failed_logins_end_the_call,
+    throttled_caller_number_hears_why_and_when_to_try_again,
     locked_account_hears_the_helpdesk_number,
     expired_token_only_account,
     account_without_road_bundling_service,

@@ -96,7 +96,7 @@ async def test_hang_up_anywhere_in_a_bundle_call_leaves_no_partial_bundle(
 
     await hang_up_everywhere(
         {"make_trucker": make_trucker, "phone": phone, "db": db},
-        lambda t: f"3 {t.login_keys()} {t.vehicle_keys} 1 {t.ccrns[0]}# 1 1 {t.ccrns[1]}# 1 2",
+        lambda t: f"3 {t.login_keys()} {t.vehicle_keys} 1 {t.ccrns[0]}# 1 {t.ccrns[1]}# 2",
         check,
     )
 

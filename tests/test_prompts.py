@@ -153,7 +153,7 @@ def test_cantonese_prompts_are_fed_to_espeak_as_jyutping_so_ni_is_said_ni1() -> 
     # 係咪 mai6 (espeak alone: m'i1), 為 wai6 (espeak: w'ai4), 重聽 cung4 (ToJyutping: cung5).
     assert "m'ai6" in espeak_phonemes(cantonese_input("unbundle.confirm_all"))
     assert "w'ai6" in espeak_phonemes((["-v", "yue"], jyutping_phonemes("因為")))
-    assert "c'ung4_| t'eng1" in espeak_phonemes(cantonese_input("bundle.submitted"))
+    assert "c'ung4_| t'eng1" in espeak_phonemes(cantonese_input("bundle.next"))
 
 
 def test_every_cantonese_character_goes_as_phonemes_and_the_rest_as_text() -> None:
@@ -605,8 +605,10 @@ async def test_caller_time_bench_hears_prompts_whole_and_a_slow_backend_as_silen
         slow = await stack.call(row.keys("1", t), t.code, t.phone)
     finally:
         await stack.stop()
-    assert quick.prompt_ids[-1] == "bundle.submitted" and quick.language == "zh_HK"
-    welcome = Manifest.load(cantonese).durations_ms("zh_HK")["ivrs/welcome"]
-    assert any(s.files == ("ivrs/welcome",) and s.ms == welcome for s in quick.timeline)
+    # The caller hangs up as soon as the receipt is heard; a returning caller hears no welcome.
+    assert quick.prompt_ids[-2:] == ["bundle.submitted", "bundle.next"], quick.prompt_ids
+    assert quick.language == "zh_HK" and "welcome" not in quick.prompt_ids
+    heard = Manifest.load(cantonese).durations_ms("zh_HK")["ivrs/language/remembered"]
+    assert any(s.files == ("ivrs/language/remembered",) and s.ms == heard for s in quick.timeline)
     assert longest_silence(quick)[0] < 500 <= 600 <= longest_silence(slow)[0]
     assert slow.duration_ms > quick.duration_ms + 600

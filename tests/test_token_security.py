@@ -578,7 +578,8 @@ async def test_one_caller_failing_on_many_accounts_is_refused_without_checks(
     wrong_code = hardware_code(seeds["40000003"], clock, 5)
     assert await attempt(db, "40000003", PASSWORD, wrong_code, caller) == "login_failed"
 
-    # Now even the right password and code fail from that number, and nothing is checked.
+    # Now even the right password and code are refused from that number (it is told so), and
+    # nothing is checked.
     verified: list[str] = []
     original = type(db.passwords).verify
 
@@ -588,7 +589,7 @@ async def test_one_caller_failing_on_many_accounts_is_refused_without_checks(
 
     monkeypatch.setattr(type(db.passwords), "verify", spy)
     right = hardware_code(seeds["40000002"], clock)
-    assert await attempt(db, "40000002", PASSWORD, right, "61234567") == "login_failed"
+    assert await attempt(db, "40000002", PASSWORD, right, "61234567") == "caller_throttled"
     assert verified == []
     assert (await account_row(db, "40000002")).failed_logins == 0  # the account is not charged
 
@@ -621,7 +622,7 @@ async def test_release_caller_lifts_the_throttle(db: Database, clock: Clock) -> 
     assert await attempt(db, "40000001", PASSWORD, hardware_code(seed, clock), "61234567") == "ok"
 
 
-async def test_throttled_caller_hears_the_same_login_failed_over_http(
+async def test_throttled_caller_number_is_told_so_over_http_and_nothing_of_the_account(
     backend: RunningBackend, db: Database, clock: Clock
 ) -> None:
     seed = await new_account(db, "40000001")
@@ -640,8 +641,15 @@ async def test_throttled_caller_hears_the_same_login_failed_over_http(
     async with aiohttp.ClientSession() as http:
         wrong = [await post(http, "135790") for _ in range(THROTTLED_AFTER)]
         throttled = await post(http, PASSWORD)
-    assert throttled == wrong[0] == (401, wrong[0][1])
-    assert throttled[1]["error"]["code"] == "login_failed"
+        clock.advance(5 * 60)
+        later = await post(http, PASSWORD)
+    # Each wrong try (and the account's lockout) hears only the generic failure ...
+    assert {(s, b["error"]["code"]) for s, b in wrong} == {(401, "login_failed")}
+    # ... the throttled number hears why and when to try again (the period: 20 minutes).
+    assert throttled[0] == 429 and throttled[1]["error"]["code"] == "caller_throttled"
+    assert throttled[1]["error"]["detail"] == {"retry_after_minutes": 20}
+    assert later[1]["error"]["detail"] == {"retry_after_minutes": 15}
+    assert "40000001" not in str(throttled[1])
 
 
 def test_caller_throttle_settings_come_from_the_environment() -> None:

@@ -65,7 +65,7 @@ class Trucker:
     def bundle_keys(self, ccrn: str | None = None) -> str:
         """English, log in, bundle one CCRN to the vehicle, submit; silent after the receipt
         (the goodbye ends the call)."""
-        return f"3 {self.login_keys()} {self.vehicle_keys} 1 {ccrn or self.ccrns[0]}# 1 2"
+        return f"3 {self.login_keys()} {self.vehicle_keys} 1 {ccrn or self.ccrns[0]}# 2"
 
 
 MakeTrucker = Callable[..., Any]
