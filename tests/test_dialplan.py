@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from ivr.call import HELPDESK_VARIABLE
+
 DIALPLAN_DIR = Path(__file__).resolve().parent.parent / "dialplan"
 EXTENSIONS_CONF = DIALPLAN_DIR / "extensions.conf"
 HOTLINES = ("39023333", "31532265")
@@ -460,7 +462,8 @@ def test_helpdesk_transfer_dials_3669_0000_over_the_helpdesk_endpoint(plan: Dial
     # One name for the dialplan and the FastAGI server (ivr/flow.py asks for it).
     assert dial.args.startswith("${IVRS_HELPDESK_DIAL},")
     flow = (DIALPLAN_DIR.parent / "ivr" / "flow.py").read_text(encoding="utf-8")
-    assert 'get_var("IVRS_HELPDESK_DIAL")' in flow
+    assert HELPDESK_VARIABLE == "IVRS_HELPDESK_DIAL"
+    assert "get_var(HELPDESK_VARIABLE)" in flow
     assert call.variables["TIMEOUT(absolute)"] == plan.globals["IVRS_HELPDESK_LIMIT"]
     assert "Playback" not in call.apps()[: call.index("Dial")]
     pjsip = (DIALPLAN_DIR / "pjsip.conf").read_text(encoding="utf-8")
