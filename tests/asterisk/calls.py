@@ -23,8 +23,7 @@ def login(t: Trucker, code: str = "{totp}", listen: bool = False) -> list[Step]:
 
 
 def bundling(t: Trucker) -> list[Step]:
-    """After login: a first vehicle (none used before: its letters), one CCRN, submit; the
-    receipt heard out, then silence ends the call."""
+    """After login: a first vehicle (none used before: its letters), one CCRN, submit."""
     return steps(
         ("vehicle.letters", t.letter_keys),
         ("vehicle.digits", t.number_keys),

@@ -12,7 +12,7 @@ from backend.models import Bundle
 from ivr.settings import IvrSettings
 from prompts.say import slot_files
 from tests.asterisk.calls import bundling, closed_call, handler_lines, logged_line, login
-from tests.asterisk.driver import Ami, place, steps
+from tests.asterisk.driver import Ami, Step, place, steps
 from tests.asterisk.stack import Stack, make_trucker
 
 
@@ -25,9 +25,10 @@ def streamed_between(commands: list[str], first: str, last: str) -> list[str]:
 async def test_a_full_bundling_call_stores_the_bundle(stack: Stack, ami: Ami, db: Database) -> None:
     t = await make_trucker(db)
     call = await place(ami, code=t.code)
-    await call.run([*login(t), *bundling(t)])
-    await call.wait_prompt("bundle.submitted")
-    await call.wait_prompt("call.goodbye")  # silence after the receipt: the call is done
+    # The receipt heard out, then 0: heard again; then silence ends the call.
+    again = Step("bundle.submitted", "0", at="ivrs/bundle/submitted-3")
+    await call.run([*login(t), *bundling(t), again])
+    await call.wait_prompt("call.goodbye")
     await call.ended()
     logged = await closed_call(db, call.uniqueid)
     assert logged.outcome == "completed"
@@ -43,6 +44,7 @@ async def test_a_full_bundling_call_stores_the_bundle(stack: Stack, ami: Ami, db
     heard = streamed_between(commands, "ivrs/bundle/submitted-2", "ivrs/bundle/submitted-3")
     assert heard == slot_files("datetime", crossing, "en", IvrSettings().timezone)
     assert not [c for c in commands if c.startswith(("SAY DIGITS", "SAY DATETIME"))]
+    assert len([c for c in commands if c.startswith("STREAM FILE ivrs/bundle/submitted ")]) == 2
     # The hang-up handler reached the backend and Asterisk parsed its step: the reply (the
     # call log with its events, over 4,096 bytes) is not asked for.
     [reported] = await handler_lines(stack, call)

@@ -235,3 +235,28 @@ async def test_the_simulator_sends_the_commands_asterisk_sends(
         variables={"IVRS_HELPDESK_DIAL": "Local/helpdesk@ivrs-test-standins"},
     )
     assert comparable(call.commands()) == comparable([e.command for e in record.exchanges])
+
+
+async def test_a_known_caller_number_skips_the_language_menu(
+    stack: Stack, ami: Ami, db: Database
+) -> None:
+    """The language of the number's last call is spoken at once; `*` at the account number
+    still leads to the language menu."""
+    number = f"5{secrets.randbelow(10**7):07d}"
+    first = await place(ami, caller_id=number)
+    await first.run(steps(("language.menu", "3")))
+    await first.wait_prompt("login.account")
+    await first.hangup_caller()
+    await first.ended()
+    await closed_call(db, first.uniqueid)
+    again = await place(ami, caller_id=number)
+    await again.run(steps(("language.remembered", ""), ("login.account", "*")))
+    await again.wait_prompt("language.menu")
+    await again.hangup_caller()
+    await again.ended()
+    commands = again.commands()
+    languages = [c for c in commands if c.startswith("SET VARIABLE CHANNEL(language) ")]
+    assert languages[0] == 'SET VARIABLE CHANNEL(language) "en"'  # asked of nobody
+    account = next(i for i, c in enumerate(commands) if "ivrs/login/account" in c)
+    assert not [c for c in commands[:account] if "ivrs/language/menu" in c]
+    assert not [c for c in commands if "ivrs/call/keys" in c]  # heard on the first call
