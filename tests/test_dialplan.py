@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from ivr.call import HELPDESK_VARIABLE
+
 DIALPLAN_DIR = Path(__file__).resolve().parent.parent / "dialplan"
 EXTENSIONS_CONF = DIALPLAN_DIR / "extensions.conf"
 HOTLINES = ("39023333", "31532265")
@@ -459,8 +461,9 @@ def test_helpdesk_transfer_dials_3669_0000_over_the_helpdesk_endpoint(plan: Dial
     assert call.expanded(dial).split(",")[0] == "PJSIP/36690000@helpdesk"
     # One name for the dialplan and the FastAGI server (ivr/flow.py asks for it).
     assert dial.args.startswith("${IVRS_HELPDESK_DIAL},")
-    call_py = (DIALPLAN_DIR.parent / "ivr" / "call.py").read_text(encoding="utf-8")
-    assert 'HELPDESK_VARIABLE = "IVRS_HELPDESK_DIAL"' in call_py
+    flow = (DIALPLAN_DIR.parent / "ivr" / "flow.py").read_text(encoding="utf-8")
+    assert HELPDESK_VARIABLE == "IVRS_HELPDESK_DIAL"
+    assert "get_var(HELPDESK_VARIABLE)" in flow
     assert call.variables["TIMEOUT(absolute)"] == plan.globals["IVRS_HELPDESK_LIMIT"]
     assert "Playback" not in call.apps()[: call.index("Dial")]
     pjsip = (DIALPLAN_DIR / "pjsip.conf").read_text(encoding="utf-8")

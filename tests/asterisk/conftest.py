@@ -9,37 +9,26 @@ failure (`make test` builds it first)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import secrets
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pyotp
 import pytest
 from cryptography.fernet import Fernet
 
-from backend import admin
 from backend.database import Database, open_database
 from backend.settings import BackendSettings
-from formats import keypad_keys
+from harness.postgres import free_port
 from prompts.build import build
 from tests.asterisk.driver import Ami
 from tests.asterisk.instance import REPO, TESTER, Asterisk, Ports, environment, installed_prefix
-from tests.postgres import free_port
+from tests.asterisk.stack import Process, Stack, start_process, wait_listening
 
 HERE = Path(__file__).resolve().parent
 PREFIX, WHY_NOT = installed_prefix()
-READY_TIMEOUT_S = 60
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -53,86 +42,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if WHY_NOT.startswith("skip: "):
         terminalreporter.write_line(WHY_NOT.removeprefix("skip: "))
-
-
-# --- processes --------------------------------------------------------------------------------
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def lines(self) -> list[str]:
-        return self.log.read_text(encoding="utf-8", errors="replace").splitlines()
-
-    def events(self) -> list[dict[str, Any]]:
-        """The JSON log lines of an `ivrs` process."""
-        out = []
-        for line in self.lines():
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-        return out
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def start_process(name: str, argv: list[str], env: dict[str, str], logs: Path) -> Process:
-    log = logs / f"{name}.log"
-    popen = subprocess.Popen(
-        argv,
-        cwd=logs,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    return Process(name, popen, log)
-
-
-def wait_listening(process: Process, port: int) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"{process.name} ended: {process.lines()[-20:]}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{process.name} not listening on {port} in {READY_TIMEOUT_S} s")
-
-
-@dataclass
-class Stack:
-    asterisk: Asterisk
-    backend: Process
-    agi: Process
-    agi_without_ami: Process
-    settings: BackendSettings  # the backend process's, for the test's own database access
-    sms_outbox: Path
-
-    @property
-    def backend_url(self) -> str:
-        return f"http://127.0.0.1:{self.asterisk.ports.backend}"
-
-    def get(self, path: str) -> Any:
-        request = urllib.request.Request(
-            self.backend_url + path, headers={"Authorization": f"Bearer {self.settings.api_token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return json.load(reply)
-
-    def sms(self) -> list[dict[str, str]]:
-        if not self.sms_outbox.exists():
-            return []
-        return [json.loads(line) for line in self.sms_outbox.read_text().splitlines()]
 
 
 @pytest.fixture(scope="session")
@@ -247,41 +156,3 @@ async def ami(stack: Stack) -> AsyncIterator[Ami]:
 async def db(stack: Stack) -> AsyncIterator[Database]:
     async with open_database(stack.settings) as database:
         yield database
-
-
-# --- truckers on the real clock ----------------------------------------------------------------
-
-
-@dataclass
-class Trucker:
-    account: str
-    password: str
-    seed: str
-    ccrns: list[str]
-    vehicle: str = "AB1234"
-
-    def code(self) -> str:
-        """The code the token shows now (the backend process runs on the real clock)."""
-        return pyotp.TOTP(self.seed, digits=6, interval=60).now()
-
-    def wrong_code(self) -> str:
-        return f"{(int(self.code()) + 500_000) % 1_000_000:06d}"
-
-    @property
-    def letter_keys(self) -> str:
-        return "".join(keypad_keys(c) for c in self.vehicle if c.isalpha()) + "#"
-
-    @property
-    def number_keys(self) -> str:
-        return "".join(c for c in self.vehicle if c.isdigit()) + "#"
-
-
-async def make_trucker(db: Database, cargo: int = 1, **account: Any) -> Trucker:
-    number = str(secrets.randbelow(90_000_000) + 10_000_000)
-    password = f"{secrets.randbelow(900_000) + 100_000}"
-    await admin.create_account(db, number, password, **account)
-    seed = await admin.add_token(
-        db, number, kind="hardware", digits=6, period=60, expires_on=date(2029, 4, 30)
-    )
-    ccrns = [await admin.lodge_cargo(db) for _ in range(cargo)]
-    return Trucker(number, password, seed, ccrns)

@@ -257,10 +257,13 @@ async def place(
     extension: str = "39023333",
     context: str = "ivrs-test",
     code: Callable[[], str] | None = None,
-    caller_id: str = "91234567",
+    caller_id: str | None = None,
     sms: Callable[[], str] | None = None,
 ) -> Call:
-    """Originate a test call; returns once both halves exist (the IVR half is running)."""
+    """Originate a test call; returns once both halves exist (the IVR half is running).
+    By default from a number never seen before, so the language menu is asked (a known
+    number's language is remembered)."""
+    caller_id = caller_id or f"9{secrets.randbelow(10**7):07d}"
     base = f"{secrets.randbelow(10**9)}"
     call = Call(ami, f"ivrs-{base}.2", f"ivrs-{base}.1", len(ami.events), code=code, sms=sms)
     reply = await ami.action(

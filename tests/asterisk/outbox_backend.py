@@ -31,7 +31,7 @@ class FileSender:
 
 def main() -> int:
     outbox = Path(os.environ["IVRS_TEST_SMS_OUTBOX"])
-    backend.app.sender_for = lambda _name: FileSender(outbox)  # create_app's default sender
+    backend.app.sender_for = lambda *_: FileSender(outbox)  # create_app's default sender
     return ivrs(["backend", *sys.argv[1:]])
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from backend.database import Database
-from tests.asterisk.conftest import Stack
+from tests.asterisk.calls import login_then_leave
 from tests.asterisk.driver import Ami
 from tests.asterisk.instance import TESTER
-from tests.asterisk.test_real_secrets import login_then_leave
+from tests.asterisk.stack import Stack
 
 
 async def logins(stack: Stack) -> int:

@@ -9,25 +9,11 @@ import wave
 from pathlib import Path
 
 from backend.database import Database
-from tests.asterisk import driver
-from tests.asterisk.conftest import Stack, Trucker, make_trucker
-from tests.asterisk.driver import Ami, Step, place
-from tests.asterisk.test_real_calls import closed_call, logged_line, login
+from tests.asterisk.calls import login_then_leave
+from tests.asterisk.driver import Ami
+from tests.asterisk.stack import Stack
 
 CHUNK_S = 0.25  # a stretch of a prompt's samples looked for in the recording
-
-
-async def login_then_leave(
-    stack: Stack, ami: Ami, db: Database, extension: str = "39023333", context: str = "ivrs-test"
-) -> tuple[Trucker, driver.Call]:
-    t = await make_trucker(db)
-    call = await place(ami, extension=extension, context=context, code=t.code)
-    await call.run([*login(t, listen=True), Step("menu.main", "9", listen=True)])
-    await call.wait_prompt("call.goodbye")
-    await call.ended()
-    assert (await closed_call(db, call.uniqueid)).outcome == "completed"
-    await logged_line(stack, f"End MixMonitor Recording {call.channel}")
-    return t, call
 
 
 def samples(path: Path) -> bytes:
@@ -69,7 +55,9 @@ async def test_the_recording_is_muted_over_the_secrets_through_ami(
     _, call = await login_then_leave(stack, ami, db)
     recording = samples(stack.asterisk.recordings / f"{call.uniqueid}.wav")
     wav = lambda name: prompt_wav(stack, name)  # noqa: E731
-    assert heard(recording, wav("ivrs/login/account")) and heard(recording, wav("ivrs/menu/main"))
+    assert heard(recording, wav("ivrs/login/account")) and heard(
+        recording, wav("ivrs/vehicle/letters")
+    )
     assert not heard(recording, wav("ivrs/login/password"))
     assert not heard(recording, wav("ivrs/login/token"))
     # The muted stretch keeps its time, as digital silence: both secret prompts at least.
@@ -89,7 +77,9 @@ async def test_without_ami_the_recording_stops_over_the_secrets_and_goes_on_afte
     _, call = await login_then_leave(stack, ami, db, "no-ami", "ivrs-test-driven")
     recording = samples(stack.asterisk.recordings / f"{call.uniqueid}.wav")
     wav = lambda name: prompt_wav(stack, name)  # noqa: E731
-    assert heard(recording, wav("ivrs/login/account")) and heard(recording, wav("ivrs/menu/main"))
+    assert heard(recording, wav("ivrs/login/account")) and heard(
+        recording, wav("ivrs/vehicle/letters")
+    )
     assert not heard(recording, wav("ivrs/login/password"))
     assert not heard(recording, wav("ivrs/login/token"))
     events = [e for e in stack.agi_without_ami.events() if e.get("call") == call.uniqueid]
