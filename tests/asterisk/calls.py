@@ -29,8 +29,7 @@ def bundling(t: Trucker) -> list[Step]:
         ("vehicle.digits", t.number_keys),
         ("vehicle.confirm", "1"),
         ("bundle.ccrn", t.ccrns[0] + "#"),
-        ("bundle.ccrn_confirm", "1"),
-        ("bundle.more", "2"),
+        ("bundle.more", "2"),  # the CCRN read back with the question
     )
 
 

@@ -194,13 +194,12 @@ SCRIPTS = {
         [("vehicle.letters", "*"), ("menu.main", "9")],
     ),
     "bundle": (
-        "3 {account} {password}# {totp}# 2122# 1234# 1 {ccrn}# 1 2 .",
+        "3 {account} {password}# {totp}# 2122# 1234# 1 {ccrn}# 2 .",
         [
             ("vehicle.letters", "2122#"),
             ("vehicle.digits", "1234#"),
             ("vehicle.confirm", "1"),
             ("bundle.ccrn", "{ccrn}#"),
-            ("bundle.ccrn_confirm", "1"),
             ("bundle.more", "2"),
         ],
     ),
