@@ -19,6 +19,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from prompts.catalog import Sound, default_catalog
+
 Message = dict[str, str]
 READING = ("STREAM FILE", "GET DATA", "WAIT FOR DIGIT", "SAY ")  # commands that take keys
 ONLY_READING = ("GET DATA", "WAIT FOR DIGIT")  # ... and play no prompt
@@ -106,8 +108,10 @@ class Ami:
 
 
 def prompt_file(prompt_id: str) -> str:
-    """The first sound file of a prompt (prompts/catalog.yaml: ivrs/<part>/<name>)."""
-    return "ivrs/" + prompt_id.replace(".", "/")
+    """The first sound file of a prompt (prompts/catalog.yaml: ivrs/<part>/<name>, or its
+    `-2` part where the prompt opens with a variable, as `bundle.more` opens with the CCRN)."""
+    sounds = [p for p in default_catalog().parts(prompt_id, "en") if isinstance(p, Sound)]
+    return sounds[0].file if sounds else "ivrs/" + prompt_id.replace(".", "/")
 
 
 @dataclass
