@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -142,11 +143,12 @@ class SentSms:
     kind: str
 
 
-class _ReadsCodes:
+class _ReadsCodes(ABC):
     """`last_code` for senders that keep what they sent (`messages`)."""
 
+    @abstractmethod
     def messages(self, mobile: str | None = None) -> list[SentSms]:
-        raise NotImplementedError
+        """What the sender sent (to `mobile` only, when given), oldest first."""
 
     def last_code(self, mobile: str) -> str | None:
         """The code of the last SMS code sent to `mobile` (8 digits or E.164), if any."""
