@@ -697,7 +697,7 @@ def backend_rows(r: dict[str, Any], args: argparse.Namespace) -> list[tuple[str,
     b, floor = r["bundle"], r["backend_floor"]
     per_request_us = b["backend_per_call_ms"] * 1000 / max(b["backend_requests_per_call"], 1)
     ratio = per_request_us / max(floor["row_us"], 1.0)  # /proc's CPU ticks: 0 on few requests
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             f"backend CPU per request, bundling calls, {args.concurrency} at once (login's "
             "Argon2 on the cheap test profile); floor: a do-nothing aiohttp handler / a one-row "
@@ -723,7 +723,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     cost_ratio = p["cpu_per_command_us"] / floor_us if floor_us else math.inf
     yes = {True: "yes", False: "**no**"}
     needed_cores = 20 * c["calls_per_s"] * b["machine_per_call_ms"] / 1000
-    rows = [
+    rows: list[tuple[str, ...]] = [
         ("what", "FastAGI server", "floor (no work)", "classic AGI", "goal", "met"),
         ("---",) * 6,
         (

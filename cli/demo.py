@@ -45,7 +45,8 @@ SOUNDS = Path(os.environ.get("IVRS_SOUNDS_DIR", "var/sounds"))
 def demo_keys(ccrns: list[str]) -> str:
     """English; account, password, token code; mobile, confirm, SMS code; accept the terms;
     bundle (straight after login): vehicle AB1234, two CCRNs (each read back with the next
-    question), submit; another vehicle, then `*` to the other services; check the vehicle (offered as the recent one); end the call."""
+    question), submit; another vehicle, then `*` to the other services; check the vehicle
+    (offered as the recent one); end the call."""
     letters = "".join(keypad_keys(c) for c in DEMO_VEHICLE if c.isalpha())
     digits = "".join(c for c in DEMO_VEHICLE if c.isdigit())
     first, second = ccrns

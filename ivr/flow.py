@@ -102,9 +102,10 @@ async def remembered_language(call: Call) -> str | None:
 async def choose_language(call: Call, remembered: str | None = None) -> None:
     """The caller number's last language without asking; otherwise the language menu."""
     call.enter("language")
-    call.language = remembered or await call.menu(
-        "language.menu", LANGUAGES, on_silence=DEFAULT_LANGUAGE
-    )
+    if remembered:
+        call.language = remembered
+    else:
+        call.language = await call.menu("language.menu", LANGUAGES, on_silence=DEFAULT_LANGUAGE)
     await call.channel.set_var("CHANNEL(language)", call.language)  # SAY speaks this language
 
 
