@@ -361,16 +361,19 @@ def note_silence(results: dict[str, Any], lang: str, record: CallRecord, case: s
 
 def table(results: dict[str, Any], langs: Sequence[str]) -> str:
     head = " / ".join(langs)
-    lines = [f"| call | seconds ({head}) | goal |", "|---|---|---|"]
+    lines = [f"| call | seconds ({head}) | goal | met |", "|---|---|---|---|"]
     for row in ROWS:
-        values = " / ".join(f"{results['rows'][row.name, lang]:.0f}" for lang in langs)
-        lines.append(f"| {row.name} | {values} | ≤ {row.goal_s:.0f} in every language |")
+        seconds = [results["rows"][row.name, lang] for lang in langs]
+        values = " / ".join(f"{s:.1f}" for s in seconds)
+        met = "yes" if max(seconds) <= row.goal_s else "**no**"
+        lines.append(f"| {row.name} | {values} | ≤ {row.goal_s:.0f} in every language | {met} |")
     silences = results["silence"]
     values = " / ".join(f"{silences[lang][0] / 1000:.1f}" for lang in langs)
     worst = max(langs, key=lambda lang: silences[lang][0])
     lines.append(
         f"| longest silence the caller hears, backend slow or hanging included "
-        f"(worst: {silences[worst][1]}) | {values} | ≤ 4 s |"
+        f"(worst: {silences[worst][1]}) | {values} | ≤ 4 s | "
+        + ("yes |" if silences[worst][0] <= 4000 else "**no** |")
     )
     return "\n".join(lines)
 
