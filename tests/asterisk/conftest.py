@@ -104,32 +104,29 @@ def stack(prefix: Path, sounds: Path, tmp_path_factory: pytest.TempPathFactory) 
             "IVRS_BACKEND_URL": backend_url,
             "IVRS_API_TOKEN": token,
         }
-        agi = start_process(
+
+        def start_agi(name: str, port: int, extra_env: dict[str, str]) -> Process:
+            env = agi_env | {
+                "IVRS_AGI_PORT": str(port),
+                "IVRS_SPOOL_DIR": str(root / f"spool-{name}"),
+            }
+            process = start_process(
+                name, [sys.executable, "-m", "cli.main", "agi"], env | extra_env, asterisk.logs
+            )
+            processes.append(process)
+            return process
+
+        agi = start_agi(
             "agi",
-            [sys.executable, "-m", "cli.main", "agi"],
-            agi_env
-            | {
-                "IVRS_AGI_PORT": str(ports.agi),
-                "IVRS_SPOOL_DIR": str(root / "spool-agi"),
+            ports.agi,
+            {
                 "IVRS_AMI_HOST": "127.0.0.1",
                 "IVRS_AMI_PORT": str(ports.ami),
                 "IVRS_AMI_USERNAME": "ivrs",
                 "IVRS_AMI_SECRET": asterisk.ami_secret,
             },
-            asterisk.logs,
         )
-        processes.append(agi)
-        agi_without_ami = start_process(
-            "agi-without-ami",
-            [sys.executable, "-m", "cli.main", "agi"],
-            agi_env
-            | {
-                "IVRS_AGI_PORT": str(ports.agi_without_ami),
-                "IVRS_SPOOL_DIR": str(root / "spool-agi-without-ami"),
-            },
-            asterisk.logs,
-        )
-        processes.append(agi_without_ami)
+        agi_without_ami = start_agi("agi-without-ami", ports.agi_without_ami, {})
         asterisk.start()
         for process, port in (
             (backend, ports.backend),
