@@ -1,10 +1,11 @@
 """Bursts: many callers arriving at the same moment (a suspension ends, Asterisk restarts). Every
-call connects to one FastAGI server (`ivrs agi`) at once, against one backend process; each is
-answered, chooses its language, hears the welcome and hangs up at the account prompt, so its
-backend requests are the call's start and end (open call, service status, end call): those
-that pile up in a burst.
+call connects to one FastAGI server (`ivrs agi`) at once, against the backend (`ivrs backend`,
+one process unless `--backend-workers`); each is answered, chooses its language, hears the
+welcome and hangs up at the account prompt, so its backend requests are the call's start and
+end (open call, service status, end call): those that pile up in a burst.
 
     .venv/bin/python -m bench.bench_burst --calls 1000 [--postgres] [--real-time]
+    .venv/bin/python -m bench.bench_burst --calls 5000 --postgres --backend-workers 2
     .venv/bin/ivrs bench --burst 1000 ...        # the same phase, in the whole run
 
 Measured: how many heard `error.service_unavailable`, how many failed otherwise, the think time
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.bench_calls import REPOSITORY, Stack, percentile, start_stack, timed_call, unpin
+from bench.bench_calls import Stack, percentile, start_stack, timed_call, unpin
+from harness.postgres import start_postgres
 
 BURST_KEYS = "3 !"  # language 3, then hang up at the account prompt
 UNAVAILABLE = "error.service_unavailable"
@@ -55,6 +56,7 @@ async def burst_phase(stack: Stack, calls: int, real_time: bool = False) -> dict
     unavailable = sum(UNAVAILABLE in ids for ids in heard)
     return {
         "calls": calls,
+        "backend_workers": stack.backend_workers,
         "unavailable": unavailable,
         "failed": sum("login.account" not in ids and UNAVAILABLE not in ids for ids in heard),
         "errors": Counter(type(r).__name__ for r in records if isinstance(r, BaseException)),
@@ -81,8 +83,8 @@ def burst_row(b: dict[str, Any], kind: str = "burst") -> tuple[str, ...]:
         else "prompts take no time, so the wait for the call's opening request is in it"
     )
     return (
-        f"burst: {b['calls']} calls arriving at the same moment (call start, one backend "
-        f"process; {prompts})",
+        f"burst: {b['calls']} calls arriving at the same moment (call start, "
+        f"{b.get('backend_workers', 1)} backend process(es); {prompts})",
         f"{b['unavailable']} heard service unavailable, {b['failed']} failed otherwise; think "
         f"time p50 / p99 {b['think_p50'] * 1000:.0f} / {b['think_p99'] * 1000:.0f} ms; "
         f"cleared in {b['clear_s']:.1f} s",
@@ -95,7 +97,8 @@ def burst_row(b: dict[str, Any], kind: str = "burst") -> tuple[str, ...]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     async def on(url: str | None) -> dict[str, Any]:
-        stack = await start_stack(Path(tempfile.mkdtemp(prefix="ivrs-burst-")), url, 1)
+        tmp = Path(tempfile.mkdtemp(prefix="ivrs-burst-"))
+        stack = await start_stack(tmp, url, 1, args.backend_workers)
         try:
             return await burst_phase(stack, args.calls, args.real_time)
         finally:
@@ -106,9 +109,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.postgres:
         return await on(None)
-    sys.path.insert(0, REPOSITORY)
-    from tests.postgres import start_postgres
-
     server = await asyncio.to_thread(start_postgres)
     try:
         async with server.database() as url:
@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--real-time", action="store_true", help="prompts play for their length (else: no time)"
     )
+    parser.add_argument(
+        "--backend-workers", type=int, default=1, help="`ivrs backend --workers N` (1)"
+    )
     args = parser.parse_args(argv)
+    if args.backend_workers > 1 and not args.postgres:
+        parser.error("--backend-workers needs --postgres (backend processes share PostgreSQL only)")
     result = asyncio.run(run(args))
     kind = "burst_real_time" if args.real_time else "burst"
     print("| " + " | ".join(burst_row(result, kind)[:2]) + " |")

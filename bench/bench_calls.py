@@ -261,6 +261,7 @@ class Stack:
     backend: ServerProcess | None = None
     truckers: list[Trucker] = field(default_factory=list)
     database_pid: int | None = None  # the database server's (PostgreSQL's postmaster), if any
+    backend_workers: int = 1  # `ivrs backend --workers`
     servers: list[ServerProcess] = field(default_factory=list)  # stopped at the end, whatever
 
     @property
@@ -348,6 +349,7 @@ async def start_stack(
     )
     stack = Stack(tmp, env, truckers=made)
     stack.backend = await start_backend_process(env, backend_workers)
+    stack.backend_workers = backend_workers
     return stack
 
 
