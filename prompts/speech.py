@@ -124,7 +124,11 @@ def _jyutping() -> Callable[[str], list[tuple[str, str | None]]]:
 
 
 # Words pypinyin reads with the wrong one of two readings (checked over the whole catalog).
-PINYIN_FIXES = {"重听": [["chóng"], ["tīng"]], "切换": [["qiē"], ["huàn"]]}
+PINYIN_FIXES = {
+    "重听": [["chóng"], ["tīng"]],
+    "重输": [["chóng"], ["shū"]],
+    "切换": [["qiē"], ["huàn"]],
+}
 
 
 @cache

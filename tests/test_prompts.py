@@ -127,6 +127,16 @@ def test_engines_read_phone_numbers_digit_by_digit_and_spell_acronyms() -> None:
     assert '<voice name="en">FortiToken Mobile</voice>' in pinyin_ssml("令牌或 FortiToken Mobile")
 
 
+def test_every_chong_of_the_putonghua_prompts_is_said_again_not_heavy() -> None:
+    """重 in the prompts always means "again" (重听, 重新, 重输): chong2, which pypinyin alone
+    misreads as zhong4 in some words."""
+    texts = [t["zh_CN"] for t in default_catalog().prompts.values() if "重" in t.get("zh_CN", "")]
+    assert len(texts) >= 4
+    for text in texts:
+        said = pinyin_ssml(text)
+        assert text.count("重") == said.count("chong2") and "zhong4" not in said, (text, said)
+
+
 # -- Cantonese read from Jyutping ------------------------------------------------------------
 
 
