@@ -50,7 +50,8 @@ class LoginSessions:
 
     def recent_vehicles(self, account: str) -> list[str]:
         """The account's recent vehicles, as its latest login in a live call answered them."""
-        return list(_latest(self._recent, account) or [])
+        recent: list[str] | None = _latest(self._recent, account)
+        return list(recent or [])
 
     def bundled(self, account: str, vehicle_mark: str) -> None:
         """A bundle was made to `vehicle_mark`: it is now the account's most recent vehicle."""
