@@ -102,16 +102,14 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.post("/v1/calls")
 async def open_call(request: web.Request) -> web.Response:
+    """The call log opened, answered with what the call's first prompts need: the caller
+    number's remembered language and whether the service is suspended (one request, not three)."""
     body = await read_body(request, CallOpening)
-    call, created = await call_logs.open_call(request.app[DATABASE], **body.model_dump())
-    return web.json_response({"call_id": call.id}, status=201 if created else 200)
-
-
-@routes.get("/v1/callers/{caller_id}/language")
-async def caller_language(request: web.Request) -> web.Response:
-    caller_id = request.match_info["caller_id"]
-    language = await call_logs.last_language(request.app[DATABASE], caller_id)
-    return web.json_response({"language": language})
+    db = request.app[DATABASE]
+    call, created = await call_logs.open_call(db, **body.model_dump())
+    language = await call_logs.last_language(db, body.caller_id) if body.caller_id else None
+    reply = {"call_id": call.id, "language": language, "service": _service_status(request)}
+    return web.json_response(reply, status=201 if created else 200)
 
 
 @routes.post(f"/v1/calls/{CALL_ID}/events")
@@ -168,6 +166,9 @@ async def create_session(request: web.Request) -> web.Response:
     )
     state = registration.activation(account, request.app[SETTINGS].terms_version)
     token, expires_at = await sessions.open_session(request.app[DATABASE], account, body.call_id)
+    # What the prompt after the login needs: the vehicles to offer (bundling, cancelling and
+    # enquiries all start there).
+    recent = await bundling.recent_marks(request.app[DATABASE], account.id)
     return web.json_response(
         {
             "session": {"token": token, "expires_at": expires_at.isoformat()},
@@ -178,22 +179,20 @@ async def create_session(request: web.Request) -> web.Response:
                 "mobile": account.mobile,
                 "mobile_registered": state.mobile_registered,
                 "terms_accepted": state.terms_accepted,
+                "recent_vehicles": recent,
             },
         }
     )
 
 
-@routes.get("/v1/service-status")
-async def service_status(request: web.Request) -> web.Response:
+def _service_status(request: web.Request) -> dict[str, Any]:
     settings = request.app[SETTINGS]
     start, end = settings.suspended_from, settings.suspended_until
-    return web.json_response(
-        {
-            "suspended": settings.suspended(settings.clock()),
-            "from": start.isoformat() if start else None,
-            "until": end.isoformat() if end else None,
-        }
-    )
+    return {
+        "suspended": settings.suspended(settings.clock()),
+        "from": start.isoformat() if start else None,
+        "until": end.isoformat() if end else None,
+    }
 
 
 @routes.post("/v1/accounts/{number}/mobile")
@@ -235,12 +234,6 @@ async def accept_terms(request: web.Request) -> web.Response:
             "call_id": acceptance.call_id,
         }
     )
-
-
-@routes.get("/v1/accounts/{number}/vehicles/recent")
-async def recent_vehicles(request: web.Request) -> web.Response:
-    marks = await bundling.recent_marks(request.app[DATABASE], request.match_info["number"])
-    return web.json_response({"marks": marks})
 
 
 @routes.get("/v1/cargo/{number}")

@@ -220,14 +220,14 @@ async def unbundle(
     return Cancellation(vehicle_mark, cancelled)
 
 
-async def recent_marks(db: Database, account_number: str) -> list[str]:
-    """The marks of the last vehicles the account bundled to, most recent first (at most 3)."""
+async def recent_marks(db: Database, account_id: int) -> list[str]:
+    """The marks of the last vehicles the account bundled to, most recent first (at most 3):
+    the login answers with them (the vehicle prompt offers them)."""
     async with db.sessions() as session:
-        account = await _account(session, account_number)
         return list(
             await session.scalars(
                 select(Bundle.vehicle_mark)
-                .where(Bundle.account_id == account.id)
+                .where(Bundle.account_id == account_id)
                 .group_by(Bundle.vehicle_mark)
                 .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
                 .limit(RECENT_VEHICLES)

@@ -1,5 +1,6 @@
-"""Call logs on their way to the backend: opened, events in batches as the call goes (so the
-supervisors' console shows a live call's stage), ended; in order, and never lost.
+"""Call logs on their way to the backend: opened as the call starts, then ended with all its
+events in one request (a call's events are sent before its end only past EVENTS_PER_REQUEST);
+in order, and never lost.
 
 Each call's records go out in order from a task of their own, off the caller's path. When the
 backend cannot take one (down, timed out, or the circuit breaker open), it goes to the local
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -28,16 +28,16 @@ from typing import Any
 
 import structlog
 
-from backend_client import BackendClient, BackendError, BackendUnavailable
+from backend_client import BackendClient, BackendError, BackendUnavailable, CallOpened
 from backend_client.spool import REJECTED, Record, Spool, SpoolBusy
 
 log = structlog.get_logger("backend_client.call_log")
 
-EVENTS_PER_REQUEST = 500  # the API takes at most 1000
+# A call's events wait in memory for its end, which carries them; a call that has made this
+# many before its end (a caller repeating a menu for minutes) sends them on (the API takes at
+# most 1000 a request), so a call's memory stays bounded.
+EVENTS_PER_REQUEST = 500
 RETRY_S = 1.0  # the deliverer's pause after a failed try (longer while the breaker is open)
-# A call sends its events at most this often: a stage change shows in the console within this
-# time, and a caller racing through prompts costs the backend one request per interval.
-EVENTS_EVERY_S = 0.5
 # Classic AGI processes (agi_scripts/) spool under the FastAGI server's spool directory, one
 # directory per call; the server's deliverer looks for those left behind this often.
 LEFT_SPOOLS = "classic-*"
@@ -55,14 +55,18 @@ class CallOpening:
     language: str | None
 
 
-async def deliver(client: BackendClient, record: Record, call_ids: dict[str, int]) -> None:
+async def deliver(
+    client: BackendClient, record: Record, call_ids: dict[str, int]
+) -> CallOpened | None:
     """Send one record; `call_ids` remembers (and learns) the backend's id of each uniqueid.
-    Raises BackendUnavailable (try again later) or BackendError (refused: never will be)."""
+    The backend's answer to the opening, when this opened the call. Raises BackendUnavailable
+    (try again later) or BackendError (refused: never will be)."""
     opening = record["call"]
+    opened = None
     call_id = call_ids.get(opening["uniqueid"])
     if call_id is None:
-        call_id = await client.open_call(**opening)
-        call_ids[opening["uniqueid"]] = call_id
+        opened = await client.open_call(**opening)
+        call_id = call_ids[opening["uniqueid"]] = opened.call_id
     events = record.get("events", [])
     # An end takes its call's last events along: one request, not two, at every call's end.
     along = (
@@ -79,6 +83,7 @@ async def deliver(client: BackendClient, record: Record, call_ids: dict[str, int
             record.get("language"),  # absent from records spooled by older versions
             along,
         )
+    return opened
 
 
 Reject = Callable[[list[Record], Exception], Awaitable[None]]
@@ -144,7 +149,7 @@ def _keeping_in(spool: Spool) -> Reject:
 
 @dataclass
 class CallLog:
-    """One call's log: `open`, `add` (fire and forget), `end` (waits until sent or spooled)."""
+    """One call's log: `open`, `add` (kept for the end), `end` (waits until sent or spooled)."""
 
     opening: CallOpening
     outbox: CallLogOutbox
@@ -152,43 +157,26 @@ class CallLog:
     _records: deque[Record] = field(default_factory=deque)
     _sender: asyncio.Task[None] | None = None
     _spooling: bool = False
-    _opened: asyncio.Future[int] | None = None
+    _opened: asyncio.Future[CallOpened] | None = None
     _waiting: list[dict[str, Any]] = field(default_factory=list)  # events not queued yet
-    _last_queued: float = float("-inf")
-    _timer: asyncio.TimerHandle | None = None
     _call: dict[str, Any] | None = None  # `opening` as a record's "call", made once
 
-    def open(self) -> asyncio.Future[int]:
-        """Open the call log now; the future gives its id, or BackendUnavailable."""
+    def open(self) -> asyncio.Future[CallOpened]:
+        """Open the call log now; the future gives the backend's answer (the call's id, the
+        caller's remembered language, the service status), or raises BackendUnavailable."""
         self._opened = asyncio.get_running_loop().create_future()
         self._opened.add_done_callback(_consume_error)  # the call may end before asking
         self._push({"op": "open"})
         return self._opened
 
     def add(self, events: list[dict[str, Any]]) -> None:
-        """Send `events` soon: now, or within EVENTS_EVERY_S of the call's last request."""
+        """Keep `events` for the end; past EVENTS_PER_REQUEST of them, send them now."""
         self._waiting += events
-        if not self._waiting or self._timer is not None:
-            return
-        wait = self._last_queued + EVENTS_EVERY_S - time.monotonic()
-        if wait > 0:
-            self._timer = asyncio.get_running_loop().call_later(wait, self._queue_events)
-        else:
-            self._queue_events()
-
-    def _queue_events(self) -> None:
-        if events := self._take_events():
-            self._push({"op": "events", "events": events})
+        if len(self._waiting) >= EVENTS_PER_REQUEST:
+            self._push({"op": "events", "events": self._take_events()})
 
     def _take_events(self) -> list[dict[str, Any]]:
-        """The events waiting, with those of a queued record not sent yet (taken off the queue:
-        one request for both)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         events, self._waiting = self._waiting, []
-        if self._records and self._records[-1]["op"] == "events":
-            events = self._records.pop()["events"] + events
         return events
 
     async def end(
@@ -215,7 +203,6 @@ class CallLog:
             await asyncio.shield(self._sender)
 
     def _push(self, record: Record) -> None:
-        self._last_queued = time.monotonic()
         if self._call is None:
             self._call = asdict(self.opening)
         self._records.append({**record, "call": self._call})
@@ -243,10 +230,10 @@ class CallLog:
 
     async def _deliver(self, record: Record) -> None:
         call_ids = {} if self.call_id is None else {self.opening.uniqueid: self.call_id}
-        await deliver(self.outbox.client, record, call_ids)
+        opened = await deliver(self.outbox.client, record, call_ids)
         self.call_id = call_ids[self.opening.uniqueid]
-        if self._opened is not None and not self._opened.done():
-            self._opened.set_result(self.call_id)
+        if opened is not None and self._opened is not None and not self._opened.done():
+            self._opened.set_result(opened)
 
     def _opened_failed(self, error: Exception) -> None:
         if self._opened is not None and not self._opened.done():

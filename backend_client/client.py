@@ -7,9 +7,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -20,9 +18,9 @@ from backend_client.replies import (
     BackendError,
     BackendUnavailable,
     Bundle,
+    CallOpened,
     CargoCheck,
     CircuitOpen,
-    ServiceStatus,
 )
 from backend_client.sessions import LoginSessions
 
@@ -44,9 +42,6 @@ UNREACHABLE = (
     aiohttp.ServerDisconnectedError,
     aiohttp.ClientOSError,
 )
-# Every call starts by asking whether the service is suspended; a suspension is planned hours
-# ahead, so one answer serves all the calls of a few seconds.
-STATUS_TTL_S = 5.0
 
 
 @dataclass
@@ -61,8 +56,6 @@ class BackendClient:
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     connections: int = CONNECTIONS  # at most at once; more requests wait for one
     _connections: asyncio.Semaphore = field(init=False, repr=False)
-    _status: tuple[float, ServiceStatus] | None = field(default=None, repr=False)
-    _status_asked: asyncio.Task[ServiceStatus] | None = field(default=None, repr=False)
     logins: LoginSessions = field(default_factory=LoginSessions, repr=False)
 
     def __post_init__(self) -> None:
@@ -197,7 +190,9 @@ class BackendClient:
         caller_id: str | None,
         channel: str | None,
         language: str | None,
-    ) -> int:
+    ) -> CallOpened:
+        """Open the call log; the answer carries what the first prompts need (the caller
+        number's remembered language, the service's suspension)."""
         body = await self._request(
             "POST",
             "/v1/calls",
@@ -210,7 +205,7 @@ class BackendClient:
             },
             safe=True,  # the same uniqueid gives the same call
         )
-        return int(body["call_id"])
+        return CallOpened.from_json(body)
 
     async def add_events(self, call_id: int, events: list[dict[str, Any]]) -> None:
         await self._request("POST", f"/v1/calls/{call_id}/events", json={"events": events})
@@ -272,28 +267,6 @@ class BackendClient:
             bool(a.get("terms_accepted", not a["needs_activation"])),
         )
 
-    async def service_status(self) -> ServiceStatus:
-        """Whether the service is suspended: asked at most once every STATUS_TTL_S, however
-        many calls start meanwhile."""
-        if self._status is not None and time.monotonic() - self._status[0] < STATUS_TTL_S:
-            return self._status[1]
-        if self._status_asked is None or self._status_asked.done():
-            self._status_asked = asyncio.create_task(self._ask_status())
-            self._status_asked.add_done_callback(lambda t: t.cancelled() or t.exception())
-        # Shielded: a call that ends meanwhile does not cancel the answer the others wait for.
-        return await asyncio.shield(self._status_asked)
-
-    async def _ask_status(self) -> ServiceStatus:
-        body = await self._request("GET", "/v1/service-status", safe=True)
-        start, end = body.get("from"), body.get("until")
-        status = ServiceStatus(
-            bool(body["suspended"]),
-            datetime.fromisoformat(start) if start else None,
-            datetime.fromisoformat(end) if end else None,
-        )
-        self._status = (time.monotonic(), status)
-        return status
-
     # --- first call: mobile and terms -------------------------------------------------------
 
     async def register_mobile(self, account: str, mobile: str, call_id: int | None) -> int:
@@ -323,8 +296,8 @@ class BackendClient:
         )
 
     async def recent_vehicles(self, account: str) -> list[str]:
-        body = await self._request("GET", f"/v1/accounts/{account}/vehicles/recent", safe=True)
-        return list(body["marks"])
+        """The account's recent vehicles: its login answered them (no request)."""
+        return self.logins.recent_vehicles(account)
 
     async def check_cargo(self, number: str) -> CargoCheck:
         body = await self._request("GET", f"/v1/cargo/{number}", safe=True)
@@ -350,6 +323,7 @@ class BackendClient:
             headers={"Idempotency-Key": idempotency_key} | self.logins.header(account, call_id),
             safe=True,  # the idempotency key makes a retry harmless
         )
+        self.logins.bundled(account, vehicle_mark)
         return Bundle.from_json(body)
 
     async def unbundle(
@@ -374,12 +348,6 @@ class BackendClient:
             safe=True,
         )
         return list(body["cancelled"])
-
-    async def caller_language(self, caller_id: str) -> str | None:
-        """The language of this caller number's last call (None: not known)."""
-        path = f"/v1/callers/{quote(caller_id, safe='')}/language"
-        body = await self._request("GET", path, safe=True)
-        return body["language"]
 
     async def bundles(self, account: str, vehicle_mark: str | None = None) -> list[Bundle]:
         params = {"account": account}

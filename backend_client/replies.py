@@ -45,6 +45,29 @@ class ServiceStatus:
 
 
 @dataclass(frozen=True)
+class CallOpened:
+    """The call log opened, with what the call's first prompts need."""
+
+    call_id: int
+    language: str | None  # the caller number's last language (None: not known)
+    service: ServiceStatus
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallOpened:
+        status = data.get("service") or {}
+        start, end = status.get("from"), status.get("until")
+        return cls(
+            int(data["call_id"]),
+            data.get("language"),
+            ServiceStatus(
+                bool(status.get("suspended", False)),
+                datetime.fromisoformat(start) if start else None,
+                datetime.fromisoformat(end) if end else None,
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class CargoCheck:
     number: str
     kind: str  # "ccrn" | "batch"

@@ -82,7 +82,9 @@ async def backend_for(
     backend = await start_backend_process(env, workers)
     client = BackendClient(f"http://{HOST}:{backend.port}", API_TOKEN, timeout=60)
     try:
-        await client.service_status()  # the connection made, the first request's costs paid
+        await client._request(
+            "GET", "/v1/health"
+        )  # the connection made, the first request's costs paid
         yield backend, client, truckers
     finally:
         await client.close()
@@ -91,7 +93,8 @@ async def backend_for(
 
 async def open_call(client: BackendClient, n: int) -> int:
     uniqueid = f"{time.time():.0f}.{uuid.uuid4().int % 10**9}"
-    return await client.open_call(uniqueid, "39023333", "91234567", f"PJSIP/t-{n}", "en")
+    opened = await client.open_call(uniqueid, "39023333", "91234567", f"PJSIP/t-{n}", "en")
+    return opened.call_id
 
 
 async def measure(db_url: str | None, calls: int) -> dict[str, float]:
@@ -112,14 +115,9 @@ async def measure(db_url: str | None, calls: int) -> dict[str, float]:
         await step("health (no database)", lambda n, t: client._request("GET", "/v1/health"))
         await step("open call", opened)
         await step(
-            "events (40)",
-            lambda n, t: client.add_events(call_ids[n], call_events(datetime.now(UTC), t.account)),
-        )
-        await step(
             "login",
             lambda n, t: client.login(t.account, PASSWORD, t.code(), call_ids[n], "91234567"),
         )
-        await step("recent vehicles", lambda n, t: client.recent_vehicles(t.account))
         await step("check cargo", lambda n, t: client.check_cargo(t.ccrn))
         await step(
             "bundle",
@@ -128,8 +126,12 @@ async def measure(db_url: str | None, calls: int) -> dict[str, float]:
             ),
         )
         await step(
-            "end call",
-            lambda n, t: client.end_call(call_ids[n], "completed", "goodbye", t.account, "en"),
+            "end call, with the call's 40 events",
+            lambda n, t: client.end_call(
+                call_ids[n],
+                *("completed", "goodbye", t.account, "en"),
+                call_events(datetime.now(UTC), t.account),
+            ),
         )
     return results
 
@@ -137,8 +139,8 @@ async def measure(db_url: str | None, calls: int) -> dict[str, float]:
 async def measure_at_once(
     db_url: str | None, calls: int, at_once: int, workers: int
 ) -> dict[str, float]:
-    """The same requests as whole calls (open, events, login, vehicles, cargo, bundle, end with
-    the last events), `at_once` calls at a time: the backend alone at its limit."""
+    """The same requests as whole calls (open, login, cargo, bundle, end with the call's
+    events), `at_once` calls at a time: the backend alone at its limit."""
     async with backend_for(db_url, calls, workers) as (backend, client, truckers):
         gate = asyncio.Semaphore(at_once)
 
@@ -146,12 +148,10 @@ async def measure_at_once(
             async with gate:
                 call_id = await open_call(client, n)
                 events = call_events(datetime.now(UTC), t.account)
-                await client.add_events(call_id, events[:20])
                 await client.login(t.account, PASSWORD, t.code(), call_id, "91234567")
-                await client.recent_vehicles(t.account)
                 await client.check_cargo(t.ccrn)
                 await client.bundle(t.account, VEHICLE, [t.ccrn], call_id, f"b-{uuid.uuid4()}")
-                await client.end_call(call_id, "completed", "goodbye", t.account, "en", events[20:])
+                await client.end_call(call_id, "completed", "goodbye", t.account, "en", events)
 
         cpu, started = backend.cpu_s(), time.perf_counter()
         await asyncio.gather(*(call(n, t) for n, t in enumerate(truckers)))

@@ -2,7 +2,7 @@
 classic AGI script (a process per call) and the floor (a FastAGI server that does no work).
 
     .venv/bin/ivrs bench                          # python -m bench.bench_calls, the same
-    .venv/bin/ivrs bench --calls 300 --concurrency 50 --paced 500 --held 2000 --classic 20
+    .venv/bin/ivrs bench --calls 300 --concurrency 50 --paced 500 --held 2000 --classic 50
 
 Every part is a process of its own, so none steals the others' event loop and each one's CPU
 time and memory can be read: the backend (`ivrs backend`, SQLite in a temporary directory, or
@@ -15,9 +15,10 @@ The phases, and what each measures:
   calls per second, failed calls, the server's CPU per call and per AGI command, the backend's
   latency as the server's client measured it, the AGI round trip seen by the simulated
   Asterisk (from sending its reply to the kernel's receipt of the next command: TimedStreams)
-  with the backend in it, and the whole machine's CPU per call by part.
-- classic: M of the same calls, each a process of its own, a few at once: calls per second,
-  CPU per call.
+  with the backend in it, the backend requests per call, and the whole machine's CPU per call
+  by part (the database server's processes read on their own).
+- classic: M of the same calls, each a process of its own, as many at once as the bundle
+  phase's C (--classic-concurrency to change it): calls per second, CPU per call.
 - paced: P calls arriving at --arrivals a second go to the language menu and press 0 (repeat)
   there, each command answered after a pause drawn around --pace-ms (a prompt playing); once
   all P are at the menu, the next --window seconds are measured: the AGI round trip added by the
@@ -63,6 +64,7 @@ from bench.processes import (
     CLOCK_TICKS,
     ServerProcess,
     children,
+    cpu_ticks,
     json_port,
     port_after,
     python,
@@ -78,6 +80,10 @@ VEHICLE = "AB1234"
 ALL_CPUS = sorted(os.sched_getaffinity(0))
 REPOSITORY = str(Path(__file__).resolve().parents[1])
 MAX_CYCLES = 400  # menu repeats a paced caller has in its key script (it hangs up before)
+# The warm-up call of a fresh server (Stack.start_agi), hung up at the language menu: its call
+# log opened and ended. Not one of the calls measured.
+WARM_UP_REQUESTS = 2
+SPEEDUP_GOAL = 12  # completed bundling calls per second against classic AGI's, same load
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,12 @@ class Stack:
         pids = [self.backend.process.pid] if self.backend else []
         return pids + ([self.database_pid] if self.database_pid else [])
 
+    def database_cpu_s(self) -> float:
+        """CPU seconds of the database server's processes so far (0: none, SQLite)."""
+        if self.database_pid is None:
+            return 0.0
+        return cpu_ticks(self.database_pid, with_children=True) / CLOCK_TICKS
+
     @property
     def agi_env(self) -> dict[str, str]:
         assert self.backend is not None
@@ -388,9 +400,10 @@ async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) 
             live -= 1
 
     assert stack.backend is not None
-    cpu, backend, simulator, machine = (
+    cpu, backend, database, simulator, machine = (
         agi.cpu_s(),
         stack.backend.cpu_s(),
+        stack.database_cpu_s(),
         own_cpu_s(),
         machine_busy_s(),
     )
@@ -399,6 +412,7 @@ async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) 
     wall = time.perf_counter() - started
     cpu = agi.cpu_s() - cpu
     backend = stack.backend.cpu_s() - backend
+    database = stack.database_cpu_s() - database
     simulator = own_cpu_s() - simulator
     machine = machine_busy_s() - machine
     await agi.stop()
@@ -417,13 +431,18 @@ async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) 
         # The whole machine's CPU per call, by part: the rest is the database server's and
         # the kernel's (and anything else running meanwhile).
         "backend_per_call_ms": backend / len(records) * 1000,
+        # The database server's processes (PostgreSQL); 0 with SQLite, inside the backend's.
+        "database_per_call_ms": database / len(records) * 1000,
         "simulator_per_call_ms": simulator / len(records) * 1000,
         "machine_per_call_ms": machine / len(records) * 1000,
-        "rest_per_call_ms": max(0.0, machine - cpu - backend - simulator) / len(records) * 1000,
+        "rest_per_call_ms": max(0.0, machine - cpu - backend - database - simulator)
+        / len(records)
+        * 1000,
         "machine_busy": machine / wall / len(ALL_CPUS),
         "gap_p50": percentile(gaps, 0.5),
         "gap_p99": percentile(gaps, 0.99),
-        "backend_requests_per_call": stopped.get("backend_answers", 0) / len(records),
+        "backend_requests_per_call": (stopped.get("backend_answers", 0) - WARM_UP_REQUESTS)
+        / len(records),
         "backend_p50_ms": stopped.get("backend_p50_ms", float("nan")),
         "backend_p99_ms": stopped.get("backend_p99_ms", float("nan")),
     }
@@ -653,7 +672,9 @@ async def run_on(
         truckers = stack.truckers
         results["bundle"] = await bundle_phase(stack, truckers[: args.calls], args.concurrency)
         results["classic"] = await classic_phase(
-            stack, truckers[args.calls : args.calls + args.classic], args.classic_concurrency
+            stack,
+            truckers[args.calls : args.calls + args.classic],
+            args.classic_concurrency or args.concurrency,  # the same load by default
         )
         results["paced"], results["floor"] = await paced_phase(
             stack, args.paced, args.pace_ms / 1000, args.arrivals, args.window, args.rounds
@@ -724,7 +745,9 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     floor_us = f["cpu_per_command_us"]
     cost_ratio = p["cpu_per_command_us"] / floor_us if floor_us else math.inf
     yes = {True: "yes", False: "**no**"}
-    needed_cores = 20 * c["calls_per_s"] * b["machine_per_call_ms"] / 1000
+    needed_cores = SPEEDUP_GOAL * c["calls_per_s"] * b["machine_per_call_ms"] / 1000
+    backend_db_ms = b["backend_per_call_ms"] + b["database_per_call_ms"]
+    requests = b["backend_requests_per_call"]
     rows: list[tuple[str, ...]] = [
         ("what", "FastAGI server", "floor (no work)", "classic AGI", "goal", "met"),
         ("---",) * 6,
@@ -734,8 +757,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
             f"{b['calls_per_s']:.1f}",
             "",
             f"{c['calls_per_s']:.2f}",
-            "≥ 20× classic",
-            f"{yes[speedup >= 20]} ({speedup:.0f}×)",
+            f"≥ {SPEEDUP_GOAL}× classic",
+            f"{yes[speedup >= SPEEDUP_GOAL]} ({speedup:.1f}×)",
         ),
         (
             "failed calls",
@@ -754,15 +777,32 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
             "",
         ),
         (
-            "CPU per bundling call, whole machine: server + backend + simulated Asterisk + "
-            "the rest (database server, kernel)",
+            "CPU per bundling call, whole machine: server + backend + database server + "
+            "simulated Asterisk + the rest (kernel, other processes)",
             f"{b['machine_per_call_ms']:.0f} ms = {b['cpu_per_call_ms']:.0f} + "
-            f"{b['backend_per_call_ms']:.0f} + {b['simulator_per_call_ms']:.0f} + "
-            f"{b['rest_per_call_ms']:.0f} ms",
+            f"{b['backend_per_call_ms']:.0f} + {b['database_per_call_ms']:.0f} + "
+            f"{b['simulator_per_call_ms']:.0f} + {b['rest_per_call_ms']:.0f} ms",
             "",
             "",
             "",
             "",
+        ),
+        (
+            "backend + database server CPU per bundling call",
+            f"{backend_db_ms:.1f} ms = {b['backend_per_call_ms']:.1f} + "
+            f"{b['database_per_call_ms']:.1f} ms",
+            "",
+            "",
+            "≤ 15 ms",
+            f"{yes[backend_db_ms <= 15]}",
+        ),
+        (
+            "backend requests per bundling call (answers the server's client received)",
+            f"{requests:.2f}",
+            "",
+            "",
+            "≤ 5",
+            yes[requests <= 5],
         ),
         (
             f"the machine's {len(ALL_CPUS)} cores busy during the bundling calls",
@@ -770,7 +810,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
             "",
             "",
             "",
-            f"20× classic at this cost needs {needed_cores:.1f} cores",
+            f"{SPEEDUP_GOAL}× classic at this cost needs {needed_cores:.1f} cores",
         ),
         (
             "calls held at once at a menu (one process)",
@@ -840,13 +880,13 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
             "",
         ),
         (
-            "backend request latency p50 / p99 (the server's client; requests per call)",
-            f"{b['backend_p50_ms']:.1f} / {b['backend_p99_ms']:.1f} ms "
-            f"({b['backend_requests_per_call']:.1f})",
+            f"backend request latency p50 / p99 (the server's client), {args.concurrency} "
+            "bundling calls at once",
+            f"{b['backend_p50_ms']:.1f} / {b['backend_p99_ms']:.1f} ms",
             "",
             "",
-            "",
-            "",
+            "p99 ≤ 100 ms",
+            yes[b["backend_p99_ms"] <= 100],
         ),
     ]
     rows += backend_rows(r, args)

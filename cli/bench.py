@@ -18,9 +18,12 @@ def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=300, help="bundling calls (300)")
     parser.add_argument("--concurrency", type=int, default=50, help="bundling calls at once (50)")
-    parser.add_argument("--classic", type=int, default=20, help="classic AGI calls (20)")
+    parser.add_argument("--classic", type=int, default=50, help="classic AGI calls (50)")
     parser.add_argument(
-        "--classic-concurrency", type=int, default=4, help="classic AGI calls at once (4)"
+        "--classic-concurrency",
+        type=int,
+        default=0,
+        help="classic AGI calls at once (0: as many as --concurrency, the same load)",
     )
     parser.add_argument("--paced", type=int, default=500, help="paced calls at once (500)")
     parser.add_argument("--pace-ms", type=int, default=500, help="pause per command (500 ms)")

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from backend_client import BackendClient, BackendError
+from backend_client import BackendClient, BackendError, CallOpened
 from backend_client.call_log import CallLog, CallLogOutbox, CallOpening
 from formats import keypad_letter
 from ivr.ami_connection import Ami
@@ -127,16 +127,17 @@ class Call:
         self.stage = stage
         self.log = self.log.bind(stage=stage)
         self.events.add("stage", stage)
-        self.send_events()  # the console shows each live call's stage
+        self.send_events()
 
-    def open_log(self, language: str) -> asyncio.Future[int]:
-        """Open the call log in the backend, off the caller's path; the future gives its id
-        (or raises BackendUnavailable, and the log goes to the spool)."""
+    def open_log(self, language: str) -> asyncio.Future[CallOpened]:
+        """Open the call log in the backend, off the caller's path; the future gives the
+        backend's answer (or raises BackendUnavailable, and the log goes to the spool)."""
         self.call_log.opening = replace(self.call_log.opening, language=language)
         return self.call_log.open()
 
     def send_events(self) -> None:
-        """Send the events so far, in order, without waiting."""
+        """Hand the events so far to the call log: they go with the call's end (or before it,
+        past a request's worth), in order, without waiting."""
         self.call_log.add(self.events.take())
 
     @property

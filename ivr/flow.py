@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from backend_client import AccountInfo, BackendError, BackendUnavailable, ServiceStatus
+from backend_client import AccountInfo, BackendError, BackendUnavailable, CallOpened, ServiceStatus
 from formats import (
     PASSWORD_DIGITS,
     TOKEN_CODE_DIGITS,
@@ -29,9 +29,9 @@ LOGIN_ENDS_CALL = {"locked", "token_expired", "no_service"}
 
 async def run_call(call: Call) -> str:
     """The whole call, from answer to goodbye; returns the outcome stored in the call log."""
+    # One request opens the call log and answers what the first prompts need: the caller
+    # number's last language, and whether the service is suspended.
     opening = call.open_log(DEFAULT_LANGUAGE)  # while the language menu plays: no wait
-    status = asyncio.create_task(call.backend.service_status())
-    remembered = asyncio.create_task(remembered_language(call))
     outcome = "completed"
     try:
         # First command: tells the dialplan the server was reached, so its "service
@@ -40,13 +40,15 @@ async def run_call(call: Call) -> str:
         await call.channel.set_var("IVRS_STARTED", "1")
         call.helpdesk = await call.channel.get_var(HELPDESK_VARIABLE)
         await call.channel.answer()
-        known = (await asyncio.wait({remembered}, timeout=REMEMBERED_WAIT_S))[0]
-        await choose_language(call, remembered.result() if known else None)
-        if not (known and remembered.result()):  # the welcome comes only with the menu
+        await asyncio.wait({opening}, timeout=REMEMBERED_WAIT_S)
+        remembered = remembered_language(call, opening)
+        await choose_language(call, remembered)
+        if not remembered:  # the welcome comes only with the menu
             await call.say("welcome")
-        call.call_id = await call.hold(opening)
-        await suspension_notice(call, await call.hold(status))
-        if known and remembered.result():  # a caller who has called before
+        opened = await call.hold(opening)
+        call.call_id = opened.call_id
+        await suspension_notice(call, opened.service)
+        if remembered:  # a caller who has called before
             await call.say("language.remembered")  # `*` at the account number: the menu
         else:
             await call.say("call.keys")  # the helpdesk key, said once to each caller number
@@ -73,8 +75,6 @@ async def run_call(call: Call) -> str:
             await call.say("error.service_unavailable")
             await call.say("call.goodbye")
     finally:
-        status.cancel()
-        remembered.cancel()
         call.events.add("stage", "end", outcome=outcome)
         await close_quietly(call, outcome)
         call.log.info("call_ended", outcome=outcome, last_stage=call.stage)
@@ -89,14 +89,15 @@ async def suspension_notice(call: Call, status: ServiceStatus) -> None:
         raise CallEnded("service_suspended")
 
 
-async def remembered_language(call: Call) -> str | None:
-    """The language of this caller number's last call, if the backend knows it in time."""
-    if call.caller_id is None:
+def remembered_language(call: Call, opening: asyncio.Future[CallOpened]) -> str | None:
+    """The language of this caller number's last call, if the call's opening has answered it
+    (within REMEMBERED_WAIT_S: later, the language menu is asked)."""
+    if call.caller_id is None or not opening.done() or opening.cancelled():
         return None
-    with contextlib.suppress(BackendUnavailable, BackendError):
-        language = await call.backend.caller_language(call.caller_id)
-        return language if language in LANGUAGES.values() else None
-    return None
+    if opening.exception() is not None:
+        return None  # the caller hears the menu, then that the service is unavailable
+    language = opening.result().language
+    return language if language in LANGUAGES.values() else None
 
 
 async def choose_language(call: Call, remembered: str | None = None) -> None:

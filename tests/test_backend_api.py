@@ -246,6 +246,7 @@ async def test_login_with_the_current_code_succeeds(service: Service) -> None:
         "mobile": None,
         "mobile_registered": False,
         "terms_accepted": False,
+        "recent_vehicles": [],
     }
     session = reply.body["session"]  # what bundling, cancelling and enquiries need
     assert len(session["token"]) >= 43 and session["expires_at"] > service.clock().isoformat()

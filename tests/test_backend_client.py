@@ -118,7 +118,7 @@ async def test_requests_fail_fast_once_a_silent_backend_has_timed_out_enough() -
                 assert time.monotonic() - started >= 0.3
             started = time.monotonic()
             with pytest.raises(CircuitOpen):
-                await client.service_status()
+                await client.terms_version()
             assert time.monotonic() - started < 0.05
 
 
@@ -214,19 +214,19 @@ async def test_refused_connections_open_the_breaker_and_a_probe_closes_it(
     )
     async with client:
         with pytest.raises(BackendUnavailable):
-            await client.service_status()  # a safe request: two refused attempts
+            await client.terms_version()  # a safe request: two refused attempts
         with pytest.raises(BackendUnavailable):
             await client.add_events(1, [])  # the third failure in a row
         with pytest.raises(CircuitOpen):
-            await client.service_status()
+            await client.terms_version()
         assert client.breaker.state is BreakerState.OPEN
 
     client = replace(client, base_url=backend.url, _session=None)  # the backend is back
     async with client:
         with pytest.raises(CircuitOpen):
-            await client.service_status()  # not before reset_s
+            await client.terms_version()  # not before reset_s
         clock.now += 5
-        assert not (await client.service_status()).suspended  # the probe, answered
+        assert await client.terms_version()  # the probe, answered
         assert client.breaker.state is BreakerState.CLOSED
 
 
@@ -235,7 +235,7 @@ async def test_an_error_answer_does_not_count_against_the_backend(backend: Runni
     async with client:
         for _ in range(3):
             with pytest.raises(Exception) as refused:
-                await client.service_status()
+                await client.terms_version()
             assert not isinstance(refused.value, BackendUnavailable)  # 401: an answer
         assert client.breaker.state is BreakerState.CLOSED
 
@@ -393,8 +393,9 @@ async def test_a_batch_delivered_twice_is_stored_once(
     start = datetime.now(UTC)
     batch = [event(start + timedelta(milliseconds=n), "prompt", f"p{n}") for n in range(4)]
     async with BackendClient(backend.url, backend.settings.api_token) as client:
-        call_id = await client.open_call("1700000000.7", "39023333", None, None, "en")
-        assert await client.open_call("1700000000.7", "39023333", None, None, "en") == call_id
+        opening = ("1700000000.7", "39023333", None, None, "en")
+        call_id = (await client.open_call(*opening)).call_id
+        assert (await client.open_call(*opening)).call_id == call_id
         await client.add_events(call_id, batch[:3])
         await client.add_events(call_id, batch[:3])  # its answer was lost: sent again
         await client.add_events(call_id, batch)  # a spool re-delivered, one event new

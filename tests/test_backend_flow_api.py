@@ -895,44 +895,39 @@ async def test_a_malformed_cancellation_is_an_invalid_request(
     assert (reply.status, reply.error_code()) == (422, "invalid_request")
 
 
-# --- recent vehicles -------------------------------------------------------------------------
+# --- recent vehicles: the login answers them -------------------------------------------------
 
 
-async def test_recent_vehicles_are_the_last_three_distinct_marks(flow: Flow) -> None:
-    await flow.trucker()
+async def test_the_login_answers_the_last_three_distinct_marks(flow: Flow) -> None:
+    seed = await flow.trucker()
     await flow.trucker("87654321")
     for i, mark in enumerate(["AB1", "CD2", "AB1", "EF3", "GH4", "EF3"]):
         await bundled(flow, 1, f"b{i}", mark=mark)
         flow.clock.advance(minutes=1)
     ccrn = await admin.lodge_cargo(flow.db)
     await flow.api.bundle([ccrn], key="theirs", mark="JK5", account="87654321")
-    reply = await flow.api.get(f"/v1/accounts/{ACCOUNT}/vehicles/recent")
-    assert (reply.status, reply.body) == (200, {"marks": ["EF3", "GH4", "AB1"]})
+    assert (await login(flow, seed))["recent_vehicles"] == ["EF3", "GH4", "AB1"]
 
 
 async def test_a_cancelled_bundle_still_makes_a_recent_vehicle(flow: Flow) -> None:
-    await flow.trucker()
+    seed = await flow.trucker()
     [ccrn] = await bundled(flow, 1, "b1")
     await flow.unbundle(ccrn, key="u1")
-    assert (await flow.api.get(f"/v1/accounts/{ACCOUNT}/vehicles/recent")).body == {"marks": [MARK]}
+    assert (await login(flow, seed))["recent_vehicles"] == [MARK]
 
 
 async def test_no_bundles_no_recent_vehicles(flow: Flow) -> None:
-    await flow.trucker()
-    assert (await flow.api.get(f"/v1/accounts/{ACCOUNT}/vehicles/recent")).body == {"marks": []}
+    seed = await flow.trucker()
+    assert (await login(flow, seed))["recent_vehicles"] == []
 
 
-async def test_recent_vehicles_of_an_unknown_account_are_refused(flow: Flow) -> None:
-    reply = await flow.api.get("/v1/accounts/87654321/vehicles/recent")
-    assert (reply.status, reply.error_code()) == (404, "account_unknown")
-
-
-# --- service suspension ----------------------------------------------------------------------
+# --- the call's opening: service suspension, remembered language ------------------------------
 
 
 async def test_no_suspension_configured(flow: Flow) -> None:
-    reply = await flow.api.get("/v1/service-status")
-    assert (reply.status, reply.body) == (200, {"suspended": False, "from": None, "until": None})
+    reply = await open_call(flow.api)
+    assert reply.status == 201
+    assert reply.body["service"] == {"suspended": False, "from": None, "until": None}
 
 
 async def test_suspended_within_the_window_only(tmp_path: Path, database_url: str) -> None:
@@ -941,14 +936,26 @@ async def test_suspended_within_the_window_only(tmp_path: Path, database_url: st
     async with serving(tmp_path, database_url, **suspension) as flow:
         window = {"from": start.isoformat(), "until": end.isoformat()}
         seen = []
-        for at in (START, start, end - timedelta(seconds=1), end):
+        for n, at in enumerate((START, start, end - timedelta(seconds=1), end)):
             flow.clock.now = at
-            reply = await flow.api.get("/v1/service-status")
-            assert {k: reply.body[k] for k in window} == window
-            seen.append(reply.body["suspended"])
+            reply = await open_call(flow.api, f"1700000000.{n}")
+            assert {k: reply.body["service"][k] for k in window} == window
+            seen.append(reply.body["service"]["suspended"])
         assert seen == [False, True, True, False]
 
 
-async def test_service_status_needs_the_api_token(flow: Flow) -> None:
-    reply = await flow.api.get("/v1/service-status", token=None)
-    assert (reply.status, reply.error_code()) == (401, "unauthorized")
+async def test_the_opening_answers_the_caller_numbers_last_language(flow: Flow) -> None:
+    """The language of the number's last ended call; none for a number not heard before, nor
+    from a call still going on."""
+    first = await open_call(flow.api, "1700000000.1")
+    assert first.body["language"] is None
+    end = {"outcome": "completed", "last_stage": "menu", "account": None, "language": "zh_CN"}
+    going_on = await open_call(flow.api, "1700000000.2")
+    assert going_on.body["language"] is None  # the first call has not ended yet
+    await flow.api.post(f"/v1/calls/{first.body['call_id']}/end", end)
+    again = await open_call(flow.api, "1700000000.3")
+    assert again.body["language"] == "zh_CN"
+    anonymous = await flow.api.post(
+        "/v1/calls", {"uniqueid": "1700000000.4", "hotline": "39023333", "caller_id": None}
+    )
+    assert anonymous.body["language"] is None

@@ -96,7 +96,7 @@ async def test_two_workers_share_the_port_and_one_that_dies_is_started_again(
     for _ in range(40):  # a connection of its own each time: the kernel spreads them
         async with aiohttp.ClientSession() as http:
             headers = {"Authorization": f"Bearer {API_TOKEN}"}
-            async with http.get(f"{url}/v1/service-status", headers=headers) as reply:
+            async with http.get(f"{url}/v1/terms", headers=headers) as reply:
                 assert reply.status == 200
     assert all(cpu_ticks(pid) > before[pid] for pid in first), "a worker got no request"
 

@@ -1,6 +1,6 @@
 """The real servers as the tests start them beyond the conftest fixtures: the backend client
-that counts what the IVR asked for, the FastAGI server with a manager (AMI) connection, and a
-port nobody listens on."""
+that counts what the IVR asked for, a proxy that counts what the backend was sent, the FastAGI
+server with a manager (AMI) connection, and a port nobody listens on."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+from aiohttp import web
 
 from ami_client import Ami
 from backend.app import RunningBackend
@@ -47,3 +50,52 @@ async def closed_port() -> int:
     server.close()
     await server.wait_closed()
     return int(port)
+
+
+class CountingProxy:
+    """An HTTP proxy in front of the real backend, on a port of its own: what the backend was
+    sent, request by request, as `METHOD /path`. `stop` makes the backend unreachable (the
+    port refuses connections) and `start` brings it back on the same port."""
+
+    def __init__(self, backend_url: str):
+        self.backend_url = backend_url.rstrip("/")
+        self.received: list[str] = []
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._client: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        self.received.append(f"{request.method} {request.path}")
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with self._client.request(
+            request.method,
+            self.backend_url + request.path_qs,
+            headers=headers,
+            data=await request.read(),
+        ) as reply:
+            body = await reply.read()
+            kept = {k: v for k, v in reply.headers.items() if k.lower() == "content-type"}
+            return web.Response(status=reply.status, body=body, headers=kept)
