@@ -106,10 +106,13 @@ async def open_call(request: web.Request) -> web.Response:
     number's remembered language and whether the service is suspended (one request, not three)."""
     body = await read_body(request, CallOpening)
     db = request.app[DATABASE]
-    call, created = await call_logs.open_call(db, **body.model_dump())
-    language = await call_logs.last_language(db, body.caller_id) if body.caller_id else None
-    reply = {"call_id": call.id, "language": language, "service": _service_status(request)}
-    return web.json_response(reply, status=201 if created else 200)
+    opened = await call_logs.open_call(db, **body.model_dump(), with_last_language=True)
+    reply = {
+        "call_id": opened.call.id,
+        "language": opened.last_language,
+        "service": _service_status(request),
+    }
+    return web.json_response(reply, status=201 if opened.created else 200)
 
 
 @routes.post(f"/v1/calls/{CALL_ID}/events")
@@ -165,10 +168,12 @@ async def create_session(request: web.Request) -> web.Response:
         caller_id=body.caller_id,
     )
     state = registration.activation(account, request.app[SETTINGS].terms_version)
-    token, expires_at = await sessions.open_session(request.app[DATABASE], account, body.call_id)
-    # What the prompt after the login needs: the vehicles to offer (bundling, cancelling and
-    # enquiries all start there).
-    recent = await bundling.recent_marks(request.app[DATABASE], account.id)
+    db = request.app[DATABASE]
+    async with db.sessions.begin() as session:
+        token, expires_at = await sessions.open_in(session, db.now(), account, body.call_id)
+        # What the prompt after the login needs: the vehicles to offer (bundling, cancelling
+        # and enquiries all start there).
+        recent = await bundling.recent_marks(session, account.id)
     return web.json_response(
         {
             "session": {"token": token, "expires_at": expires_at.isoformat()},

@@ -220,19 +220,18 @@ async def unbundle(
     return Cancellation(vehicle_mark, cancelled)
 
 
-async def recent_marks(db: Database, account_id: int) -> list[str]:
+async def recent_marks(session: AsyncSession, account_id: int) -> list[str]:
     """The marks of the last vehicles the account bundled to, most recent first (at most 3):
     the login answers with them (the vehicle prompt offers them)."""
-    async with db.sessions() as session:
-        return list(
-            await session.scalars(
-                select(Bundle.vehicle_mark)
-                .where(Bundle.account_id == account_id)
-                .group_by(Bundle.vehicle_mark)
-                .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
-                .limit(RECENT_VEHICLES)
-            )
+    return list(
+        await session.scalars(
+            select(Bundle.vehicle_mark)
+            .where(Bundle.account_id == account_id)
+            .group_by(Bundle.vehicle_mark)
+            .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
+            .limit(RECENT_VEHICLES)
         )
+    )
 
 
 def active_ccrns(bundle: Bundle) -> list[str]:

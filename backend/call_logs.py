@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -44,6 +44,13 @@ class NewEvent:
     duration_ms: int | None = None
 
 
+@dataclass(frozen=True)
+class Opened:
+    call: Call
+    created: bool  # False: this uniqueid was opened before, the same call
+    last_language: str | None  # the caller number's, when asked for (last_language)
+
+
 async def open_call(
     db: Database,
     uniqueid: str,
@@ -51,8 +58,11 @@ async def open_call(
     caller_id: str | None,
     channel: str | None,
     language: str | None,
-) -> tuple[Call, bool]:
-    """The call of `uniqueid`, created if new; the flag says whether it was created.
+    *,
+    with_last_language: bool = False,
+) -> Opened:
+    """The call of `uniqueid`, created if new, and whether it was created; with
+    `with_last_language`, the caller number's last language too, read in the same transaction.
 
     A retried open (the IVR retries safe calls) finds the first one: the unique uniqueid
     decides, even when both attempts race. A new call is the rule: tried first, it costs one
@@ -68,17 +78,22 @@ async def open_call(
         language=language,
         started_at=db.now(),
     )
+    remembered = None
     try:
         async with db.sessions.begin() as session:
+            if with_last_language and caller_id:
+                remembered = await session.scalar(_last_language_query(caller_id))
             session.add(call)
     except IntegrityError:
         existing = await _call_by_uniqueid(db, uniqueid)
         if existing is None:
             raise
+        if with_last_language and caller_id:
+            remembered = await last_language(db, caller_id)
         if existing.ended_at is None:
-            return existing, False
-        return await _reused(db, call, existing), True
-    return call, True
+            return Opened(existing, False, remembered)
+        return Opened(await _reused(db, call, existing), True, remembered)
+    return Opened(call, True, remembered)
 
 
 async def _reused(db: Database, call: Call, ended: Call) -> Call:
@@ -106,13 +121,17 @@ async def last_language(db: Database, caller_id: str) -> str | None:
     """The language of the caller number's last finished call: the IVR speaks it at once
     instead of asking (docs/call-flow.md, 1). Served by ix_calls_caller_id_started_at."""
     async with db.sessions() as session:
-        return await session.scalar(
-            select(Call.language)
-            .where(Call.caller_id == caller_id, Call.ended_at.is_not(None))
-            .where(Call.language.is_not(None))
-            .order_by(Call.started_at.desc(), Call.id.desc())
-            .limit(1)
-        )
+        return await session.scalar(_last_language_query(caller_id))
+
+
+def _last_language_query(caller_id: str) -> Select[Any]:
+    return (
+        select(Call.language)
+        .where(Call.caller_id == caller_id, Call.ended_at.is_not(None))
+        .where(Call.language.is_not(None))
+        .order_by(Call.started_at.desc(), Call.id.desc())
+        .limit(1)
+    )
 
 
 async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> int:
@@ -131,8 +150,11 @@ async def _lock_call(session: AsyncSession, call_id: int) -> None:
         raise BackendError("call_unknown", f"no call {call_id}")
 
 
-async def _store_events(session: AsyncSession, call_id: int, events: list[NewEvent]) -> int:
-    """Insert the events of `call_id` not stored yet (the call's row locked), in one statement."""
+async def _store_events(
+    session: AsyncSession, call_id: int, events: list[NewEvent], follow_stage: bool = True
+) -> int:
+    """Insert the events of `call_id` not stored yet (the call's row locked), in one statement;
+    `follow_stage`: the call's last stage follows them (not at its end, which sets it)."""
     stored = await _stored_events(session, call_id, events)
     rows = [
         {
@@ -150,13 +172,14 @@ async def _store_events(session: AsyncSession, call_id: int, events: list[NewEve
         # The table's insert, not the ORM's: the ORM splits rows into one INSERT per run of
         # rows with the same None columns (a prompt's duration, an input's none): ~16 a batch.
         await session.execute(insert(EVENTS_TABLE), rows)
-        await _follow_stage(session, call_id, rows)
+        if follow_stage:
+            await _follow_stage(session, call_id, rows)
     return len(rows)
 
 
 async def _follow_stage(session: AsyncSession, call_id: int, rows: list[dict[str, Any]]) -> None:
-    """A call in progress shows its newest stage (the console's live calls): the IVR sends
-    the events as the call goes; the end of the call then sets the last stage for good."""
+    """A call in progress shows its newest stage (the console's live calls) when its events
+    come before its end (a long call's, a spool's); the end then sets the last stage for good."""
     stages = [row for row in rows if row["kind"] == "stage"]
     if not stages:
         return
@@ -198,7 +221,7 @@ async def end_call(
     counts: a retried end changes nothing (its events, already stored, are not stored twice)."""
     async with db.sessions.begin() as session:
         await _lock_call(session, call_id)
-        await _store_events(session, call_id, list(events))
+        await _store_events(session, call_id, list(events), follow_stage=False)
         await _end_once(session, call_id, db.now(), outcome, last_stage, account, language=language)
     return await get_call(db, call_id) if reply else None
 

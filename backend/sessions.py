@@ -15,6 +15,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.database import Database
 from backend.errors import BackendError
@@ -31,23 +32,29 @@ def _hash(token: str) -> str:
 
 async def open_session(db: Database, account: Account, call_id: int | None) -> tuple[str, datetime]:
     """A new session for `account` in `call_id`: the token (given once) and its expiry."""
-    token = secrets.token_urlsafe(32)
-    now = db.now()
-    expires_at = now + LIFETIME
     async with db.sessions.begin() as session:
-        await session.execute(  # housekeeping: the account's expired sessions
-            delete(LoginSession).where(
-                LoginSession.account_id == account.id, LoginSession.expires_at <= now
-            )
+        return await open_in(session, db.now(), account, call_id)
+
+
+async def open_in(
+    session: AsyncSession, now: datetime, account: Account, call_id: int | None
+) -> tuple[str, datetime]:
+    """`open_session` in the caller's transaction."""
+    token = secrets.token_urlsafe(32)
+    expires_at = now + LIFETIME
+    await session.execute(  # housekeeping: the account's expired sessions
+        delete(LoginSession).where(
+            LoginSession.account_id == account.id, LoginSession.expires_at <= now
         )
-        session.add(
-            LoginSession(
-                token_hash=_hash(token),
-                account_id=account.id,
-                call_id=call_id,
-                expires_at=expires_at,
-            )
+    )
+    session.add(
+        LoginSession(
+            token_hash=_hash(token),
+            account_id=account.id,
+            call_id=call_id,
+            expires_at=expires_at,
         )
+    )
     return token, expires_at
 
 
