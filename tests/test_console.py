@@ -396,6 +396,31 @@ async def test_live_calls_show_the_newest_stage_the_ivr_reported(
     assert "AMI settings" in page.text
 
 
+async def test_a_live_call_shows_the_newest_step_the_backend_recorded(
+    console: ConsoleFactory, backend, make_trucker
+) -> None:
+    """The IVR's stage events come with the call's end: meanwhile the live page shows what the
+    backend itself recorded in the call (its login, its bundle)."""
+    trucker = await make_trucker()
+    caller = "85291110001"
+    opened = await call_api(
+        backend,
+        "/v1/calls",
+        {"uniqueid": "live-2", "hotline": "39023333", "caller_id": caller, "channel": "PJSIP/t-2"},
+    )
+    client = await console("supervisor")
+    assert 'class="stage">starting<' in (await client.get("/console/live")).text
+    login = {
+        "account": trucker.account,
+        "password": trucker.password,
+        "token_code": trucker.code(),
+        "call_id": opened["call_id"],
+        "caller_id": caller,
+    }
+    await call_api(backend, "/v1/sessions", login)
+    assert 'class="stage">login_ok<' in (await client.get("/console/live")).text
+
+
 LIVE_ROW = re.compile(r'<tr class="live-(\w+)" data-channel="([^"]*)">(.*?)</tr>', re.DOTALL)
 
 

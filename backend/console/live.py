@@ -29,7 +29,7 @@ from backend.console import listen
 from backend.console.auth import allow, signed_in
 from backend.console.pages import PREFIX, database, render, settings
 from backend.database import Database
-from backend.models import Call
+from backend.models import Call, CallEvent
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +53,16 @@ class LiveCall:
     state: State
     call: Call | None
     channel: dict[str, str] | None = None
+    # The newest step the backend itself recorded in the call (login_ok, bundle_submitted...):
+    # the IVR's own stage events arrive with the call's end (docs/design.md, "Requests of a call").
+    backend_step: str | None = None
+
+    @property
+    def stage(self) -> str:
+        """What the page shows of how far the call has got."""
+        if self.call is None:
+            return "–"
+        return self.call.last_stage or self.backend_step or "starting"
 
     def running_for(self, now: datetime) -> timedelta | None:
         """Asterisk's Duration of the channel (HH:MM:SS), else the time since it was opened."""
@@ -73,9 +83,11 @@ async def live_calls(db: Database, ami: Ami | None) -> LiveCalls:
     """The calls open here (not ended, started within LIVE_WITHIN, newest first), each with
     its channel on Asterisk, then Asterisk's IVR channels that match none of them."""
     open_calls = await _open_calls(db)
+    steps = await _backend_steps(db, [call.id for call in open_calls if not call.last_stage])
     channels, missing = await asterisk_channels(ami)
     if channels is None:
-        return LiveCalls([LiveCall("unchecked", call) for call in open_calls], missing)
+        unchecked = [LiveCall("unchecked", call, None, steps.get(call.id)) for call in open_calls]
+        return LiveCalls(unchecked, missing)
     by_name = {channel.get("Channel", ""): channel for channel in channels}
     by_uniqueid = {channel.get("Uniqueid", ""): channel for channel in channels}
     joined: list[LiveCall] = []
@@ -84,10 +96,10 @@ async def live_calls(db: Database, ami: Ami | None) -> LiveCalls:
         # By name; by Asterisk's UNIQUEID too, for a call opened without its channel's name.
         channel = by_name.get(call.channel or "") or by_uniqueid.get(call.uniqueid)
         if channel is None:
-            joined.append(LiveCall("gone", call))
+            joined.append(LiveCall("gone", call, None, steps.get(call.id)))
         else:
             matched.add(channel.get("Channel", ""))
-            joined.append(LiveCall("live", call, channel))
+            joined.append(LiveCall("live", call, channel, steps.get(call.id)))
     others = [
         channel
         for channel in channels
@@ -129,6 +141,19 @@ async def _open_calls(db: Database) -> list[Call]:
                 .limit(MAX_SHOWN)
             )
         )
+
+
+async def _backend_steps(db: Database, call_ids: list[int]) -> dict[int, str]:
+    """Each call's newest backend event (one query; a live call has a few)."""
+    if not call_ids:
+        return {}
+    async with db.sessions() as session:
+        rows = await session.execute(
+            select(CallEvent.call_id, CallEvent.name)
+            .where(CallEvent.call_id.in_(call_ids), CallEvent.kind == "backend")
+            .order_by(CallEvent.at, CallEvent.id)
+        )
+        return {call_id: name for call_id, name in rows}  # the newest last, so it stays
 
 
 async def _calls_by_uniqueid(db: Database, uniqueids: Iterable[str]) -> dict[str, Call]:
