@@ -58,8 +58,16 @@ class BackendClient:
     _connections: asyncio.Semaphore = field(init=False, repr=False)
     logins: LoginSessions = field(default_factory=LoginSessions, repr=False)
 
+    pending: int = field(default=0, init=False)  # requests waiting for a connection or an answer
+
     def __post_init__(self) -> None:
         self._connections = asyncio.Semaphore(self.connections)
+
+    @property
+    def congested(self) -> bool:
+        """Half the connections' worth of requests pending: a burst of calls, where a new
+        request waits behind the others."""
+        return self.pending >= self.connections // 2
 
     async def __aenter__(self) -> BackendClient:
         return self
@@ -135,6 +143,20 @@ class BackendClient:
         headers: dict[str, str] | None,
     ) -> tuple[int, Any]:
         """One request, its outcome told to the breaker: the status and the decoded body."""
+        self.pending += 1
+        try:
+            return await self._attempt_counted(method, path, json, params, headers)
+        finally:
+            self.pending -= 1
+
+    async def _attempt_counted(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+    ) -> tuple[int, Any]:
         try:  # a free connection first: the timeout then counts the backend's time alone
             # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancellation (the
             # outbox's stop) when the semaphore is granted at the same moment.

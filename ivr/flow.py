@@ -40,7 +40,10 @@ async def run_call(call: Call) -> str:
         await call.channel.set_var("IVRS_STARTED", "1")
         call.helpdesk = await call.channel.get_var(HELPDESK_VARIABLE)
         await call.channel.answer()
-        await asyncio.wait({opening}, timeout=REMEMBERED_WAIT_S)
+        # In a burst the opening waits behind the other calls' requests: the language menu
+        # plays at once rather than after a silence spent waiting for it.
+        wait = 0.0 if call.backend.congested else REMEMBERED_WAIT_S
+        await asyncio.wait({opening}, timeout=wait)
         remembered = remembered_language(call, opening)
         await choose_language(call, remembered)
         if not remembered:  # the welcome comes only with the menu
@@ -91,7 +94,7 @@ async def suspension_notice(call: Call, status: ServiceStatus) -> None:
 
 def remembered_language(call: Call, opening: asyncio.Future[CallOpened]) -> str | None:
     """The language of this caller number's last call, if the call's opening has answered it
-    (within REMEMBERED_WAIT_S: later, the language menu is asked)."""
+    (within REMEMBERED_WAIT_S, or at once in a burst: later, the language menu is asked)."""
     if call.caller_id is None or not opening.done() or opening.cancelled():
         return None
     if opening.exception() is not None:

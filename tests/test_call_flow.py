@@ -138,3 +138,48 @@ async def test_a_hanging_backend_is_heard_as_please_hold_never_as_silence(tmp_pa
     ids = record.prompt_ids
     assert ids.count("call.hold") >= 2 and ids[ids.index("call.hold") - 1] == "welcome"
     assert ids[-2:] == ["error.service_unavailable", "call.goodbye"]
+
+
+async def test_in_a_burst_the_language_menu_plays_without_waiting_for_the_opening(
+    tmp_path,
+) -> None:
+    """A known caller's language is waited for up to 1 s; with half the backend's connections'
+    worth of requests pending (a burst), the menu plays at once instead of after a silence."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    hanging = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = hanging.sockets[0].getsockname()[1]
+    settings = replace(
+        IvrSettings(),
+        backend_url=f"http://127.0.0.1:{port}",
+        backend_timeout=1.5,  # past the 1 s wait; the ends then go to the spool soon
+        spool_dir=str(tmp_path / "spool"),
+    )
+    agi = await start_agi_server(settings, port=0)
+    waits: list[float] = []
+
+    async def call(n: int) -> None:
+        started = asyncio.get_running_loop().time()
+
+        def at_menu(command: Any) -> bool:
+            if command.prompt_id == "language.menu":
+                waits.append(asyncio.get_running_loop().time() - started)
+                return True  # hang up: the wait is what is measured
+            return False
+
+        await place_call(agi.host, agi.port, keys="3", caller_id=f"9{n:07d}", hangup_at=at_menu)
+
+    try:
+        await call(0)  # alone: the backend is not busy, its answer is waited for
+        alone = waits.pop()
+        await asyncio.gather(*(call(n) for n in range(1, 81)))
+    finally:
+        await agi.stop(grace=5)
+        hanging.close()
+        for writer in held:
+            writer.close()
+    assert alone >= 0.9
+    assert len(waits) == 80 and sum(w < 0.5 for w in waits) >= 30, sorted(waits)
