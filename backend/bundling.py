@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -223,16 +223,22 @@ async def unbundle(
 async def recent_marks(db: Database, account_number: str) -> list[str]:
     """The marks of the last vehicles the account bundled to, most recent first (at most 3)."""
     async with db.sessions() as session:
-        account = await _account(session, account_number)
-        return list(
+        # One query: the account's row joined to its bundles; an account without any gives
+        # one row with no mark, an unknown account none.
+        marks = list(
             await session.scalars(
                 select(Bundle.vehicle_mark)
-                .where(Bundle.account_id == account.id)
+                .select_from(Account)
+                .outerjoin(Bundle, Bundle.account_id == Account.id)
+                .where(Account.number == account_number)
                 .group_by(Bundle.vehicle_mark)
                 .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
                 .limit(RECENT_VEHICLES)
             )
         )
+    if not marks:
+        raise _no_account(account_number)
+    return [mark for mark in marks if mark is not None]
 
 
 def active_ccrns(bundle: Bundle) -> list[str]:
@@ -293,8 +299,14 @@ async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
     batch_numbers = [n for n in numbers if formats.is_batch_number(n)]
     batches = {
         batch.number: batch
-        for batch in await session.scalars(
-            select(Batch).where(Batch.number.in_(batch_numbers)).options(selectinload(Batch.items))
+        for batch in (
+            await session.scalars(
+                select(Batch)
+                .where(Batch.number.in_(batch_numbers))
+                .options(selectinload(Batch.items))
+            )
+            if batch_numbers  # CCRNs only (the rule): no query
+            else ()
         )
     }
     ccrns: list[str] = []
@@ -312,18 +324,25 @@ async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
 
 async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: datetime) -> None:
     """Raise for the first CCRN that is unknown, expired, or held by an active bundle."""
-    cargo = {c.ccrn: c for c in await session.scalars(select(Cargo).where(Cargo.ccrn.in_(ccrns)))}
-    taken = set(
-        await session.scalars(
-            select(BundleItem.ccrn).where(BundleItem.ccrn.in_(ccrns), BundleItem.active)
-        )
+    # One query: each CCRN's cargo, and its active bundle item if any (at most one, by the
+    # partial unique index).
+    rows = await session.execute(
+        select(Cargo.ccrn, Cargo.expires_at, BundleItem.id)
+        .outerjoin(BundleItem, and_(BundleItem.ccrn == Cargo.ccrn, BundleItem.active))
+        .where(Cargo.ccrn.in_(ccrns))
     )
+    expiry: dict[str, datetime] = {}
+    taken: set[str] = set()
+    for ccrn, expires_at, active_item in rows:
+        expiry[ccrn] = expires_at
+        if active_item is not None:
+            taken.add(ccrn)
     for ccrn in ccrns:
-        if ccrn not in cargo:
+        if ccrn not in expiry:
             raise BackendError(
                 "ccrn_unknown", "No cargo information for that number.", detail={"ccrn": ccrn}
             )
-        if cargo[ccrn].expires_at <= now:
+        if expiry[ccrn] <= now:
             raise BackendError(
                 "ccrn_expired", "That cargo information has expired.", detail={"ccrn": ccrn}
             )
@@ -336,8 +355,12 @@ async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: dat
 async def _account(session: AsyncSession, number: str) -> Account:
     account = await session.scalar(select(Account).where(Account.number == number))
     if account is None:
-        raise BackendError("account_unknown", f"No account {number}.")
+        raise _no_account(number)
     return account
+
+
+def _no_account(number: str) -> BackendError:
+    return BackendError("account_unknown", f"No account {number}.")
 
 
 async def _bundle_by_key(session: AsyncSession, idempotency_key: str) -> Bundle | None:

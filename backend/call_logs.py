@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -131,8 +131,11 @@ async def _lock_call(session: AsyncSession, call_id: int) -> None:
         raise BackendError("call_unknown", f"no call {call_id}")
 
 
-async def _store_events(session: AsyncSession, call_id: int, events: list[NewEvent]) -> int:
-    """Insert the events of `call_id` not stored yet (the call's row locked), in one statement."""
+async def _store_events(
+    session: AsyncSession, call_id: int, events: list[NewEvent], follow_stage: bool = True
+) -> int:
+    """Insert the events of `call_id` not stored yet (the call's row locked), in one statement;
+    `follow_stage`: the call's last stage set from them (not at its end, which sets it)."""
     stored = await _stored_events(session, call_id, events)
     rows = [
         {
@@ -150,7 +153,8 @@ async def _store_events(session: AsyncSession, call_id: int, events: list[NewEve
         # The table's insert, not the ORM's: the ORM splits rows into one INSERT per run of
         # rows with the same None columns (a prompt's duration, an input's none): ~16 a batch.
         await session.execute(insert(EVENTS_TABLE), rows)
-        await _follow_stage(session, call_id, rows)
+        if follow_stage:
+            await _follow_stage(session, call_id, rows)
     return len(rows)
 
 
@@ -197,9 +201,14 @@ async def end_call(
     the end of every call); the call as stored, unless `reply` is False. Only the first end
     counts: a retried end changes nothing (its events, already stored, are not stored twice)."""
     async with db.sessions.begin() as session:
-        await _lock_call(session, call_id)
-        await _store_events(session, call_id, list(events))
-        await _end_once(session, call_id, db.now(), outcome, last_stage, account, language=language)
+        # The end first: it locks the call's row (PostgreSQL) as _lock_call would, in the same
+        # statement; a call already ended (or unknown) is locked (or refused) on its own.
+        ended = await _end_once(
+            session, call_id, db.now(), outcome, last_stage, account, language=language
+        )
+        if not ended:
+            await _lock_call(session, call_id)
+        await _store_events(session, call_id, list(events), follow_stage=False)
     return await get_call(db, call_id) if reply else None
 
 
@@ -239,9 +248,23 @@ async def record_event(
     """A backend event in the caller's own transaction, when the call is known.
 
     An unknown call id is not a reason to refuse a login or a bundle: the event is skipped.
+    One statement (INSERT ... SELECT from the call's row), not a read and then an insert.
     """
-    if await known_call(session, call_id) is not None:
-        session.add(CallEvent(call_id=call_id, at=at, kind="backend", name=name, detail=detail))
+    if call_id is None:
+        return
+    columns = EVENTS_TABLE.c
+    await session.execute(
+        insert(EVENTS_TABLE).from_select(
+            ["call_id", "at", "kind", "name", "detail"],
+            select(
+                Call.id,
+                literal(at, columns.at.type),
+                literal("backend", columns.kind.type),
+                literal(name, columns.name.type),
+                literal(detail, columns.detail.type),
+            ).where(Call.id == call_id),
+        )
+    )
 
 
 async def known_call(session: AsyncSession, call_id: int | None) -> int | None:

@@ -173,6 +173,12 @@ async def test_events_of_an_unknown_call_are_refused(service: Service) -> None:
     assert (reply.status, reply.error_code()) == (404, "call_unknown")
 
 
+async def test_the_end_of_an_unknown_call_is_refused(service: Service) -> None:
+    end = {"outcome": "completed", "last_stage": "goodbye", "account": None}
+    reply = await service.api.post("/v1/calls/999/end", end)
+    assert (reply.status, reply.error_code()) == (404, "call_unknown")
+
+
 async def test_ending_a_call_twice_keeps_the_first_end(service: Service) -> None:
     call_id = (await open_call(service.api)).body["call_id"]
     end = {"outcome": "completed", "last_stage": "goodbye", "account": ACCOUNT}
