@@ -69,7 +69,7 @@ async def open_call(
         started_at=db.now(),
     )
     try:
-        async with db.sessions.begin() as session:
+        async with db.sessions.single() as session:  # one INSERT
             session.add(call)
     except IntegrityError:
         existing = await _call_by_uniqueid(db, uniqueid)

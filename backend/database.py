@@ -87,9 +87,24 @@ class Sessions(async_sessionmaker[AsyncSession]):
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        async with self._writers_turn(), self._writing_session() as session, session.begin():
+            if self._writer is not None:
+                await session.connection(execution_options={SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+            yield session
+
+    @asynccontextmanager
+    async def single(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work of one statement (one INSERT or UPDATE, atomic by itself): it runs
+        outside a transaction, as reads do, committed as it runs (on SQLite, in its turn with
+        the other writers). Two statements need `begin()`."""
+        async with self._writers_turn(), self() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def _writers_turn(self) -> AsyncIterator[None]:
+        """SQLite: this process's writers one at a time, in order (PostgreSQL: at once)."""
         if self._writer is None:
-            async with self._writing_session() as session, session.begin():
-                yield session
+            yield
             return
         if _writing.get():
             # It would wait for itself: fail at once rather than hang.
@@ -97,9 +112,7 @@ class Sessions(async_sessionmaker[AsyncSession]):
         async with self._writer:
             token = _writing.set(True)
             try:
-                async with self._writing_session() as session, session.begin():
-                    await session.connection(execution_options={SQLITE_BEGIN: "BEGIN IMMEDIATE"})
-                    yield session
+                yield
             finally:
                 _writing.reset(token)
 

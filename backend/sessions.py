@@ -15,6 +15,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.database import Database
 from backend.errors import BackendError
@@ -30,16 +31,11 @@ def _hash(token: str) -> str:
 
 
 async def open_session(db: Database, account: Account, call_id: int | None) -> tuple[str, datetime]:
-    """A new session for `account` in `call_id`: the token (given once) and its expiry."""
+    """A new session for `account` in `call_id`: the token (given once) and its expiry. One
+    INSERT: the login that precedes it deleted the account's expired sessions."""
     token = secrets.token_urlsafe(32)
-    now = db.now()
-    expires_at = now + LIFETIME
-    async with db.sessions.begin() as session:
-        await session.execute(  # housekeeping: the account's expired sessions
-            delete(LoginSession).where(
-                LoginSession.account_id == account.id, LoginSession.expires_at <= now
-            )
-        )
+    expires_at = db.now() + LIFETIME
+    async with db.sessions.single() as session:
         session.add(
             LoginSession(
                 token_hash=_hash(token),
@@ -49,6 +45,15 @@ async def open_session(db: Database, account: Account, call_id: int | None) -> t
             )
         )
     return token, expires_at
+
+
+async def delete_expired(session: AsyncSession, account_id: int, now: datetime) -> None:
+    """Housekeeping, in a successful login's unit of work: the account's expired sessions."""
+    await session.execute(
+        delete(LoginSession).where(
+            LoginSession.account_id == account_id, LoginSession.expires_at <= now
+        )
+    )
 
 
 async def require(
