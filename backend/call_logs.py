@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, insert, literal, select, update
+from sqlalchemy import Table, and_, false, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -119,24 +119,42 @@ async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> 
     """Store the events not stored yet; how many were new. The IVR re-sends what it spooled
     during an outage, and a batch may have arrived before its answer was lost: an event is known
     by its time, kind and name (the IVR gives each event of a call a time of its own)."""
+    batch = list(events)
     async with db.sessions.begin() as session:
-        await _lock_call(session, call_id)
-        return await _store_events(session, call_id, list(events))
+        stored = await _lock_call(session, call_id, batch)
+        return await _store_events(session, call_id, batch, stored)
 
 
-async def _lock_call(session: AsyncSession, call_id: int) -> None:
-    """The call's row locked (PostgreSQL): two deliveries of one batch never both store it."""
-    found = await session.scalar(select(Call.id).where(Call.id == call_id).with_for_update())
-    if found is None:
+async def _lock_call(
+    session: AsyncSession, call_id: int, events: list[NewEvent]
+) -> set[tuple[datetime, str, str]]:
+    """The call's row locked (PostgreSQL), so that two deliveries of one batch never both store
+    it, and which of `events` it has already: one query."""
+    since = min((e.at for e in events), default=None)
+    stored = and_(CallEvent.call_id == Call.id, CallEvent.at >= since) if since else false()
+    rows = (
+        await session.execute(
+            select(Call.id, CallEvent.at, CallEvent.kind, CallEvent.name)
+            .outerjoin(CallEvent, stored)
+            .where(Call.id == call_id)
+            .with_for_update(of=Call)
+        )
+    ).all()
+    if not rows:
         raise BackendError("call_unknown", f"no call {call_id}")
+    return {(at, kind, name) for _, at, kind, name in rows if at is not None}
 
 
 async def _store_events(
-    session: AsyncSession, call_id: int, events: list[NewEvent], follow_stage: bool = True
+    session: AsyncSession,
+    call_id: int,
+    events: list[NewEvent],
+    stored: set[tuple[datetime, str, str]],
+    follow_stage: bool = True,
 ) -> int:
-    """Insert the events of `call_id` not stored yet (the call's row locked), in one statement;
-    `follow_stage`: the call's last stage set from them (not at its end, which sets it)."""
-    stored = await _stored_events(session, call_id, events)
+    """Insert the events of `call_id` not `stored` yet (the call's row locked), in one
+    statement; `follow_stage`: the call's last stage set from them (not at its end, which sets
+    it)."""
     rows = [
         {
             "call_id": call_id,
@@ -173,19 +191,6 @@ async def _follow_stage(session: AsyncSession, call_id: int, rows: list[dict[str
     )
 
 
-async def _stored_events(
-    session: AsyncSession, call_id: int, events: list[NewEvent]
-) -> set[tuple[datetime, str, str]]:
-    if not events:
-        return set()
-    rows = await session.execute(
-        select(CallEvent.at, CallEvent.kind, CallEvent.name).where(
-            CallEvent.call_id == call_id, CallEvent.at >= min(e.at for e in events)
-        )
-    )
-    return {(at, kind, name) for at, kind, name in rows}
-
-
 async def end_call(
     db: Database,
     call_id: int,
@@ -201,14 +206,15 @@ async def end_call(
     the end of every call); the call as stored, unless `reply` is False. Only the first end
     counts: a retried end changes nothing (its events, already stored, are not stored twice)."""
     async with db.sessions.begin() as session:
-        # The end first: it locks the call's row (PostgreSQL) as _lock_call would, in the same
-        # statement; a call already ended (or unknown) is locked (or refused) on its own.
+        # The end first: it locks the call's row (PostgreSQL), so a first end of a call with
+        # no last events is one statement.
+        last = list(events)
         ended = await _end_once(
             session, call_id, db.now(), outcome, last_stage, account, language=language
         )
-        if not ended:
-            await _lock_call(session, call_id)
-        await _store_events(session, call_id, list(events), follow_stage=False)
+        if last or not ended:  # an unknown call is refused here
+            stored = await _lock_call(session, call_id, last)
+            await _store_events(session, call_id, last, stored, follow_stage=False)
     return await get_call(db, call_id) if reply else None
 
 

@@ -66,7 +66,7 @@ async def require(
     async with db.sessions() as session:
         found = (
             await session.execute(
-                select(LoginSession, Account.number, Call.ended_at)
+                select(LoginSession.expires_at, LoginSession.call_id, Account.number, Call.ended_at)
                 .join(Account, Account.id == LoginSession.account_id)
                 .outerjoin(Call, Call.id == LoginSession.call_id)
                 .where(LoginSession.token_hash == _hash(token))
@@ -74,8 +74,8 @@ async def require(
         ).first()
     if found is None:
         raise BackendError("session_required", REFUSED)
-    row, number, call_ended_at = found
-    live = row.expires_at > db.now() and call_ended_at is None
-    same_call = any_call or row.call_id == call_id
+    expires_at, session_call_id, number, call_ended_at = found
+    live = expires_at > db.now() and call_ended_at is None
+    same_call = any_call or session_call_id == call_id
     if not (live and number == account and same_call):
         raise BackendError("session_required", REFUSED)
