@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, and_, false, insert, literal, select, update
+from sqlalchemy import String, Table, and_, bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -33,6 +33,53 @@ HUNG_UP = "caller_hung_up"
 EVENTS_TABLE = cast(Table, CallEvent.__table__)
 UNKNOWN_STAGE = "unknown"
 REUSED = "uniqueid_reused"  # the flag of a call that came with an ended call's uniqueid
+
+# The statements of every call, built once with named parameters: building one (SQLAlchemy's
+# construction and cache key) costs as much CPU as running it.
+_LAST_LANGUAGE = (
+    select(Call.language)
+    .where(Call.caller_id == bindparam("caller_id"), Call.ended_at.is_not(None))
+    .where(Call.language.is_not(None))
+    .order_by(Call.started_at.desc(), Call.id.desc())
+    .limit(1)
+)
+_LOCK_CALL = select(Call.id).where(Call.id == bindparam("call_id")).with_for_update()
+# ... and which events it has since the batch's first: one query.
+_LOCK_CALL_WITH_EVENTS = (
+    select(Call.id, CallEvent.at, CallEvent.kind, CallEvent.name)
+    .outerjoin(CallEvent, and_(CallEvent.call_id == Call.id, CallEvent.at >= bindparam("since")))
+    .where(Call.id == bindparam("call_id"))
+    .with_for_update(of=Call)
+)
+_FOLLOW_STAGE = (
+    update(Call)
+    .where(Call.id == bindparam("call_id"), Call.ended_at.is_(None))
+    .values(last_stage=bindparam("stage"))
+    .execution_options(synchronize_session=False)
+)
+_END_ONCE = (
+    update(Call)
+    .where(Call.id == bindparam("call_id"), Call.ended_at.is_(None))
+    .values(
+        ended_at=bindparam("now"),
+        outcome=bindparam("outcome"),
+        last_stage=bindparam("last_stage"),
+        account_number=bindparam("account"),
+        language=func.coalesce(bindparam("language", type_=String()), Call.language),
+    )
+    .execution_options(synchronize_session=False)
+)
+_KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call_id"))
+_BACKEND_EVENT = insert(EVENTS_TABLE).from_select(
+    ["call_id", "at", "kind", "name", "detail"],
+    select(
+        Call.id,
+        bindparam("at", type_=EVENTS_TABLE.c.at.type),
+        literal("backend", EVENTS_TABLE.c.kind.type),
+        bindparam("name", type_=EVENTS_TABLE.c.name.type),
+        bindparam("detail", type_=EVENTS_TABLE.c.detail.type),
+    ).where(Call.id == bindparam("call_id")),
+)
 
 
 @dataclass(frozen=True)
@@ -106,13 +153,7 @@ async def last_language(db: Database, caller_id: str) -> str | None:
     """The language of the caller number's last finished call: the IVR speaks it at once
     instead of asking (docs/call-flow.md, 1). Served by ix_calls_caller_id_started_at."""
     async with db.sessions() as session:
-        return await session.scalar(
-            select(Call.language)
-            .where(Call.caller_id == caller_id, Call.ended_at.is_not(None))
-            .where(Call.language.is_not(None))
-            .order_by(Call.started_at.desc(), Call.id.desc())
-            .limit(1)
-        )
+        return await session.scalar(_LAST_LANGUAGE, {"caller_id": caller_id})
 
 
 async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> int:
@@ -130,16 +171,13 @@ async def _lock_call(
 ) -> set[tuple[datetime, str, str]]:
     """The call's row locked (PostgreSQL), so that two deliveries of one batch never both store
     it, and which of `events` it has already: one query."""
-    since = min((e.at for e in events), default=None)
-    stored = and_(CallEvent.call_id == Call.id, CallEvent.at >= since) if since else false()
-    rows = (
-        await session.execute(
-            select(Call.id, CallEvent.at, CallEvent.kind, CallEvent.name)
-            .outerjoin(CallEvent, stored)
-            .where(Call.id == call_id)
-            .with_for_update(of=Call)
-        )
-    ).all()
+    if not events:
+        if await session.scalar(_LOCK_CALL, {"call_id": call_id}) is None:
+            raise BackendError("call_unknown", f"no call {call_id}")
+        return set()
+    since = min(e.at for e in events)
+    params = {"call_id": call_id, "since": since}
+    rows = (await session.execute(_LOCK_CALL_WITH_EVENTS, params)).all()
     if not rows:
         raise BackendError("call_unknown", f"no call {call_id}")
     return {(at, kind, name) for _, at, kind, name in rows if at is not None}
@@ -183,12 +221,7 @@ async def _follow_stage(session: AsyncSession, call_id: int, rows: list[dict[str
     if not stages:
         return
     newest = max(reversed(stages), key=lambda row: row["at"])  # a tie: the later one sent
-    await session.execute(
-        update(Call)
-        .where(Call.id == call_id, Call.ended_at.is_(None))
-        .values(last_stage=newest["name"])
-        .execution_options(synchronize_session=False)
-    )
+    await session.execute(_FOLLOW_STAGE, {"call_id": call_id, "stage": newest["name"]})
 
 
 async def end_call(
@@ -256,28 +289,16 @@ async def record_event(
     An unknown call id is not a reason to refuse a login or a bundle: the event is skipped.
     One statement (INSERT ... SELECT from the call's row), not a read and then an insert.
     """
-    if call_id is None:
-        return
-    columns = EVENTS_TABLE.c
-    await session.execute(
-        insert(EVENTS_TABLE).from_select(
-            ["call_id", "at", "kind", "name", "detail"],
-            select(
-                Call.id,
-                literal(at, columns.at.type),
-                literal("backend", columns.kind.type),
-                literal(name, columns.name.type),
-                literal(detail, columns.detail.type),
-            ).where(Call.id == call_id),
-        )
-    )
+    if call_id is not None:
+        params = {"call_id": call_id, "at": at, "name": name, "detail": detail}
+        await session.execute(_BACKEND_EVENT, params)
 
 
 async def known_call(session: AsyncSession, call_id: int | None) -> int | None:
     """`call_id` if that call exists, else None (so a bad id never breaks a foreign key)."""
     if call_id is None:
         return None
-    return await session.scalar(select(Call.id).where(Call.id == call_id))  # not the whole row
+    return await session.scalar(_KNOWN_CALL, {"call_id": call_id})  # not the whole row
 
 
 def masked(value: Any) -> Any:
@@ -308,17 +329,15 @@ async def _end_once(
 ) -> bool:
     """End the call unless it has ended; True when this did it. `language`: the one the caller
     chose, when known (the call log is opened before the language menu is answered)."""
-    values: dict[str, object] = dict(
-        ended_at=now, outcome=outcome, last_stage=last_stage, account_number=account
-    )
-    if language:
-        values["language"] = language
-    result = await session.execute(
-        update(Call)
-        .where(Call.id == call_id, Call.ended_at.is_(None))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    params = {
+        "call_id": call_id,
+        "now": now,
+        "outcome": outcome,
+        "last_stage": last_stage,
+        "account": account,
+        "language": language or None,  # None: the one stored stays
+    }
+    result = await session.execute(_END_ONCE, params)
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
