@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 import otp
 from backend import limits, sessions
@@ -211,9 +211,9 @@ async def _take_lease(session: AsyncSession, number: str, lease: str, now: datet
 
 
 async def _account(session: AsyncSession, number: str) -> Account | None:
-    return await session.scalar(
-        select(Account).where(Account.number == number).options(selectinload(Account.tokens))
-    )
+    """The account with its tokens, in one query (a join, not a second SELECT)."""
+    query = select(Account).where(Account.number == number).options(joinedload(Account.tokens))
+    return (await session.scalars(query)).unique().first()
 
 
 async def _release_lease(session: AsyncSession, account_id: int, lease: str) -> bool:
