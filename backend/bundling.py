@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -33,6 +33,32 @@ MAX_CCRNS = 50
 EARLIEST_CROSSING_AFTER = timedelta(minutes=30)
 RECENT_VEHICLES = 3
 NOT_FOUND = ("bundle_not_found", "No bundle was found for that vehicle and number.")
+
+# The statements of every call, built once with named parameters (see call_logs).
+_ACCOUNT = select(Account).where(Account.number == bindparam("number"))
+_BUNDLE_BY_KEY = (
+    select(Bundle)
+    .where(Bundle.idempotency_key == bindparam("key"))
+    .options(selectinload(Bundle.items), selectinload(Bundle.account))
+)
+# Each CCRN's cargo, and its active bundle item if any (at most one, by the partial unique
+# index): one query.
+_AVAILABILITY = (
+    select(Cargo.ccrn, Cargo.expires_at, BundleItem.id)
+    .outerjoin(BundleItem, and_(BundleItem.ccrn == Cargo.ccrn, BundleItem.active))
+    .where(Cargo.ccrn.in_(bindparam("ccrns", expanding=True)))
+)
+# The account's row joined to its bundles: an account without any gives one row with no mark,
+# an unknown account none.
+_RECENT_MARKS = (
+    select(Bundle.vehicle_mark)
+    .select_from(Account)
+    .outerjoin(Bundle, Bundle.account_id == Account.id)
+    .where(Account.number == bindparam("number"))
+    .group_by(Bundle.vehicle_mark)
+    .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
+    .limit(RECENT_VEHICLES)
+)
 
 
 @dataclass(frozen=True)
@@ -223,19 +249,7 @@ async def unbundle(
 async def recent_marks(db: Database, account_number: str) -> list[str]:
     """The marks of the last vehicles the account bundled to, most recent first (at most 3)."""
     async with db.sessions() as session:
-        # One query: the account's row joined to its bundles; an account without any gives
-        # one row with no mark, an unknown account none.
-        marks = list(
-            await session.scalars(
-                select(Bundle.vehicle_mark)
-                .select_from(Account)
-                .outerjoin(Bundle, Bundle.account_id == Account.id)
-                .where(Account.number == account_number)
-                .group_by(Bundle.vehicle_mark)
-                .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
-                .limit(RECENT_VEHICLES)
-            )
-        )
+        marks = list(await session.scalars(_RECENT_MARKS, {"number": account_number}))
     if not marks:
         raise _no_account(account_number)
     return [mark for mark in marks if mark is not None]
@@ -324,13 +338,7 @@ async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
 
 async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: datetime) -> None:
     """Raise for the first CCRN that is unknown, expired, or held by an active bundle."""
-    # One query: each CCRN's cargo, and its active bundle item if any (at most one, by the
-    # partial unique index).
-    rows = await session.execute(
-        select(Cargo.ccrn, Cargo.expires_at, BundleItem.id)
-        .outerjoin(BundleItem, and_(BundleItem.ccrn == Cargo.ccrn, BundleItem.active))
-        .where(Cargo.ccrn.in_(ccrns))
-    )
+    rows = await session.execute(_AVAILABILITY, {"ccrns": list(ccrns)})
     expiry: dict[str, datetime] = {}
     taken: set[str] = set()
     for ccrn, expires_at, active_item in rows:
@@ -353,7 +361,7 @@ async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: dat
 
 
 async def _account(session: AsyncSession, number: str) -> Account:
-    account = await session.scalar(select(Account).where(Account.number == number))
+    account = await session.scalar(_ACCOUNT, {"number": number})
     if account is None:
         raise _no_account(number)
     return account
@@ -364,11 +372,7 @@ def _no_account(number: str) -> BackendError:
 
 
 async def _bundle_by_key(session: AsyncSession, idempotency_key: str) -> Bundle | None:
-    return await session.scalar(
-        select(Bundle)
-        .where(Bundle.idempotency_key == idempotency_key)
-        .options(selectinload(Bundle.items), selectinload(Bundle.account))
-    )
+    return await session.scalar(_BUNDLE_BY_KEY, {"key": idempotency_key})
 
 
 async def _unbundling_by_key(session: AsyncSession, idempotency_key: str) -> Unbundling | None:

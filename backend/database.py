@@ -23,7 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, inspect, select, text
+from sqlalchemy import Connection, Select, bindparam, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -163,10 +163,17 @@ async def unused_number(
 ) -> str:
     """A fresh random number not yet in `column`. Random numbers are not guessable from one
     another; the unique constraint still guards the (tiny) window between check and insert."""
+    taken = _number_taken(column)
     while True:
         number = new()
-        if await session.scalar(select(column).where(column == number)) is None:
+        if await session.scalar(taken, {"number": number}) is None:
             return number
+
+
+@cache
+def _number_taken(column: InstrumentedAttribute[str]) -> Select[str]:
+    """Built once per column (see call_logs)."""
+    return select(column).where(column == bindparam("number"))
 
 
 async def upgrade_schema(engine: AsyncEngine) -> None:

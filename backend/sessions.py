@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.database import Database
@@ -24,6 +24,13 @@ from backend.models import Account, Call, LoginSession
 HEADER = "Login-Session"
 LIFETIME = timedelta(minutes=30)  # longer than any call; the call's end ends it sooner
 REFUSED = "A live login session of this account, from this call, is required."
+# Built once, with a named parameter (see call_logs).
+_SESSION = (
+    select(LoginSession.expires_at, LoginSession.call_id, Account.number, Call.ended_at)
+    .join(Account, Account.id == LoginSession.account_id)
+    .outerjoin(Call, Call.id == LoginSession.call_id)
+    .where(LoginSession.token_hash == bindparam("token_hash"))
+)
 
 
 def _hash(token: str) -> str:
@@ -64,14 +71,7 @@ async def require(
     if not token or len(token) > 128:
         raise BackendError("session_required", REFUSED)
     async with db.sessions() as session:
-        found = (
-            await session.execute(
-                select(LoginSession.expires_at, LoginSession.call_id, Account.number, Call.ended_at)
-                .join(Account, Account.id == LoginSession.account_id)
-                .outerjoin(Call, Call.id == LoginSession.call_id)
-                .where(LoginSession.token_hash == _hash(token))
-            )
-        ).first()
+        found = (await session.execute(_SESSION, {"token_hash": _hash(token)})).first()
     if found is None:
         raise BackendError("session_required", REFUSED)
     expires_at, session_call_id, number, call_ended_at = found
