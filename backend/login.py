@@ -213,7 +213,7 @@ async def _take_lease(session: AsyncSession, number: str, lease: str, now: datet
 async def _account(session: AsyncSession, number: str) -> Account | None:
     """The account with its tokens, in one query (a join, not a second SELECT)."""
     query = select(Account).where(Account.number == number).options(joinedload(Account.tokens))
-    return (await session.scalars(query)).unique().first()
+    return (await session.scalars(query)).unique().one_or_none()  # all rows: every token
 
 
 async def _release_lease(session: AsyncSession, account_id: int, lease: str) -> bool:
