@@ -34,8 +34,8 @@ EVENTS_TABLE = cast(Table, CallEvent.__table__)
 UNKNOWN_STAGE = "unknown"
 REUSED = "uniqueid_reused"  # the flag of a call that came with an ended call's uniqueid
 
-# The statements of every call, built once with named parameters: building one (SQLAlchemy's
-# construction and cache key) costs as much CPU as running it.
+# The statements of every call, built once with named parameters: SQLAlchemy then skips
+# building them (and their cache keys) per request.
 _LAST_LANGUAGE = (
     select(Call.language)
     .where(Call.caller_id == bindparam("caller_id"), Call.ended_at.is_not(None))
