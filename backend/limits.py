@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 import structlog
-from sqlalchemy import and_, case, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from backend.database import Database
 from backend.models import CallerThrottle, UtcDateTime
@@ -46,30 +48,44 @@ async def take_slot(session: AsyncSession, now: datetime, key: str, limit: Limit
     if limit.failures == 0:
         return True
     dialect = (await session.connection()).dialect.name
+    params = {
+        "key": key,
+        "now": now,
+        "restart": now,
+        "unblocked": now,
+        "stale_before": now - limit.window,
+        "limit": limit.failures,
+    }
+    return await session.scalar(_take_slot(dialect), params) is not None
+
+
+@cache
+def _take_slot(dialect: str) -> ReturningInsert[int]:
+    """One statement, built once per dialect: a new key's row is its first slot; a known key's
+    row is updated only if a slot is free (every SET reads the row as it was, and the WHERE is
+    the reservation)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     row = CallerThrottle
-    stale = row.window_started_at <= now - limit.window
-    # One statement: a new key's row is its first slot; a known key's row is updated only if
-    # a slot is free (every SET reads the row as it was, and the WHERE is the reservation).
-    taken = await session.scalar(
+    stale = row.window_started_at <= bindparam("stale_before")
+    return (
         insert(row)
-        .values(caller=key, failures=1, window_started_at=now)
+        .values(caller=bindparam("key"), failures=1, window_started_at=bindparam("now"))
         .on_conflict_do_update(
             index_elements=[row.caller],
             set_={
                 "failures": case((stale, 1), else_=row.failures + 1),
                 "window_started_at": case(
-                    (stale, literal(now, UtcDateTime())), else_=row.window_started_at
+                    (stale, bindparam("restart", type_=UtcDateTime())),
+                    else_=row.window_started_at,
                 ),
             },
             where=and_(
-                or_(row.blocked_until.is_(None), row.blocked_until <= now),
-                or_(stale, row.failures < limit.failures),
+                or_(row.blocked_until.is_(None), row.blocked_until <= bindparam("unblocked")),
+                or_(stale, row.failures < bindparam("limit")),
             ),
         )
         .returning(row.id)
     )
-    return taken is not None
 
 
 async def blocked_until(db: Database, key: str) -> datetime | None:
@@ -96,26 +112,33 @@ async def settle_slot(
     """`settle` within the caller's unit of work (committed with it)."""
     if limit.failures == 0:
         return
-    row = CallerThrottle
     if not failed:
-        await session.execute(
-            update(row)
-            .where(row.caller == key, row.failures > 0)
-            .values(failures=row.failures - 1)
-            .execution_options(synchronize_session=False)
-        )
+        await session.execute(_GIVE_BACK, {"key": key})
         return
     until = now + limit.block
-    blocked = await session.scalar(
-        update(row)
-        .where(
-            row.caller == key,
-            row.failures >= limit.failures,
-            or_(row.blocked_until.is_(None), row.blocked_until <= now),
-        )
-        .values(failures=0, window_started_at=now, blocked_until=until)
-        .returning(row.id)
-        .execution_options(synchronize_session=False)
-    )
-    if blocked is not None:
+    params = {"key": key, "limit": limit.failures, "now": now, "restart": now, "until": until}
+    if await session.scalar(_KEEP, params) is not None:
         log.warning("attempts_blocked", key=key, until=until.isoformat())
+
+
+# A success gives its slot back; a failure keeps it, and the one that fills the window blocks
+# the key (built once, with named parameters).
+_GIVE_BACK = (
+    update(CallerThrottle)
+    .where(CallerThrottle.caller == bindparam("key"), CallerThrottle.failures > 0)
+    .values(failures=CallerThrottle.failures - 1)
+    .execution_options(synchronize_session=False)
+)
+_KEEP = (
+    update(CallerThrottle)
+    .where(
+        CallerThrottle.caller == bindparam("key"),
+        CallerThrottle.failures >= bindparam("limit"),
+        or_(
+            CallerThrottle.blocked_until.is_(None), CallerThrottle.blocked_until <= bindparam("now")
+        ),
+    )
+    .values(failures=0, window_started_at=bindparam("restart"), blocked_until=bindparam("until"))
+    .returning(CallerThrottle.id)
+    .execution_options(synchronize_session=False)
+)

@@ -31,6 +31,9 @@ _SESSION = (
     .outerjoin(Call, Call.id == LoginSession.call_id)
     .where(LoginSession.token_hash == bindparam("token_hash"))
 )
+_DELETE_EXPIRED = delete(LoginSession).where(
+    LoginSession.account_id == bindparam("account_id"), LoginSession.expires_at <= bindparam("now")
+)
 
 
 def _hash(token: str) -> str:
@@ -56,11 +59,7 @@ async def open_session(db: Database, account: Account, call_id: int | None) -> t
 
 async def delete_expired(session: AsyncSession, account_id: int, now: datetime) -> None:
     """Housekeeping, in a successful login's unit of work: the account's expired sessions."""
-    await session.execute(
-        delete(LoginSession).where(
-            LoginSession.account_id == account_id, LoginSession.expires_at <= now
-        )
-    )
+    await session.execute(_DELETE_EXPIRED, {"account_id": account_id, "now": now})
 
 
 async def require(
