@@ -169,8 +169,8 @@ async def create_session(request: web.Request) -> web.Response:
     )
     state = registration.activation(account, request.app[SETTINGS].terms_version)
     db = request.app[DATABASE]
-    async with db.sessions.begin() as session:
-        token, expires_at = await sessions.open_in(session, db.now(), account, body.call_id)
+    token, expires_at = await sessions.open_session(db, account, body.call_id)
+    async with db.sessions() as session:  # a read: no transaction
         # What the prompt after the login needs: the vehicles to offer (bundling, cancelling
         # and enquiries all start there).
         recent = await bundling.recent_marks(session, account.id)

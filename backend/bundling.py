@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -33,6 +33,29 @@ MAX_CCRNS = 50
 EARLIEST_CROSSING_AFTER = timedelta(minutes=30)
 RECENT_VEHICLES = 3
 NOT_FOUND = ("bundle_not_found", "No bundle was found for that vehicle and number.")
+
+# The statements of every call, built once with named parameters (see call_logs).
+_ACCOUNT = select(Account).where(Account.number == bindparam("number"))
+_BUNDLE_BY_KEY = (
+    select(Bundle)
+    .where(Bundle.idempotency_key == bindparam("key"))
+    .options(selectinload(Bundle.items), selectinload(Bundle.account))
+)
+# Each CCRN's cargo, and its active bundle item if any (at most one, by the partial unique
+# index): one query.
+_AVAILABILITY = (
+    select(Cargo.ccrn, Cargo.expires_at, BundleItem.id)
+    .outerjoin(BundleItem, and_(BundleItem.ccrn == Cargo.ccrn, BundleItem.active))
+    .where(Cargo.ccrn.in_(bindparam("ccrns", expanding=True)))
+)
+# The last vehicles an account bundled to (recent_marks).
+_RECENT_MARKS = (
+    select(Bundle.vehicle_mark)
+    .where(Bundle.account_id == bindparam("account_id"))
+    .group_by(Bundle.vehicle_mark)
+    .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
+    .limit(RECENT_VEHICLES)
+)
 
 
 @dataclass(frozen=True)
@@ -223,15 +246,7 @@ async def unbundle(
 async def recent_marks(session: AsyncSession, account_id: int) -> list[str]:
     """The marks of the last vehicles the account bundled to, most recent first (at most 3):
     the login answers with them (the vehicle prompt offers them)."""
-    return list(
-        await session.scalars(
-            select(Bundle.vehicle_mark)
-            .where(Bundle.account_id == account_id)
-            .group_by(Bundle.vehicle_mark)
-            .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
-            .limit(RECENT_VEHICLES)
-        )
-    )
+    return list(await session.scalars(_RECENT_MARKS, {"account_id": account_id}))
 
 
 def active_ccrns(bundle: Bundle) -> list[str]:
@@ -292,8 +307,14 @@ async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
     batch_numbers = [n for n in numbers if formats.is_batch_number(n)]
     batches = {
         batch.number: batch
-        for batch in await session.scalars(
-            select(Batch).where(Batch.number.in_(batch_numbers)).options(selectinload(Batch.items))
+        for batch in (
+            await session.scalars(
+                select(Batch)
+                .where(Batch.number.in_(batch_numbers))
+                .options(selectinload(Batch.items))
+            )
+            if batch_numbers  # CCRNs only (the rule): no query
+            else ()
         )
     }
     ccrns: list[str] = []
@@ -311,18 +332,19 @@ async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
 
 async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: datetime) -> None:
     """Raise for the first CCRN that is unknown, expired, or held by an active bundle."""
-    cargo = {c.ccrn: c for c in await session.scalars(select(Cargo).where(Cargo.ccrn.in_(ccrns)))}
-    taken = set(
-        await session.scalars(
-            select(BundleItem.ccrn).where(BundleItem.ccrn.in_(ccrns), BundleItem.active)
-        )
-    )
+    rows = await session.execute(_AVAILABILITY, {"ccrns": list(ccrns)})
+    expiry: dict[str, datetime] = {}
+    taken: set[str] = set()
+    for ccrn, expires_at, active_item in rows:
+        expiry[ccrn] = expires_at
+        if active_item is not None:
+            taken.add(ccrn)
     for ccrn in ccrns:
-        if ccrn not in cargo:
+        if ccrn not in expiry:
             raise BackendError(
                 "ccrn_unknown", "No cargo information for that number.", detail={"ccrn": ccrn}
             )
-        if cargo[ccrn].expires_at <= now:
+        if expiry[ccrn] <= now:
             raise BackendError(
                 "ccrn_expired", "That cargo information has expired.", detail={"ccrn": ccrn}
             )
@@ -333,18 +355,18 @@ async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: dat
 
 
 async def _account(session: AsyncSession, number: str) -> Account:
-    account = await session.scalar(select(Account).where(Account.number == number))
+    account = await session.scalar(_ACCOUNT, {"number": number})
     if account is None:
-        raise BackendError("account_unknown", f"No account {number}.")
+        raise _no_account(number)
     return account
 
 
+def _no_account(number: str) -> BackendError:
+    return BackendError("account_unknown", f"No account {number}.")
+
+
 async def _bundle_by_key(session: AsyncSession, idempotency_key: str) -> Bundle | None:
-    return await session.scalar(
-        select(Bundle)
-        .where(Bundle.idempotency_key == idempotency_key)
-        .options(selectinload(Bundle.items), selectinload(Bundle.account))
-    )
+    return await session.scalar(_BUNDLE_BY_KEY, {"key": idempotency_key})
 
 
 async def _unbundling_by_key(session: AsyncSession, idempotency_key: str) -> Unbundling | None:

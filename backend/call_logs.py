@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Select, Table, insert, select, update
+from sqlalchemy import String, Table, and_, bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -33,6 +33,53 @@ HUNG_UP = "caller_hung_up"
 EVENTS_TABLE = cast(Table, CallEvent.__table__)
 UNKNOWN_STAGE = "unknown"
 REUSED = "uniqueid_reused"  # the flag of a call that came with an ended call's uniqueid
+
+# The statements of every call, built once with named parameters: SQLAlchemy then skips
+# building them (and their cache keys) per request.
+_LAST_LANGUAGE = (
+    select(Call.language)
+    .where(Call.caller_id == bindparam("caller_id"), Call.ended_at.is_not(None))
+    .where(Call.language.is_not(None))
+    .order_by(Call.started_at.desc(), Call.id.desc())
+    .limit(1)
+)
+_LOCK_CALL = select(Call.id).where(Call.id == bindparam("call_id")).with_for_update()
+# ... and which events it has since the batch's first: one query.
+_LOCK_CALL_WITH_EVENTS = (
+    select(Call.id, CallEvent.at, CallEvent.kind, CallEvent.name)
+    .outerjoin(CallEvent, and_(CallEvent.call_id == Call.id, CallEvent.at >= bindparam("since")))
+    .where(Call.id == bindparam("call_id"))
+    .with_for_update(of=Call)
+)
+_FOLLOW_STAGE = (
+    update(Call)
+    .where(Call.id == bindparam("call_id"), Call.ended_at.is_(None))
+    .values(last_stage=bindparam("stage"))
+    .execution_options(synchronize_session=False)
+)
+_END_ONCE = (
+    update(Call)
+    .where(Call.id == bindparam("call_id"), Call.ended_at.is_(None))
+    .values(
+        ended_at=bindparam("now"),
+        outcome=bindparam("outcome"),
+        last_stage=bindparam("last_stage"),
+        account_number=bindparam("account"),
+        language=func.coalesce(bindparam("language", type_=String()), Call.language),
+    )
+    .execution_options(synchronize_session=False)
+)
+_KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call_id"))
+_BACKEND_EVENT = insert(EVENTS_TABLE).from_select(
+    ["call_id", "at", "kind", "name", "detail"],
+    select(
+        Call.id,
+        bindparam("at", type_=EVENTS_TABLE.c.at.type),
+        literal("backend", EVENTS_TABLE.c.kind.type),
+        bindparam("name", type_=EVENTS_TABLE.c.name.type),
+        bindparam("detail", type_=EVENTS_TABLE.c.detail.type),
+    ).where(Call.id == bindparam("call_id")),
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +109,7 @@ async def open_call(
     with_last_language: bool = False,
 ) -> Opened:
     """The call of `uniqueid`, created if new, and whether it was created; with
-    `with_last_language`, the caller number's last language too, read in the same transaction.
+    `with_last_language`, the caller number's last language too (read first, outside a transaction).
 
     A retried open (the IVR retries safe calls) finds the first one: the unique uniqueid
     decides, even when both attempts race. A new call is the rule: tried first, it costs one
@@ -79,17 +126,15 @@ async def open_call(
         started_at=db.now(),
     )
     remembered = None
+    if with_last_language and caller_id:  # a read: no transaction, no wait behind writers
+        remembered = await last_language(db, caller_id)
     try:
-        async with db.sessions.begin() as session:
-            if with_last_language and caller_id:
-                remembered = await session.scalar(_last_language_query(caller_id))
+        async with db.sessions.single() as session:  # one INSERT
             session.add(call)
     except IntegrityError:
         existing = await _call_by_uniqueid(db, uniqueid)
         if existing is None:
             raise
-        if with_last_language and caller_id:
-            remembered = await last_language(db, caller_id)
         if existing.ended_at is None:
             return Opened(existing, False, remembered)
         return Opened(await _reused(db, call, existing), True, remembered)
@@ -121,41 +166,46 @@ async def last_language(db: Database, caller_id: str) -> str | None:
     """The language of the caller number's last finished call: the IVR speaks it at once
     instead of asking (docs/call-flow.md, 1). Served by ix_calls_caller_id_started_at."""
     async with db.sessions() as session:
-        return await session.scalar(_last_language_query(caller_id))
-
-
-def _last_language_query(caller_id: str) -> Select[Any]:
-    return (
-        select(Call.language)
-        .where(Call.caller_id == caller_id, Call.ended_at.is_not(None))
-        .where(Call.language.is_not(None))
-        .order_by(Call.started_at.desc(), Call.id.desc())
-        .limit(1)
-    )
+        return await session.scalar(_LAST_LANGUAGE, {"caller_id": caller_id})
 
 
 async def add_events(db: Database, call_id: int, events: Iterable[NewEvent]) -> int:
     """Store the events not stored yet; how many were new. The IVR re-sends what it spooled
     during an outage, and a batch may have arrived before its answer was lost: an event is known
     by its time, kind and name (the IVR gives each event of a call a time of its own)."""
+    batch = list(events)
     async with db.sessions.begin() as session:
-        await _lock_call(session, call_id)
-        return await _store_events(session, call_id, list(events))
+        stored = await _lock_call(session, call_id, batch)
+        return await _store_events(session, call_id, batch, stored)
 
 
-async def _lock_call(session: AsyncSession, call_id: int) -> None:
-    """The call's row locked (PostgreSQL): two deliveries of one batch never both store it."""
-    found = await session.scalar(select(Call.id).where(Call.id == call_id).with_for_update())
-    if found is None:
+async def _lock_call(
+    session: AsyncSession, call_id: int, events: list[NewEvent]
+) -> set[tuple[datetime, str, str]]:
+    """The call's row locked (PostgreSQL), so that two deliveries of one batch never both store
+    it, and which of `events` it has already: one query."""
+    if not events:
+        if await session.scalar(_LOCK_CALL, {"call_id": call_id}) is None:
+            raise BackendError("call_unknown", f"no call {call_id}")
+        return set()
+    since = min(e.at for e in events)
+    params = {"call_id": call_id, "since": since}
+    rows = (await session.execute(_LOCK_CALL_WITH_EVENTS, params)).all()
+    if not rows:
         raise BackendError("call_unknown", f"no call {call_id}")
+    return {(at, kind, name) for _, at, kind, name in rows if at is not None}
 
 
 async def _store_events(
-    session: AsyncSession, call_id: int, events: list[NewEvent], follow_stage: bool = True
+    session: AsyncSession,
+    call_id: int,
+    events: list[NewEvent],
+    stored: set[tuple[datetime, str, str]],
+    follow_stage: bool = True,
 ) -> int:
-    """Insert the events of `call_id` not stored yet (the call's row locked), in one statement;
-    `follow_stage`: the call's last stage follows them (not at its end, which sets it)."""
-    stored = await _stored_events(session, call_id, events)
+    """Insert the events of `call_id` not `stored` yet (the call's row locked), in one
+    statement; `follow_stage`: the call's last stage set from them (not at its end, which sets
+    it)."""
     rows = [
         {
             "call_id": call_id,
@@ -184,25 +234,7 @@ async def _follow_stage(session: AsyncSession, call_id: int, rows: list[dict[str
     if not stages:
         return
     newest = max(reversed(stages), key=lambda row: row["at"])  # a tie: the later one sent
-    await session.execute(
-        update(Call)
-        .where(Call.id == call_id, Call.ended_at.is_(None))
-        .values(last_stage=newest["name"])
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def _stored_events(
-    session: AsyncSession, call_id: int, events: list[NewEvent]
-) -> set[tuple[datetime, str, str]]:
-    if not events:
-        return set()
-    rows = await session.execute(
-        select(CallEvent.at, CallEvent.kind, CallEvent.name).where(
-            CallEvent.call_id == call_id, CallEvent.at >= min(e.at for e in events)
-        )
-    )
-    return {(at, kind, name) for at, kind, name in rows}
+    await session.execute(_FOLLOW_STAGE, {"call_id": call_id, "stage": newest["name"]})
 
 
 async def end_call(
@@ -220,9 +252,15 @@ async def end_call(
     the end of every call); the call as stored, unless `reply` is False. Only the first end
     counts: a retried end changes nothing (its events, already stored, are not stored twice)."""
     async with db.sessions.begin() as session:
-        await _lock_call(session, call_id)
-        await _store_events(session, call_id, list(events), follow_stage=False)
-        await _end_once(session, call_id, db.now(), outcome, last_stage, account, language=language)
+        # The end first: it locks the call's row (PostgreSQL), so a first end of a call with
+        # no last events is one statement.
+        last = list(events)
+        ended = await _end_once(
+            session, call_id, db.now(), outcome, last_stage, account, language=language
+        )
+        if last or not ended:  # an unknown call is refused here
+            stored = await _lock_call(session, call_id, last)
+            await _store_events(session, call_id, last, stored, follow_stage=False)
     return await get_call(db, call_id) if reply else None
 
 
@@ -262,16 +300,18 @@ async def record_event(
     """A backend event in the caller's own transaction, when the call is known.
 
     An unknown call id is not a reason to refuse a login or a bundle: the event is skipped.
+    One statement (INSERT ... SELECT from the call's row), not a read and then an insert.
     """
-    if await known_call(session, call_id) is not None:
-        session.add(CallEvent(call_id=call_id, at=at, kind="backend", name=name, detail=detail))
+    if call_id is not None:
+        params = {"call_id": call_id, "at": at, "name": name, "detail": detail}
+        await session.execute(_BACKEND_EVENT, params)
 
 
 async def known_call(session: AsyncSession, call_id: int | None) -> int | None:
     """`call_id` if that call exists, else None (so a bad id never breaks a foreign key)."""
     if call_id is None:
         return None
-    return await session.scalar(select(Call.id).where(Call.id == call_id))  # not the whole row
+    return await session.scalar(_KNOWN_CALL, {"call_id": call_id})  # not the whole row
 
 
 def masked(value: Any) -> Any:
@@ -302,17 +342,15 @@ async def _end_once(
 ) -> bool:
     """End the call unless it has ended; True when this did it. `language`: the one the caller
     chose, when known (the call log is opened before the language menu is answered)."""
-    values: dict[str, object] = dict(
-        ended_at=now, outcome=outcome, last_stage=last_stage, account_number=account
-    )
-    if language:
-        values["language"] = language
-    result = await session.execute(
-        update(Call)
-        .where(Call.id == call_id, Call.ended_at.is_(None))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    params = {
+        "call_id": call_id,
+        "now": now,
+        "outcome": outcome,
+        "last_stage": last_stage,
+        "account": account,
+        "language": language or None,  # None: the one stored stays
+    }
+    result = await session.execute(_END_ONCE, params)
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 

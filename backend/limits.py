@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 import structlog
-from sqlalchemy import case, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from backend.database import Database
 from backend.models import CallerThrottle, UtcDateTime
@@ -36,35 +39,53 @@ async def reserve(db: Database, key: str, limit: Limit) -> bool:
     """Take one attempt slot for `key`; False: refused (blocked, or the window is full)."""
     if limit.failures == 0:
         return True
-    now = db.now()
     async with db.sessions.begin() as session:
-        dialect = (await session.connection()).dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        await session.execute(
-            insert(CallerThrottle)
-            .values(caller=key, failures=0, window_started_at=now)
-            .on_conflict_do_nothing(index_elements=[CallerThrottle.caller])
-        )
-        row = CallerThrottle
-        stale = row.window_started_at <= now - limit.window
-        # One UPDATE: every SET reads the row as it was, and the WHERE is the reservation.
-        taken = await session.scalar(
-            update(row)
-            .where(
-                row.caller == key,
-                or_(row.blocked_until.is_(None), row.blocked_until <= now),
-                or_(stale, row.failures < limit.failures),
-            )
-            .values(
-                failures=case((stale, 1), else_=row.failures + 1),
-                window_started_at=case(
-                    (stale, literal(now, UtcDateTime())), else_=row.window_started_at
+        return await take_slot(session, db.now(), key, limit)
+
+
+async def take_slot(session: AsyncSession, now: datetime, key: str, limit: Limit) -> bool:
+    """`reserve` within the caller's unit of work (committed with it)."""
+    if limit.failures == 0:
+        return True
+    dialect = (await session.connection()).dialect.name
+    params = {
+        "key": key,
+        "now": now,
+        "restart": now,
+        "unblocked": now,
+        "stale_before": now - limit.window,
+        "limit": limit.failures,
+    }
+    return await session.scalar(_take_slot(dialect), params) is not None
+
+
+@cache
+def _take_slot(dialect: str) -> ReturningInsert[int]:
+    """One statement, built once per dialect: a new key's row is its first slot; a known key's
+    row is updated only if a slot is free (every SET reads the row as it was, and the WHERE is
+    the reservation)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    row = CallerThrottle
+    stale = row.window_started_at <= bindparam("stale_before")
+    return (
+        insert(row)
+        .values(caller=bindparam("key"), failures=1, window_started_at=bindparam("now"))
+        .on_conflict_do_update(
+            index_elements=[row.caller],
+            set_={
+                "failures": case((stale, 1), else_=row.failures + 1),
+                "window_started_at": case(
+                    (stale, bindparam("restart", type_=UtcDateTime())),
+                    else_=row.window_started_at,
                 ),
-            )
-            .returning(row.id)
-            .execution_options(synchronize_session=False)
+            },
+            where=and_(
+                or_(row.blocked_until.is_(None), row.blocked_until <= bindparam("unblocked")),
+                or_(stale, row.failures < bindparam("limit")),
+            ),
         )
-    return taken is not None
+        .returning(row.id)
+    )
 
 
 async def blocked_until(db: Database, key: str) -> datetime | None:
@@ -81,28 +102,43 @@ async def settle(db: Database, key: str, limit: Limit, failed: bool) -> None:
     the key when the window is full)."""
     if limit.failures == 0:
         return
-    now = db.now()
-    row = CallerThrottle
     async with db.sessions.begin() as session:
-        if not failed:
-            await session.execute(
-                update(row)
-                .where(row.caller == key, row.failures > 0)
-                .values(failures=row.failures - 1)
-                .execution_options(synchronize_session=False)
-            )
-            return
-        until = now + limit.block
-        blocked = await session.scalar(
-            update(row)
-            .where(
-                row.caller == key,
-                row.failures >= limit.failures,
-                or_(row.blocked_until.is_(None), row.blocked_until <= now),
-            )
-            .values(failures=0, window_started_at=now, blocked_until=until)
-            .returning(row.id)
-            .execution_options(synchronize_session=False)
-        )
-    if blocked is not None:
+        await settle_slot(session, db.now(), key, limit, failed)
+
+
+async def settle_slot(
+    session: AsyncSession, now: datetime, key: str, limit: Limit, failed: bool
+) -> None:
+    """`settle` within the caller's unit of work (committed with it)."""
+    if limit.failures == 0:
+        return
+    if not failed:
+        await session.execute(_GIVE_BACK, {"key": key})
+        return
+    until = now + limit.block
+    params = {"key": key, "limit": limit.failures, "now": now, "restart": now, "until": until}
+    if await session.scalar(_KEEP, params) is not None:
         log.warning("attempts_blocked", key=key, until=until.isoformat())
+
+
+# A success gives its slot back; a failure keeps it, and the one that fills the window blocks
+# the key (built once, with named parameters).
+_GIVE_BACK = (
+    update(CallerThrottle)
+    .where(CallerThrottle.caller == bindparam("key"), CallerThrottle.failures > 0)
+    .values(failures=CallerThrottle.failures - 1)
+    .execution_options(synchronize_session=False)
+)
+_KEEP = (
+    update(CallerThrottle)
+    .where(
+        CallerThrottle.caller == bindparam("key"),
+        CallerThrottle.failures >= bindparam("limit"),
+        or_(
+            CallerThrottle.blocked_until.is_(None), CallerThrottle.blocked_until <= bindparam("now")
+        ),
+    )
+    .values(failures=0, window_started_at=bindparam("restart"), blocked_until=bindparam("until"))
+    .returning(CallerThrottle.id)
+    .execution_options(synchronize_session=False)
+)

@@ -37,14 +37,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
-import formats
-import otp
-from backend import limits
+from backend import limits, login_tokens, sessions
 from backend.call_logs import record_event
+from backend.callers import caller_key, caller_limit, throttled
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Account, Token
@@ -60,7 +59,6 @@ COUNTED = frozenset({"wrong_password", "wrong_code", "replayed_code", "no_token"
 CALLER_COUNTED = COUNTED | {"account_unknown", "locked", "busy"}
 # Longer than any login takes (Argon2 and a few queries): a lease a crashed worker left runs out.
 LOGIN_LEASE = timedelta(seconds=60)
-ANONYMOUS = "anonymous"
 PUBLIC = {
     "locked": ("locked", "This account cannot log in now."),
     "token_expired": ("token_expired", "The security token has expired."),
@@ -68,15 +66,32 @@ PUBLIC = {
 }
 FAILED = ("login_failed", "The account number, password or security code is not correct.")
 
-
-@dataclass(frozen=True)
-class _Match:
-    token_id: int
-    serial: str
-    type: otp.OtpType
-    step: int  # totp: the time step; hotp: the counter
-    drift: int  # totp: the token's total drift, in steps
-    pending: bool  # a new token's first correct code: the login activates it
+# The statements of every login, built once with named parameters (see call_logs).
+_TAKE_LEASE = (
+    update(Account)
+    .where(
+        Account.number == bindparam("account_number"),
+        or_(Account.login_lease_until.is_(None), Account.login_lease_until <= bindparam("now")),
+    )
+    .values(login_lease=bindparam("lease"), login_lease_until=bindparam("until"))
+    .returning(Account.id)
+    .execution_options(synchronize_session=False)
+)
+_ACCOUNT = (
+    select(Account).where(Account.number == bindparam("number")).options(joinedload(Account.tokens))
+)
+_RELEASE_LEASE = (
+    update(Account)
+    .where(Account.id == bindparam("account_id"), Account.login_lease == bindparam("lease"))
+    .values(login_lease=None, login_lease_until=None)
+    .execution_options(synchronize_session=False)
+)
+_RESET_FAILURES = (
+    update(Account)
+    .where(Account.id == bindparam("account_id"))
+    .values(failed_logins=0, locked_until=None)
+    .execution_options(synchronize_session=False)
+)
 
 
 async def login(
@@ -89,15 +104,30 @@ async def login(
 ) -> Account:
     """The account when all three are right; otherwise BackendError (login_failed, ...)."""
     caller = caller_key(caller_id)
-    throttle = _caller_limit(db.settings, caller)
-    if not await limits.reserve(db, caller, throttle):
+    throttle = caller_limit(db.settings, caller)
+    now, lease = db.now(), secrets.token_hex(16)
+    # Before any check, one unit of work: the caller's attempt slot, the account's lease, and
+    # the account with its tokens.
+    async with db.sessions.begin() as session:
+        reserved = await limits.take_slot(session, now, caller, throttle)
+        leased = reserved and await _take_lease(session, number, lease, now)
+        account = await _account(session, number) if reserved else None
+    if not reserved:
         await _refused(db, number, "caller_throttled", call_id, caller_id)
-        raise _throttled(db.now(), await limits.blocked_until(db, caller), throttle)
-    reason: str | None = "busy"
+        raise throttled(db.now(), await limits.blocked_until(db, caller), throttle)
+    settled = False
     try:
-        reason, account = await _attempt(db, number, password, token_code, call_id, caller_id)
+        if account is not None and not leased:
+            # Another login of this account is running: refused unchecked, like any failure.
+            await _refused(db, number, "busy", call_id, caller_id)
+            reason: str | None = "busy"
+        else:
+            attempt = _Attempt(number, call_id, caller_id, now, lease, caller, throttle)
+            reason = await _attempt(db, attempt, account, password, token_code)
+            settled = True  # in the attempt's unit of work
     finally:
-        await limits.settle(db, caller, throttle, failed=reason in CALLER_COUNTED)
+        if not settled:  # busy, or an error before the attempt's unit of work committed
+            await limits.settle(db, caller, throttle, failed=True)
     if reason is not None or account is None:
         code, message = PUBLIC.get(reason or "", FAILED)
         raise BackendError(code, message)
@@ -105,30 +135,26 @@ async def login(
     return account
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    number: str
+    call_id: int | None
+    caller_id: str | None
+    now: datetime
+    lease: str  # the account's login lease, held by this attempt
+    caller: str  # the caller number's attempt slot, reserved by this attempt
+    throttle: limits.Limit
+
+
 async def _attempt(
-    db: Database,
-    number: str,
-    password: str,
-    token_code: str,
-    call_id: int | None,
-    caller_id: str | None,
-) -> tuple[str | None, Account | None]:
-    """One login with the account's lease held: why it fails (None: it succeeds), and the
-    account."""
-    now = db.now()
-    lease = secrets.token_hex(16)
-    leased = await _take_lease(db, number, lease, now)
-    async with db.sessions() as session:
-        account = await session.scalar(
-            select(Account).where(Account.number == number).options(selectinload(Account.tokens))
-        )
-    if account is not None and not leased:
-        # Another login of this account is running: refused unchecked, like any failure.
-        await _refused(db, number, "busy", call_id, caller_id)
-        return "busy", None
+    db: Database, at: _Attempt, account: Account | None, password: str, token_code: str
+) -> str | None:
+    """One login with the account's lease held: why it fails (None: it succeeds). Its outcome,
+    the lease given back and the caller's slot settled are one unit of work."""
+    now = at.now
     held = account is not None
     try:
-        expired = _expired_enrolments(account, now, db.settings.enrolment_expiry)
+        expired = login_tokens.expired_enrolments(account, now, db.settings.enrolment_expiry)
         reason, match = await _verify(db, account, password, token_code, now, expired)
         new_hash = None
         if account and match and db.passwords.needs_rehash(account.password_hash):
@@ -137,30 +163,37 @@ async def _attempt(
         async with db.sessions.begin() as session:
             if account is not None:
                 held = False
-                if not await _release_lease(session, account.id, lease) and reason is None:
+                if not await _release_lease(session, account.id, at.lease) and reason is None:
                     reason, match = "busy", None  # the lease ran out: another login may run
             if expired:
-                await _revoke(session, expired, now)
-            if match is not None and not await _claim_step(session, match):
+                await login_tokens.revoke(session, expired, now)
+            if match is not None and not await login_tokens.claim_step(session, match):
                 reason = "replayed_code"  # another login used this step since we read it
             if account is not None and reason is None and match is not None:
                 await _reset_failures(session, account, new_hash)
+                await sessions.delete_expired(session, account.id, now)  # before the new one
                 if match.pending:
-                    await _activate(session, account, match, now)
+                    await login_tokens.activate(session, account, match, now)
             elif account is not None and reason in COUNTED and not _locked(account, now):
                 await _count_failure(session, account, now, db.settings)
-            detail = {"account": number} | ({"reason": reason} if reason else {})
+            detail = {"account": at.number} | ({"reason": reason} if reason else {})
             name = "login_failed" if reason else "login_ok"
-            await record_event(session, call_id, now, name, detail)
+            await record_event(session, at.call_id, now, name, detail)
+            failed = reason in CALLER_COUNTED
+            await limits.settle_slot(session, now, at.caller, at.throttle, failed)
     finally:
         if held and account is not None:  # an error before the release: do not keep the lease
             async with db.sessions.begin() as session:
-                await _release_lease(session, account.id, lease)
+                await _release_lease(session, account.id, at.lease)
     if reason is not None:
         log.info(
-            "login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id
+            "login_failed",
+            account=at.number,
+            reason=reason,
+            call_id=at.call_id,
+            caller_id=at.caller_id,
         )
-    return reason, account
+    return reason
 
 
 async def _refused(
@@ -177,31 +210,22 @@ async def _refused(
     log.info("login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id)
 
 
-async def _take_lease(db: Database, number: str, lease: str, now: datetime) -> bool:
+async def _take_lease(session: AsyncSession, number: str, lease: str, now: datetime) -> bool:
     """The account's login lease, if no other login holds it: one conditional UPDATE, so of
     attempts arriving together (in any worker) one goes on and the others are refused."""
-    async with db.sessions.begin() as session:
-        taken = await session.scalar(
-            update(Account)
-            .where(
-                Account.number == number,
-                or_(Account.login_lease_until.is_(None), Account.login_lease_until <= now),
-            )
-            .values(login_lease=lease, login_lease_until=now + LOGIN_LEASE)
-            .returning(Account.id)
-            .execution_options(synchronize_session=False)
-        )
-    return taken is not None
+    params = {"account_number": number, "now": now, "lease": lease, "until": now + LOGIN_LEASE}
+    return await session.scalar(_TAKE_LEASE, params) is not None
+
+
+async def _account(session: AsyncSession, number: str) -> Account | None:
+    """The account with its tokens, in one query (a join, not a second SELECT)."""
+    found = await session.scalars(_ACCOUNT, {"number": number})
+    return found.unique().one_or_none()  # all rows: every token
 
 
 async def _release_lease(session: AsyncSession, account_id: int, lease: str) -> bool:
     """Give the lease back; False: it was no longer ours (it ran out and another took it)."""
-    result = await session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.login_lease == lease)
-        .values(login_lease=None, login_lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
+    result = await session.execute(_RELEASE_LEASE, {"account_id": account_id, "lease": lease})
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -212,7 +236,7 @@ async def _verify(
     token_code: str,
     now: datetime,
     expired: Sequence[Token] = (),
-) -> tuple[str | None, _Match | None]:
+) -> tuple[str | None, login_tokens.Match | None]:
     """Why the login fails (None: it succeeds), and the token step it would use up. `expired`
     tokens (enrolments never activated in time) are not tried."""
     # Verify even for an unknown account (a decoy hash), so it is not faster to refuse.
@@ -230,56 +254,12 @@ async def _verify(
     usable = [t for t in tokens if t.expires_on is None or t.expires_on >= today]
     if not usable:
         return "token_expired", None
-    match, replayed = _match(db, usable, token_code, now)
+    match, replayed = login_tokens.match_code(db, usable, token_code, now)
     if match is None:
         return ("replayed_code" if replayed else "wrong_code"), None
     if SERVICE not in account.services:
         return "no_service", None
     return None, match
-
-
-def _match(
-    db: Database, tokens: Sequence[Token], code: str, now: datetime
-) -> tuple[_Match | None, bool]:
-    """The token step `code` matches: a time step centred on the token's remembered drift, or
-    a counter from the token's next one."""
-    replayed = False
-    for token in tokens:
-        seed = db.seeds.decrypt(token.seed_encrypted)
-        if token.type == "hotp":
-            result = otp.verify_hotp(seed, code, token.profile, token.counter or 0)
-        else:
-            last_used = token.last_used_step
-            result = otp.verify(seed, code, token.profile, now, last_used, drift=token.drift)
-        if result.ok and result.step is not None:
-            pending = token.status == "pending"
-            match = _Match(token.id, token.serial, token.type, result.step, result.drift, pending)
-            return match, False
-        replayed = replayed or result.replayed
-    return None, replayed
-
-
-def _expired_enrolments(account: Account | None, now: datetime, expiry: timedelta) -> list[Token]:
-    """The account's pending tokens (FortiToken Mobile enrolments) not activated in time."""
-    if account is None:
-        return []
-    return [
-        token
-        for token in account.tokens
-        if token.status == "pending"
-        and (token.created_at is None or token.created_at + expiry <= now)
-    ]
-
-
-async def _revoke(session: AsyncSession, tokens: Sequence[Token], now: datetime) -> None:
-    await session.execute(
-        update(Token)
-        .where(Token.id.in_([t.id for t in tokens]), Token.status == "pending")
-        .values(status="revoked", revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    for token in tokens:
-        log.warning("enrolment_expired", serial=token.serial, created_at=str(token.created_at))
 
 
 def _locked(account: Account | None, now: datetime) -> bool:
@@ -291,60 +271,11 @@ def _locked(account: Account | None, now: datetime) -> bool:
     )
 
 
-async def _claim_step(session: AsyncSession, match: _Match) -> bool:
-    """Use up the step (and every earlier one), only if no login used it (or a later one)
-    meanwhile."""
-    if match.type == "hotp":
-        unused = or_(Token.counter.is_(None), Token.counter <= match.step)
-        values: dict[str, int] = {"counter": match.step + 1}
-    else:
-        unused = or_(Token.last_used_step.is_(None), Token.last_used_step < match.step)
-        values = {"last_used_step": match.step, "drift": match.drift}
-    result = await session.execute(
-        update(Token)
-        .where(Token.id == match.token_id, unused)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
-
-
 async def _reset_failures(session: AsyncSession, account: Account, new_hash: str | None) -> None:
-    values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
-    if new_hash:
-        values["password_hash"] = new_hash
-    await session.execute(
-        update(Account)
-        .where(Account.id == account.id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def _activate(session: AsyncSession, account: Account, match: _Match, now: datetime) -> None:
-    """The new token proved itself: it becomes the account's token, every other one is revoked."""
-    await session.execute(
-        update(Token)
-        .where(Token.id == match.token_id)
-        .values(status="active")
-        .execution_options(synchronize_session=False)
-    )
-    revoked = await session.execute(
-        update(Token)
-        .where(
-            Token.account_id == account.id,
-            Token.id != match.token_id,
-            Token.status != "revoked",
-        )
-        .values(status="revoked", revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    log.info(
-        "token_activated",
-        account=account.number,
-        serial=match.serial,
-        revoked=revoked.rowcount,  # type: ignore[attr-defined]
-    )
+    statement = _RESET_FAILURES
+    if new_hash:  # the Argon2 profile changed since the hash was made
+        statement = statement.values(password_hash=new_hash)
+    await session.execute(statement, {"account_id": account.id})
 
 
 async def _count_failure(
@@ -367,31 +298,3 @@ async def _count_failure(
             .execution_options(synchronize_session=False)
         )
         log.warning("account_locked", account=account.number, until=until.isoformat())
-
-
-def _throttled(now: datetime, until: datetime | None, limit: limits.Limit) -> BackendError:
-    """The caller number is told so, and when to try again; nothing of the account."""
-    minutes = max(1, -(-int(((until - now) if until else limit.block).total_seconds()) // 60))
-    message = "Too many failed logins from this caller number."
-    return BackendError("caller_throttled", message, detail={"retry_after_minutes": minutes})
-
-
-# --- per caller number ------------------------------------------------------------------------
-
-
-def caller_key(caller_id: str | None) -> str:
-    """The caller number a throttle counts under: its digits, a Hong Kong number without the
-    country code (so +852 9123 4567 and 91234567 are one caller); "anonymous" without one."""
-    digits = "".join(c for c in caller_id or "" if formats.is_digits(c))[:32]
-    for prefix in ("00852", "852"):
-        if digits.startswith(prefix) and len(digits) == len(prefix) + 8:
-            digits = digits[len(prefix) :]
-    return digits or ANONYMOUS
-
-
-def _caller_limit(settings: BackendSettings, caller: str) -> limits.Limit:
-    """Failures a caller number may make in a window (0: not throttled)."""
-    failures = settings.caller_throttle_failures
-    if caller == ANONYMOUS:
-        failures = settings.caller_throttle_anonymous_failures
-    return limits.Limit(failures, settings.caller_throttle_window, settings.caller_throttle_period)

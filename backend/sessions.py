@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.database import Database
@@ -24,6 +24,16 @@ from backend.models import Account, Call, LoginSession
 HEADER = "Login-Session"
 LIFETIME = timedelta(minutes=30)  # longer than any call; the call's end ends it sooner
 REFUSED = "A live login session of this account, from this call, is required."
+# Built once, with a named parameter (see call_logs).
+_SESSION = (
+    select(LoginSession.expires_at, LoginSession.call_id, Account.number, Call.ended_at)
+    .join(Account, Account.id == LoginSession.account_id)
+    .outerjoin(Call, Call.id == LoginSession.call_id)
+    .where(LoginSession.token_hash == bindparam("token_hash"))
+)
+_DELETE_EXPIRED = delete(LoginSession).where(
+    LoginSession.account_id == bindparam("account_id"), LoginSession.expires_at <= bindparam("now")
+)
 
 
 def _hash(token: str) -> str:
@@ -31,31 +41,25 @@ def _hash(token: str) -> str:
 
 
 async def open_session(db: Database, account: Account, call_id: int | None) -> tuple[str, datetime]:
-    """A new session for `account` in `call_id`: the token (given once) and its expiry."""
-    async with db.sessions.begin() as session:
-        return await open_in(session, db.now(), account, call_id)
-
-
-async def open_in(
-    session: AsyncSession, now: datetime, account: Account, call_id: int | None
-) -> tuple[str, datetime]:
-    """`open_session` in the caller's transaction."""
+    """A new session for `account` in `call_id`: the token (given once) and its expiry. One
+    INSERT: the login that precedes it deleted the account's expired sessions."""
     token = secrets.token_urlsafe(32)
-    expires_at = now + LIFETIME
-    await session.execute(  # housekeeping: the account's expired sessions
-        delete(LoginSession).where(
-            LoginSession.account_id == account.id, LoginSession.expires_at <= now
+    expires_at = db.now() + LIFETIME
+    async with db.sessions.single() as session:
+        session.add(
+            LoginSession(
+                token_hash=_hash(token),
+                account_id=account.id,
+                call_id=call_id,
+                expires_at=expires_at,
+            )
         )
-    )
-    session.add(
-        LoginSession(
-            token_hash=_hash(token),
-            account_id=account.id,
-            call_id=call_id,
-            expires_at=expires_at,
-        )
-    )
     return token, expires_at
+
+
+async def delete_expired(session: AsyncSession, account_id: int, now: datetime) -> None:
+    """Housekeeping, in a successful login's unit of work: the account's expired sessions."""
+    await session.execute(_DELETE_EXPIRED, {"account_id": account_id, "now": now})
 
 
 async def require(
@@ -66,18 +70,11 @@ async def require(
     if not token or len(token) > 128:
         raise BackendError("session_required", REFUSED)
     async with db.sessions() as session:
-        found = (
-            await session.execute(
-                select(LoginSession, Account.number, Call.ended_at)
-                .join(Account, Account.id == LoginSession.account_id)
-                .outerjoin(Call, Call.id == LoginSession.call_id)
-                .where(LoginSession.token_hash == _hash(token))
-            )
-        ).first()
+        found = (await session.execute(_SESSION, {"token_hash": _hash(token)})).first()
     if found is None:
         raise BackendError("session_required", REFUSED)
-    row, number, call_ended_at = found
-    live = row.expires_at > db.now() and call_ended_at is None
-    same_call = any_call or row.call_id == call_id
+    expires_at, session_call_id, number, call_ended_at = found
+    live = expires_at > db.now() and call_ended_at is None
+    same_call = any_call or session_call_id == call_id
     if not (live and number == account and same_call):
         raise BackendError("session_required", REFUSED)

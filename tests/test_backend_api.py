@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 import formats
 import otp
-from backend import admin
+from backend import admin, call_logs
 from backend.api import DATABASE
 from backend.app import start_backend
 from backend.database import Database
@@ -170,6 +170,26 @@ async def test_secrets_in_event_details_are_masked(service: Service) -> None:
 
 async def test_events_of_an_unknown_call_are_refused(service: Service) -> None:
     reply = await service.api.post("/v1/calls/999/events", {"events": []})
+    assert (reply.status, reply.error_code()) == (404, "call_unknown")
+
+
+async def test_the_caller_hears_the_language_chosen_in_their_last_finished_call(
+    service: Service,
+) -> None:
+    end = {"outcome": "completed", "last_stage": "goodbye", "account": None}
+    first = (await open_call(service.api, "1700000000.1")).body["call_id"]
+    await service.api.post(f"/v1/calls/{first}/end", end | {"language": "zh_HK"})
+    service.clock.advance(minutes=1)
+    second = (await open_call(service.api, "1700000000.2")).body["call_id"]  # opened in "en"
+    # The call still going does not count.
+    assert await call_logs.last_language(service.db, "91234567") == "zh_HK"
+    await service.api.post(f"/v1/calls/{second}/end", end)  # no choice made: "en" stays
+    assert await call_logs.last_language(service.db, "91234567") == "en"
+
+
+async def test_the_end_of_an_unknown_call_is_refused(service: Service) -> None:
+    end = {"outcome": "completed", "last_stage": "goodbye", "account": None}
+    reply = await service.api.post("/v1/calls/999/end", end)
     assert (reply.status, reply.error_code()) == (404, "call_unknown")
 
 

@@ -74,7 +74,7 @@ async def test_one_of_two_servers_stopped_during_load_no_call_fails_to_start(
             return await place_call_hagi(
                 targets,
                 keys=trucker.bundle_keys(),
-                totp=trucker.code,
+                totp=trucker.code_now,  # forty truckers, one login each
                 on_command=stop_first_during_load,
             )
 

@@ -7,8 +7,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import func, select
 
+from backend.api import DATABASE
 from backend.app import RunningBackend
+from backend.models import Account, LoginSession
 from tests.support.databases import DATABASES
 from tests.support.truckers import MakeTrucker, TestClock, Trucker
 
@@ -131,6 +134,24 @@ async def test_a_session_works_for_its_account_and_call_only_and_ends_with_the_c
     clock.advance(31 * 60)
     late = await api.bundle(trucker, other_call, "k4", trucker.ccrns[1:], Login_Session=session)
     assert code(late) == (401, "session_required")
+
+
+async def test_a_login_clears_its_accounts_expired_sessions_only(
+    api: Api, backend: RunningBackend, make_trucker: MakeTrucker, clock: TestClock
+) -> None:
+    trucker, other = await make_trucker(), await make_trucker()
+    call_id = await api.open_call("1700000000.1")
+    await api.login(trucker, call_id)
+    await api.login(other, call_id)
+    clock.advance(31 * 60)  # both sessions expired
+    await api.login(trucker, call_id)
+    async with backend.app[DATABASE].sessions() as session:
+        rows = await session.execute(
+            select(Account.number, func.count())
+            .join(LoginSession, LoginSession.account_id == Account.id)
+            .group_by(Account.number)
+        )
+        assert {number: n for number, n in rows} == {trucker.account: 1, other.account: 1}
 
 
 async def test_a_session_ends_with_the_hang_up_too(api: Api, make_trucker: MakeTrucker) -> None:

@@ -33,9 +33,10 @@ import otp
 from backend import admin
 from backend.admin import AdminError
 from backend.app import RunningBackend
+from backend.callers import caller_key
 from backend.database import Database
 from backend.errors import BackendError
-from backend.login import caller_key, login
+from backend.login import login
 from backend.models import Account, Base, Call, CallerThrottle, CallEvent, SmsOutbox, Token
 from backend.settings import BackendSettings
 from backend.sms import MemorySender

@@ -13,8 +13,8 @@ import formats
 from backend import audit
 from backend.admin.common import AdminError, account_by_number
 from backend.audit import Actor
+from backend.callers import caller_key
 from backend.database import Database
-from backend.login import caller_key
 from backend.models import Account, AccountType, CallerThrottle
 
 log = structlog.get_logger(__name__)

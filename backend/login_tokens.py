@@ -1,0 +1,131 @@
+"""A login's token part (backend/login.py): which token step a code matches, using the step up,
+and a new token's first correct code activating it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import bindparam, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import otp
+from backend.database import Database
+from backend.models import Account, Token
+
+log = structlog.get_logger(__name__)
+
+# Using up a step (and every earlier one) only if no login used it, or a later one, meanwhile:
+# built once, with named parameters (see call_logs).
+_CLAIM_COUNTER = (
+    update(Token)
+    .where(
+        Token.id == bindparam("token_id"),
+        or_(Token.counter.is_(None), Token.counter <= bindparam("step")),
+    )
+    .values(counter=bindparam("next"))
+    .execution_options(synchronize_session=False)
+)
+_CLAIM_TIME_STEP = (
+    update(Token)
+    .where(
+        Token.id == bindparam("token_id"),
+        or_(Token.last_used_step.is_(None), Token.last_used_step < bindparam("step")),
+    )
+    .values(last_used_step=bindparam("used"), drift=bindparam("drift"))
+    .execution_options(synchronize_session=False)
+)
+
+
+@dataclass(frozen=True)
+class Match:
+    token_id: int
+    serial: str
+    type: otp.OtpType
+    step: int  # totp: the time step; hotp: the counter
+    drift: int  # totp: the token's total drift, in steps
+    pending: bool  # a new token's first correct code: the login activates it
+
+
+def match_code(
+    db: Database, tokens: Sequence[Token], code: str, now: datetime
+) -> tuple[Match | None, bool]:
+    """The token step `code` matches: a time step centred on the token's remembered drift, or
+    a counter from the token's next one."""
+    replayed = False
+    for token in tokens:
+        seed = db.seeds.decrypt(token.seed_encrypted)
+        if token.type == "hotp":
+            result = otp.verify_hotp(seed, code, token.profile, token.counter or 0)
+        else:
+            last_used = token.last_used_step
+            result = otp.verify(seed, code, token.profile, now, last_used, drift=token.drift)
+        if result.ok and result.step is not None:
+            pending = token.status == "pending"
+            match = Match(token.id, token.serial, token.type, result.step, result.drift, pending)
+            return match, False
+        replayed = replayed or result.replayed
+    return None, replayed
+
+
+def expired_enrolments(account: Account | None, now: datetime, expiry: timedelta) -> list[Token]:
+    """The account's pending tokens (FortiToken Mobile enrolments) not activated in time."""
+    if account is None:
+        return []
+    return [
+        token
+        for token in account.tokens
+        if token.status == "pending"
+        and (token.created_at is None or token.created_at + expiry <= now)
+    ]
+
+
+async def revoke(session: AsyncSession, tokens: Sequence[Token], now: datetime) -> None:
+    await session.execute(
+        update(Token)
+        .where(Token.id.in_([t.id for t in tokens]), Token.status == "pending")
+        .values(status="revoked", revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    for token in tokens:
+        log.warning("enrolment_expired", serial=token.serial, created_at=str(token.created_at))
+
+
+async def claim_step(session: AsyncSession, match: Match) -> bool:
+    """Use up the step (and every earlier one), only if no login used it (or a later one)
+    meanwhile."""
+    params = {"token_id": match.token_id, "step": match.step}
+    if match.type == "hotp":
+        result = await session.execute(_CLAIM_COUNTER, params | {"next": match.step + 1})
+    else:
+        params |= {"used": match.step, "drift": match.drift}
+        result = await session.execute(_CLAIM_TIME_STEP, params)
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def activate(session: AsyncSession, account: Account, match: Match, now: datetime) -> None:
+    """The new token proved itself: it becomes the account's token, every other one is revoked."""
+    await session.execute(
+        update(Token)
+        .where(Token.id == match.token_id)
+        .values(status="active")
+        .execution_options(synchronize_session=False)
+    )
+    revoked = await session.execute(
+        update(Token)
+        .where(
+            Token.account_id == account.id,
+            Token.id != match.token_id,
+            Token.status != "revoked",
+        )
+        .values(status="revoked", revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    log.info(
+        "token_activated",
+        account=account.number,
+        serial=match.serial,
+        revoked=revoked.rowcount,  # type: ignore[attr-defined]
+    )
