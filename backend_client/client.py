@@ -107,7 +107,11 @@ class BackendClient:
         attempts = 1 + (self.retries if safe else 0)
         for attempt in range(1, attempts + 1):
             try:
-                status, body = await self._attempt(method, path, json, params, headers)
+                self.pending += 1
+                try:
+                    status, body = await self._attempt(method, path, json, params, headers)
+                finally:
+                    self.pending -= 1
                 if status >= 500:
                     raise BackendUnavailable(f"backend answered {status}")
             except CircuitOpen:
@@ -143,20 +147,6 @@ class BackendClient:
         headers: dict[str, str] | None,
     ) -> tuple[int, Any]:
         """One request, its outcome told to the breaker: the status and the decoded body."""
-        self.pending += 1
-        try:
-            return await self._attempt_counted(method, path, json, params, headers)
-        finally:
-            self.pending -= 1
-
-    async def _attempt_counted(
-        self,
-        method: str,
-        path: str,
-        json: Any,
-        params: dict[str, str] | None,
-        headers: dict[str, str] | None,
-    ) -> tuple[int, Any]:
         try:  # a free connection first: the timeout then counts the backend's time alone
             # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancellation (the
             # outbox's stop) when the semaphore is granted at the same moment.
