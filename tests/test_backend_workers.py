@@ -93,11 +93,15 @@ async def test_two_workers_share_the_port_and_one_that_dies_is_started_again(
     parent, url = two_workers
     first = await workers_up(parent, 2)
     before = {pid: cpu_ticks(pid) for pid in first}
-    for _ in range(40):  # a connection of its own each time: the kernel spreads them
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    # A connection of its own each time: the kernel spreads them. A request costs less than
+    # a clock tick, so requests go on until each worker's CPU time has moved (or 1,000 sent).
+    for _ in range(1000):
         async with aiohttp.ClientSession() as http:
-            headers = {"Authorization": f"Bearer {API_TOKEN}"}
             async with http.get(f"{url}/v1/terms", headers=headers) as reply:
                 assert reply.status == 200
+        if all(cpu_ticks(pid) > before[pid] for pid in first):
+            break
     assert all(cpu_ticks(pid) > before[pid] for pid in first), "a worker got no request"
 
     os.kill(first[0], signal.SIGKILL)
