@@ -237,8 +237,14 @@ async def test_a_provider_that_stays_down_is_given_up_within_the_send_time(
         reply, took = await backend.send_code()
         assert reply.error_code() == "sms_not_sent" and took < 3.5
         [row] = await backend.outbox()
-        assert row.status == "not_sent" and 2 <= len(row.attempts) == len(s.received) <= 4
+        assert row.status == "not_sent" and 2 <= len(row.attempts) <= 4
         assert {a["outcome"] for a in row.attempts} == {"not_accepted"}
+        # Every request that reached the provider is on the row; on a loaded machine the last
+        # attempt's connection can time out inside what is left of the send time, before it
+        # reaches the provider: such an attempt has no HTTP status and names the timeout.
+        reached = [a for a in row.attempts if a["status"] is not None]
+        assert len(reached) == len(s.received) >= 2
+        assert all("Timeout" in a["error"] for a in row.attempts if a["status"] is None)
 
 
 async def test_too_many_requests_waits_as_twilio_asks(tmp_path: Path, database_url: str) -> None:
