@@ -14,7 +14,18 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import String, Table, and_, bindparam, func, insert, literal, select, update
+from sqlalchemy import (
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -36,12 +47,28 @@ REUSED = "uniqueid_reused"  # the flag of a call that came with an ended call's 
 
 # The statements of every call, built once with named parameters: SQLAlchemy then skips
 # building them (and their cache keys) per request.
-_LAST_LANGUAGE = (
-    select(Call.language)
-    .where(Call.caller_id == bindparam("caller_id"), Call.ended_at.is_not(None))
-    .where(Call.language.is_not(None))
-    .order_by(Call.started_at.desc(), Call.id.desc())
-    .limit(1)
+
+
+def _last_language_of(caller_param: str) -> Select[str | None]:
+    """The language of the last finished call from the number in `caller_param`."""
+    return (
+        select(Call.language)
+        .where(Call.caller_id == bindparam(caller_param), Call.ended_at.is_not(None))
+        .where(Call.language.is_not(None))
+        .order_by(Call.started_at.desc(), Call.id.desc())
+        .limit(1)
+    )
+
+
+_LAST_LANGUAGE = _last_language_of("caller_id")
+CALLS_TABLE = cast(Table, Call.__table__)
+# A new call in one statement, answering its id and (_OPEN_REMEMBERING) the caller number's
+# last language: the table's insert (the ORM's flush costs more than the statement itself).
+_OPEN = insert(CALLS_TABLE).returning(CALLS_TABLE.c.id)
+_OPEN_REMEMBERING = insert(CALLS_TABLE).returning(
+    # its own parameter name: "caller_id" is the inserted column's
+    CALLS_TABLE.c.id,
+    _last_language_of("remembered_for").scalar_subquery(),
 )
 _LOCK_CALL = select(Call.id).where(Call.id == bindparam("call_id")).with_for_update()
 # ... and which events it has since the batch's first: one query.
@@ -113,25 +140,33 @@ async def open_call(
 
     A retried open (the IVR retries safe calls) finds the first one: the unique uniqueid
     decides, even when both attempts race. A new call is the rule: tried first, it costs one
-    statement; a known one costs a refused insert and a read. The uniqueid of a call already
-    ended is never reopened (Asterisk never reuses one: a peer posing as Asterisk does): a new
-    call log is made, flagged with a `uniqueid_reused` event, and nothing joins the old one.
+    statement (the remembered language read by the INSERT's RETURNING, which cannot see the
+    new call: it has not ended); a known one costs a refused insert and two reads. The uniqueid
+    of a call already ended is never reopened (Asterisk never reuses one: a peer posing as
+    Asterisk does): a new call log is made, flagged with a `uniqueid_reused` event, and nothing
+    joins the old one.
     """
-    call = Call(
-        uniqueid=uniqueid,
-        hotline=hotline,
-        caller_id=caller_id,
-        channel=channel,
-        language=language,
-        started_at=db.now(),
-    )
+    row = {
+        "uniqueid": uniqueid,
+        "hotline": hotline,
+        "caller_id": caller_id,
+        "channel": channel,
+        "language": language,
+        "started_at": db.now(),
+    }
+    call = Call(**row)
+    remembering = with_last_language and bool(caller_id)
     remembered = None
-    if with_last_language and caller_id:  # a read: no transaction, no wait behind writers
-        remembered = await last_language(db, caller_id)
     try:
-        async with db.sessions.single() as session:  # one INSERT
-            session.add(call)
+        async with db.sessions.single() as session:
+            if remembering:
+                params = row | {"remembered_for": caller_id}
+                call.id, remembered = (await session.execute(_OPEN_REMEMBERING, params)).one()
+            else:
+                call.id = (await session.execute(_OPEN, row)).scalar_one()
     except IntegrityError:
+        if remembering and caller_id:
+            remembered = await last_language(db, caller_id)
         existing = await _call_by_uniqueid(db, uniqueid)
         if existing is None:
             raise

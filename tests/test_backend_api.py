@@ -185,6 +185,10 @@ async def test_the_caller_hears_the_language_chosen_in_their_last_finished_call(
     assert await call_logs.last_language(service.db, "91234567") == "zh_HK"
     await service.api.post(f"/v1/calls/{second}/end", end)  # no choice made: "en" stays
     assert await call_logs.last_language(service.db, "91234567") == "en"
+    # The opening answers it, as the new call's INSERT reads it (the new call not counted).
+    third = await open_call(service.api, "1700000000.3")
+    assert third.status == 201 and third.body["language"] == "en"
+    assert (await open_call(service.api, "1700000000.3")).body["language"] == "en"  # a retry
 
 
 async def test_the_end_of_an_unknown_call_is_refused(service: Service) -> None:
