@@ -78,24 +78,25 @@ _LOCK_CALL_WITH_EVENTS = (
     .where(Call.id == bindparam("call_id"))
     .with_for_update(of=Call)
 )
+# Updates of the table, not the ORM's: an ORM update is copied (and its cache key made again)
+# at every execution.
 _FOLLOW_STAGE = (
-    update(Call)
-    .where(Call.id == bindparam("call_id"), Call.ended_at.is_(None))
+    update(CALLS_TABLE)
+    .where(CALLS_TABLE.c.id == bindparam("call_id"), CALLS_TABLE.c.ended_at.is_(None))
     .values(last_stage=bindparam("stage"))
-    .execution_options(synchronize_session=False)
 )
 _END_ONCE = (
-    update(Call)
-    .where(Call.id == bindparam("call_id"), Call.ended_at.is_(None))
+    update(CALLS_TABLE)
+    .where(CALLS_TABLE.c.id == bindparam("call_id"), CALLS_TABLE.c.ended_at.is_(None))
     .values(
         ended_at=bindparam("now"),
         outcome=bindparam("outcome"),
         last_stage=bindparam("last_stage"),
         account_number=bindparam("account"),
-        language=func.coalesce(bindparam("language", type_=String()), Call.language),
+        language=func.coalesce(bindparam("language", type_=String()), CALLS_TABLE.c.language),
     )
-    .execution_options(synchronize_session=False)
 )
+_INSERT_EVENTS = insert(EVENTS_TABLE)
 _KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call_id"))
 _BACKEND_EVENT = insert(EVENTS_TABLE).from_select(
     ["call_id", "at", "kind", "name", "detail"],
@@ -256,7 +257,7 @@ async def _store_events(
     if rows:
         # The table's insert, not the ORM's: the ORM splits rows into one INSERT per run of
         # rows with the same None columns (a prompt's duration, an input's none): ~16 a batch.
-        await session.execute(insert(EVENTS_TABLE), rows)
+        await session.execute(_INSERT_EVENTS, rows)
         if follow_stage:
             await _follow_stage(session, call_id, rows)
     return len(rows)
