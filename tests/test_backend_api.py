@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import replace
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from backend import admin, call_logs
 from backend.api import DATABASE
 from backend.app import start_backend
 from backend.database import Database
-from backend.models import Bundle, BundleItem, Token
+from backend.models import Bundle, BundleItem, LoginSession, Token
 from backend.settings import BackendSettings
 from tests.support.api import (
     ACCOUNT,
@@ -270,6 +272,88 @@ async def test_login_with_the_current_code_succeeds(service: Service) -> None:
     }
     session = reply.body["session"]  # what bundling, cancelling and enquiries need
     assert len(session["token"]) >= 43 and session["expires_at"] > service.clock().isoformat()
+
+
+@dataclass
+class Sql:
+    statements: list[str] = field(default_factory=list)  # verb and table: "UPDATE accounts"
+    connections: int = 0  # taken from the pool: one a session
+
+
+@contextmanager
+def sql_seen(db: Database) -> Iterator[Sql]:
+    """What `db` sends meanwhile. BEGIN is left out: on PostgreSQL the driver sends its own,
+    unseen here; a session is counted by the connection it takes instead."""
+    seen = Sql()
+    engine = db.engine.sync_engine
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("BEGIN"):
+            table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", statement)
+            assert table is not None, statement
+            seen.statements.append(f"{statement.split()[0]} {table[1]}")
+
+    def connected(*_args: Any) -> None:
+        seen.connections += 1
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", executed)
+    sqlalchemy.event.listen(engine.pool, "checkout", connected)
+    try:
+        yield seen
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", executed)
+        sqlalchemy.event.remove(engine.pool, "checkout", connected)
+
+
+async def count_login_sessions(db: Database) -> int:
+    async with db.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(LoginSession)) or 0
+
+
+async def test_a_login_is_two_units_of_work_of_ten_statements(service: Service) -> None:
+    """Before the password is checked, one unit of work; after it, one more with the outcome,
+    the session and what the next prompt needs. A failure opens no session."""
+    seed = await service.trucker()
+    call_id = (await open_call(service.api)).body["call_id"]
+    attempt = {
+        "account": ACCOUNT,
+        "password": "135790",
+        "token_code": service.code(seed),
+        "call_id": call_id,
+        "caller_id": "91234567",
+    }
+    before_check = ["INSERT caller_throttles", "UPDATE accounts", "SELECT accounts"]
+    with sql_seen(service.db) as failure:
+        failed = await service.api.post("/v1/sessions", attempt)
+    assert (failed.status, failed.error_code()) == (401, "login_failed")
+    assert failure.connections == 2
+    assert failure.statements == [
+        *before_check,
+        "UPDATE accounts",  # the lease back and the failure counted
+        "INSERT call_events",  # login_failed
+        "UPDATE caller_throttles",  # the slot kept (a full window blocks the number)
+    ]
+    assert await count_login_sessions(service.db) == 0
+    with sql_seen(service.db) as success:
+        reply = await service.api.post("/v1/sessions", attempt | {"password": PASSWORD})
+    assert reply.status == 200
+    assert success.connections == 2
+    assert success.statements == [
+        *before_check,
+        "UPDATE accounts",  # the lease back and the failures forgotten
+        "UPDATE tokens",  # the step used up
+        "DELETE login_sessions",  # the account's expired ones
+        "INSERT login_sessions",
+        "INSERT call_events",  # login_ok
+        "UPDATE caller_throttles",  # the slot given back
+        "SELECT bundles",  # the recent vehicles
+    ]
+    assert await count_login_sessions(service.db) == 1
+    events = (await service.api.get(f"/v1/calls/{call_id}")).body["events"]
+    assert [(e["name"], e["detail"].get("reason")) for e in events] == [
+        ("login_failed", "wrong_password"),
+        ("login_ok", None),
+    ]
 
 
 async def test_login_records_an_event_without_secrets(service: Service) -> None:
