@@ -91,13 +91,11 @@ def _take_slot(dialect: str) -> ReturningInsert[int]:
     )
 
 
-async def blocked_until(db: Database, key: str) -> datetime | None:
-    """When a blocked key may try again (None: not blocked now)."""
-    async with db.sessions() as session:
-        until = await session.scalar(
-            select(CallerThrottle.blocked_until).where(CallerThrottle.caller == key)
-        )
-    return until if until is not None and until > db.now() else None
+async def blocked_until(session: AsyncSession, now: datetime, key: str) -> datetime | None:
+    """When a blocked key may try again (None: not blocked now), within the caller's unit of
+    work."""
+    until = await session.scalar(_BLOCKED_UNTIL, {"key": key})
+    return until if until is not None and until > now else None
 
 
 async def settle(db: Database, key: str, limit: Limit, failed: bool) -> None:
@@ -126,6 +124,7 @@ async def settle_slot(
 
 # A success gives its slot back; a failure keeps it, and the one that fills the window blocks
 # the key (built once, with named parameters).
+_BLOCKED_UNTIL = select(_ROW.blocked_until).where(_ROW.caller == bindparam("key"))
 _GIVE_BACK = (
     update(_TABLE)
     .where(_ROW.caller == bindparam("key"), _ROW.failures > 0)

@@ -53,6 +53,7 @@ from backend import limits, login_tokens, sessions
 from backend.bundling import recent_marks
 from backend.call_logs import record_event
 from backend.callers import caller_key, caller_limit, throttled
+from backend.columns import UtcDateTime
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Account, Token
@@ -109,7 +110,9 @@ _COUNT_FAILURE = (
     .where(_COLUMNS.id == bindparam("account_id"))
     .values(
         failed_logins=case((_REACHED, 0), else_=_FAILURES),
-        locked_until=case((_REACHED, bindparam("until")), else_=_COLUMNS.locked_until),
+        locked_until=case(
+            (_REACHED, bindparam("until", type_=UtcDateTime())), else_=_COLUMNS.locked_until
+        ),
     )
     .returning(_COLUMNS.failed_logins)
 )
@@ -142,22 +145,27 @@ async def login(
     (login_failed, ...)."""
     caller = caller_key(caller_id)
     throttle = caller_limit(db.settings, caller)
-    now, lease = db.now(), secrets.token_hex(16)
+    now = db.now()
+    attempt = _Attempt(number, call_id, caller_id, now, secrets.token_hex(16), caller, throttle)
     # Before any check, one unit of work: the caller's attempt slot, the account's lease, and
-    # the account with its tokens.
+    # the account with its tokens; or, for a caller refused a slot, the refusal.
     async with db.sessions.begin() as session:
         reserved = await limits.take_slot(session, now, caller, throttle)
-        leased = reserved and await _take_lease(session, number, lease, now)
-        account = await _account(session, number) if reserved else None
+        if reserved:
+            leased = await _take_lease(session, number, attempt.lease, now)
+            account = await _account(session, number)
+        else:
+            detail = {"account": number, "reason": "caller_throttled"}
+            await record_event(session, call_id, now, "login_failed", detail)
+            until = await limits.blocked_until(session, now, caller)
     if not reserved:
-        await _refused(db, number, "caller_throttled", call_id, caller_id)
-        raise throttled(db.now(), await limits.blocked_until(db, caller), throttle)
-    attempt = _Attempt(number, call_id, caller_id, now, lease, caller, throttle)
+        _log_failure(attempt, "caller_throttled")
+        raise throttled(now, until, throttle)
     settled = False
     try:
         if account is not None and not leased:
             # Another login of this account is running: refused unchecked, like any failure.
-            await _refused(db, number, "busy", call_id, caller_id, attempt)
+            await _refused(db, attempt, "busy")
             settled = True  # in the refusal's unit of work
             raise BackendError(*FAILED)
         outcome = await _attempt(db, attempt, account, password, token_code)
@@ -218,13 +226,7 @@ async def _attempt(
         if held and account is not None:  # an error before the release committed
             async with db.sessions.begin() as session:
                 await _release_lease(session, account.id, at.lease)
-    log.info(
-        "login_failed",
-        account=at.number,
-        reason=reason,
-        call_id=at.call_id,
-        caller_id=at.caller_id,
-    )
+    _log_failure(at, reason or "")
     return reason or ""
 
 
@@ -284,23 +286,25 @@ async def _fail(
     await limits.settle_slot(session, at.now, at.caller, at.throttle, failed)
 
 
-async def _refused(
-    db: Database,
-    number: str,
-    reason: str,
-    call_id: int | None,
-    caller_id: str | None,
-    slot: _Attempt | None = None,
-) -> None:
-    """A login refused before any check: the call log and the log say why; the attempt's `slot`
+async def _refused(db: Database, at: _Attempt, reason: str) -> None:
+    """A login refused before any check: the call log and the log say why; the attempt's slot
     is kept, as a failure's, in the same unit of work."""
     async with db.sessions.begin() as session:
         now = db.now()
-        detail = {"account": number, "reason": reason}
-        await record_event(session, call_id, now, "login_failed", detail)
-        if slot is not None:
-            await limits.settle_slot(session, now, slot.caller, slot.throttle, failed=True)
-    log.info("login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id)
+        detail = {"account": at.number, "reason": reason}
+        await record_event(session, at.call_id, now, "login_failed", detail)
+        await limits.settle_slot(session, now, at.caller, at.throttle, failed=True)
+    _log_failure(at, reason)
+
+
+def _log_failure(at: _Attempt, reason: str) -> None:
+    log.info(
+        "login_failed",
+        account=at.number,
+        reason=reason,
+        call_id=at.call_id,
+        caller_id=at.caller_id,
+    )
 
 
 async def _take_lease(session: AsyncSession, number: str, lease: str, now: datetime) -> bool:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from tests.support.api import (
     open_call,
 )
 from tests.support.databases import DATABASES
+from tests.support.statements import sql_seen
 
 
 @pytest.fixture(params=DATABASES)
@@ -272,37 +271,6 @@ async def test_login_with_the_current_code_succeeds(service: Service) -> None:
     }
     session = reply.body["session"]  # what bundling, cancelling and enquiries need
     assert len(session["token"]) >= 43 and session["expires_at"] > service.clock().isoformat()
-
-
-@dataclass
-class Sql:
-    statements: list[str] = field(default_factory=list)  # verb and table: "UPDATE accounts"
-    connections: int = 0  # taken from the pool: one a session
-
-
-@contextmanager
-def sql_seen(db: Database) -> Iterator[Sql]:
-    """What `db` sends meanwhile. BEGIN is left out: on PostgreSQL the driver sends its own,
-    unseen here; a session is counted by the connection it takes instead."""
-    seen = Sql()
-    engine = db.engine.sync_engine
-
-    def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.startswith("BEGIN"):
-            table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", statement)
-            assert table is not None, statement
-            seen.statements.append(f"{statement.split()[0]} {table[1]}")
-
-    def connected(*_args: Any) -> None:
-        seen.connections += 1
-
-    sqlalchemy.event.listen(engine, "before_cursor_execute", executed)
-    sqlalchemy.event.listen(engine.pool, "checkout", connected)
-    try:
-        yield seen
-    finally:
-        sqlalchemy.event.remove(engine, "before_cursor_execute", executed)
-        sqlalchemy.event.remove(engine.pool, "checkout", connected)
 
 
 async def count_login_sessions(db: Database) -> int:

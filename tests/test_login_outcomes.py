@@ -1,7 +1,8 @@
 """A login's outcome is one unit of work (backend/login.py), and stays right when something
 changed the account while the password was being checked: the lease ran out and another login
 took it, or the token step was used meanwhile. Such a success is undone whole and settled as
-the failure it became. On SQLite and PostgreSQL, the real database under `login()`."""
+the failure it became. A refusal before any check costs one unit of work more, or none. On
+SQLite and PostgreSQL, the real database under `login()`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from backend.errors import BackendError
 from backend.login import login
 from backend.models import Account, CallerThrottle, LoginSession, Token
 from tests.support.databases import DATABASES
+from tests.support.statements import sql_seen
 from tests.support.truckers import TestClock as Clock
 
 NUMBER = "40000001"
@@ -164,3 +166,23 @@ async def test_a_success_stores_a_new_hash_of_a_password_hashed_with_another_pro
     assert account.password_hash != other and not db.passwords.needs_rehash(account.password_hash)
     assert await db.passwords.verify(account.password_hash, PASSWORD)
     assert (account.failed_logins, account.login_lease) == (0, None)
+
+
+async def test_a_refusal_before_any_check_is_one_unit_of_work_after_the_first(
+    db: Database, clock: Clock
+) -> None:
+    """Busy: the account's lease is held. Refused: the caller number's window is full. (These
+    logins name no call: no event is recorded.)"""
+    seed = await new_account(db)
+    until = clock.now() + timedelta(seconds=60)
+    await change(db, update(Account).values(login_lease="x" * 32, login_lease_until=until))
+    before_check = ["INSERT caller_throttles", "UPDATE accounts", "SELECT accounts"]
+    for _ in range(db.settings.caller_throttle_failures):
+        with sql_seen(db) as busy:
+            assert await attempt(db, code(seed, clock)) == "login_failed"
+        assert busy.connections == 2
+        assert busy.statements == [*before_check, "UPDATE caller_throttles"]  # the slot kept
+    with sql_seen(db) as refused:
+        assert await attempt(db, code(seed, clock)) == "caller_throttled"
+    assert refused.connections == 1
+    assert refused.statements == ["INSERT caller_throttles", "SELECT caller_throttles"]
