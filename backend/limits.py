@@ -91,6 +91,9 @@ def _take_slot(dialect: str) -> ReturningInsert[int]:
     )
 
 
+_BLOCKED_UNTIL = select(_ROW.blocked_until).where(_ROW.caller == bindparam("key"))
+
+
 async def blocked_until(session: AsyncSession, now: datetime, key: str) -> datetime | None:
     """When a blocked key may try again (None: not blocked now), within the caller's unit of
     work."""
@@ -124,7 +127,6 @@ async def settle_slot(
 
 # A success gives its slot back; a failure keeps it, and the one that fills the window blocks
 # the key (built once, with named parameters).
-_BLOCKED_UNTIL = select(_ROW.blocked_until).where(_ROW.caller == bindparam("key"))
 _GIVE_BACK = (
     update(_TABLE)
     .where(_ROW.caller == bindparam("key"), _ROW.failures > 0)
