@@ -43,6 +43,8 @@ _INSERT = insert(_TABLE).values(
     call_id=bindparam("call_id"),
     expires_at=bindparam("expires_at"),
 )
+# PostgreSQL deletes in the INSERT's own statement (a WITH clause; SQLite has no DELETE there).
+_INSERT_AND_DELETE_EXPIRED = _INSERT.add_cte(_DELETE_EXPIRED.cte("expired"))
 
 
 def _hash(token: str) -> str:
@@ -53,17 +55,21 @@ async def open_session(
     session: AsyncSession, account_id: int, call_id: int | None, now: datetime
 ) -> tuple[str, datetime]:
     """A new session for the account in `call_id`, in the successful login's unit of work: the
-    token (given once) and its expiry. The account's expired sessions go first (housekeeping)."""
+    token (given once) and its expiry. The account's expired sessions are deleted with it
+    (housekeeping)."""
     token = secrets.token_urlsafe(32)
     expires_at = now + LIFETIME
-    await session.execute(_DELETE_EXPIRED, {"account_id": account_id, "now": now})
     params = {
         "token_hash": _hash(token),
         "account_id": account_id,
         "call_id": call_id,
         "expires_at": expires_at,
     }
-    await session.execute(_INSERT, params)
+    if (await session.connection()).dialect.name == "postgresql":
+        await session.execute(_INSERT_AND_DELETE_EXPIRED, params | {"now": now})
+    else:
+        await session.execute(_DELETE_EXPIRED, {"account_id": account_id, "now": now})
+        await session.execute(_INSERT, params)
     return token, expires_at
 
 
