@@ -159,7 +159,7 @@ async def get_call(request: web.Request) -> web.Response:
 @routes.post("/v1/sessions")
 async def create_session(request: web.Request) -> web.Response:
     body = await read_body(request, LoginAttempt)
-    account = await login.login(
+    logged_in = await login.login(
         request.app[DATABASE],
         body.account,
         body.password.get_secret_value(),
@@ -167,16 +167,14 @@ async def create_session(request: web.Request) -> web.Response:
         call_id=body.call_id,
         caller_id=body.caller_id,
     )
+    account = logged_in.account
     state = registration.activation(account, request.app[SETTINGS].terms_version)
-    db = request.app[DATABASE]
-    token, expires_at = await sessions.open_session(db, account, body.call_id)
-    async with db.sessions() as session:  # a read: no transaction
-        # What the prompt after the login needs: the vehicles to offer (bundling, cancelling
-        # and enquiries all start there).
-        recent = await bundling.recent_marks(session, account.id)
     return web.json_response(
         {
-            "session": {"token": token, "expires_at": expires_at.isoformat()},
+            "session": {
+                "token": logged_in.session_token,
+                "expires_at": logged_in.session_expires_at.isoformat(),
+            },
             "account": {
                 "number": account.number,
                 "type": account.type,
@@ -184,7 +182,7 @@ async def create_session(request: web.Request) -> web.Response:
                 "mobile": account.mobile,
                 "mobile_registered": state.mobile_registered,
                 "terms_accepted": state.terms_accepted,
-                "recent_vehicles": recent,
+                "recent_vehicles": logged_in.recent_vehicles,
             },
         }
     )

@@ -27,6 +27,13 @@ one at a time in every worker: at most `lockout_failures` codes are compared bef
 Argon2 work per account is one verification at a time, and a success cannot clear a lock a
 concurrent failure set. A step is claimed only if it is later than the last one used, so two
 logins with one code (of different accounts' leases, or after a lease ran out) cannot both win.
+
+A login is two units of work, with the password check between them: first the caller's slot,
+the lease and the account with its tokens; then the outcome, all or nothing. A success gives
+the lease back and forgets the failures in one conditional UPDATE, uses up the step, opens the
+session (backend/sessions.py) and reads the vehicles the next prompt offers; if it finds its
+lease or its step taken meanwhile, it is rolled back and settled as that failure. A failure
+gives the lease back and counts itself in one UPDATE; it opens no session.
 """
 
 from __future__ import annotations
@@ -35,19 +42,21 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import structlog
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from backend import limits, login_tokens, sessions
+from backend.bundling import recent_marks
 from backend.call_logs import record_event
 from backend.callers import caller_key, caller_limit, throttled
+from backend.columns import UtcDateTime
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Account, Token
-from backend.settings import BackendSettings
 from backend.timezones import hong_kong_date
 
 log = structlog.get_logger(__name__)
@@ -66,32 +75,62 @@ PUBLIC = {
 }
 FAILED = ("login_failed", "The account number, password or security code is not correct.")
 
-# The statements of every login, built once with named parameters (see call_logs).
+# The statements of every login, built once with named parameters (see call_logs). The UPDATEs
+# are Core statements on the table: the ORM's bulk UPDATE costs more per statement.
+_ACCOUNTS = cast(Table, Account.__table__)
+_COLUMNS = _ACCOUNTS.c
 _TAKE_LEASE = (
-    update(Account)
+    update(_ACCOUNTS)
     .where(
-        Account.number == bindparam("account_number"),
-        or_(Account.login_lease_until.is_(None), Account.login_lease_until <= bindparam("now")),
+        _COLUMNS.number == bindparam("account_number"),
+        or_(_COLUMNS.login_lease_until.is_(None), _COLUMNS.login_lease_until <= bindparam("now")),
     )
     .values(login_lease=bindparam("lease"), login_lease_until=bindparam("until"))
-    .returning(Account.id)
-    .execution_options(synchronize_session=False)
+    .returning(_COLUMNS.id)
 )
 _ACCOUNT = (
     select(Account).where(Account.number == bindparam("number")).options(joinedload(Account.tokens))
 )
+# Each of these gives the lease back only if it is still this login's (WHERE login_lease).
 _RELEASE_LEASE = (
-    update(Account)
-    .where(Account.id == bindparam("account_id"), Account.login_lease == bindparam("lease"))
+    update(_ACCOUNTS)
+    .where(_COLUMNS.id == bindparam("account_id"), _COLUMNS.login_lease == bindparam("lease"))
     .values(login_lease=None, login_lease_until=None)
-    .execution_options(synchronize_session=False)
 )
-_RESET_FAILURES = (
-    update(Account)
-    .where(Account.id == bindparam("account_id"))
-    .values(failed_logins=0, locked_until=None)
-    .execution_options(synchronize_session=False)
+# A success: the lease back and the failures forgotten, in one statement.
+_SUCCEED = _RELEASE_LEASE.values(failed_logins=0, locked_until=None)
+_SUCCEED_REHASHED = _SUCCEED.values(password_hash=bindparam("password_hash"))
+# A counted failure; the one that reaches the limit locks the account, and the count starts
+# afresh after the lockout, so one later slip does not re-lock. It returns the new count: 0
+# when it locked.
+_FAILURES = _COLUMNS.failed_logins + 1
+_REACHED = _FAILURES >= bindparam("limit")
+_COUNT_FAILURE = (
+    update(_ACCOUNTS)
+    .where(_COLUMNS.id == bindparam("account_id"))
+    .values(
+        failed_logins=case((_REACHED, 0), else_=_FAILURES),
+        locked_until=case(
+            (_REACHED, bindparam("until", type_=UtcDateTime())), else_=_COLUMNS.locked_until
+        ),
+    )
+    .returning(_COLUMNS.failed_logins)
 )
+_RELEASE_AND_COUNT = _COUNT_FAILURE.where(_COLUMNS.login_lease == bindparam("lease")).values(
+    login_lease=None, login_lease_until=None
+)
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    """A successful login: the account, its new session (backend/sessions.py) and what the
+    prompt after the login needs: the vehicles to offer (bundling, cancelling and enquiries
+    all start there)."""
+
+    account: Account
+    session_token: str
+    session_expires_at: datetime
+    recent_vehicles: list[str]
 
 
 async def login(
@@ -101,38 +140,43 @@ async def login(
     token_code: str,
     call_id: int | None = None,
     caller_id: str | None = None,
-) -> Account:
-    """The account when all three are right; otherwise BackendError (login_failed, ...)."""
+) -> LoggedIn:
+    """The account and its new session when all three are right; otherwise BackendError
+    (login_failed, ...)."""
     caller = caller_key(caller_id)
     throttle = caller_limit(db.settings, caller)
-    now, lease = db.now(), secrets.token_hex(16)
+    now = db.now()
+    attempt = _Attempt(number, call_id, caller_id, now, secrets.token_hex(16), caller, throttle)
     # Before any check, one unit of work: the caller's attempt slot, the account's lease, and
-    # the account with its tokens.
+    # the account with its tokens; or, for a caller refused a slot, the refusal.
     async with db.sessions.begin() as session:
         reserved = await limits.take_slot(session, now, caller, throttle)
-        leased = reserved and await _take_lease(session, number, lease, now)
-        account = await _account(session, number) if reserved else None
+        if reserved:
+            leased = await _take_lease(session, number, attempt.lease, now)
+            account = await _account(session, number)
+        else:
+            detail = {"account": number, "reason": "caller_throttled"}
+            await record_event(session, call_id, now, "login_failed", detail)
+            until = await limits.blocked_until(session, now, caller)
     if not reserved:
-        await _refused(db, number, "caller_throttled", call_id, caller_id)
-        raise throttled(db.now(), await limits.blocked_until(db, caller), throttle)
+        _log_failure(attempt, "caller_throttled")
+        raise throttled(now, until, throttle)
     settled = False
     try:
         if account is not None and not leased:
             # Another login of this account is running: refused unchecked, like any failure.
-            await _refused(db, number, "busy", call_id, caller_id)
-            reason: str | None = "busy"
-        else:
-            attempt = _Attempt(number, call_id, caller_id, now, lease, caller, throttle)
-            reason = await _attempt(db, attempt, account, password, token_code)
-            settled = True  # in the attempt's unit of work
+            await _refused(db, attempt, "busy")
+            settled = True  # in the refusal's unit of work
+            raise BackendError(*FAILED)
+        outcome = await _attempt(db, attempt, account, password, token_code)
+        settled = True  # in the attempt's unit of work
     finally:
-        if not settled:  # busy, or an error before the attempt's unit of work committed
+        if not settled:  # an error before the unit of work that settles committed
             await limits.settle(db, caller, throttle, failed=True)
-    if reason is not None or account is None:
-        code, message = PUBLIC.get(reason or "", FAILED)
-        raise BackendError(code, message)
+    if isinstance(outcome, str):
+        raise BackendError(*PUBLIC.get(outcome, FAILED))
     log.info("login_succeeded", account=number, call_id=call_id)
-    return account
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -146,68 +190,121 @@ class _Attempt:
     throttle: limits.Limit
 
 
+class _Lost(Exception):
+    """A success found the lease or the token step taken meanwhile: its unit of work is rolled
+    back, and the login settled as this failure."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 async def _attempt(
     db: Database, at: _Attempt, account: Account | None, password: str, token_code: str
-) -> str | None:
-    """One login with the account's lease held: why it fails (None: it succeeds). Its outcome,
-    the lease given back and the caller's slot settled are one unit of work."""
-    now = at.now
+) -> LoggedIn | str:
+    """One login with the account's lease held: the success, or why it fails. Its outcome, the
+    lease given back and the caller's slot settled are one unit of work."""
     held = account is not None
     try:
-        expired = login_tokens.expired_enrolments(account, now, db.settings.enrolment_expiry)
-        reason, match = await _verify(db, account, password, token_code, now, expired)
-        new_hash = None
-        if account and match and db.passwords.needs_rehash(account.password_hash):
-            new_hash = await db.passwords.hash(password)  # the Argon2 profile changed since
-
-        async with db.sessions.begin() as session:
-            if account is not None:
+        expired = login_tokens.expired_enrolments(account, at.now, db.settings.enrolment_expiry)
+        reason, match = await _verify(db, account, password, token_code, at.now, expired)
+        if account is not None and match is not None:
+            new_hash = None
+            if db.passwords.needs_rehash(account.password_hash):
+                new_hash = await db.passwords.hash(password)  # the Argon2 profile changed since
+            try:
+                async with db.sessions.begin() as session:
+                    success = await _succeed(session, db, at, account, match, expired, new_hash)
                 held = False
-                if not await _release_lease(session, account.id, at.lease) and reason is None:
-                    reason, match = "busy", None  # the lease ran out: another login may run
-            if expired:
-                await login_tokens.revoke(session, expired, now)
-            if match is not None and not await login_tokens.claim_step(session, match):
-                reason = "replayed_code"  # another login used this step since we read it
-            if account is not None and reason is None and match is not None:
-                await _reset_failures(session, account, new_hash)
-                await sessions.delete_expired(session, account.id, now)  # before the new one
-                if match.pending:
-                    await login_tokens.activate(session, account, match, now)
-            elif account is not None and reason in COUNTED and not _locked(account, now):
-                await _count_failure(session, account, now, db.settings)
-            detail = {"account": at.number} | ({"reason": reason} if reason else {})
-            name = "login_failed" if reason else "login_ok"
-            await record_event(session, at.call_id, now, name, detail)
-            failed = reason in CALLER_COUNTED
-            await limits.settle_slot(session, now, at.caller, at.throttle, failed)
+                return success
+            except _Lost as lost:
+                reason = lost.reason
+        async with db.sessions.begin() as session:
+            await _fail(session, db, at, account, reason or "", expired)
+        held = False
     finally:
-        if held and account is not None:  # an error before the release: do not keep the lease
+        if held and account is not None:  # an error before the release committed
             async with db.sessions.begin() as session:
                 await _release_lease(session, account.id, at.lease)
-    if reason is not None:
-        log.info(
-            "login_failed",
-            account=at.number,
-            reason=reason,
-            call_id=at.call_id,
-            caller_id=at.caller_id,
-        )
-    return reason
+    _log_failure(at, reason or "")
+    return reason or ""
 
 
-async def _refused(
+async def _succeed(
+    session: AsyncSession,
     db: Database,
-    number: str,
+    at: _Attempt,
+    account: Account,
+    match: login_tokens.Match,
+    expired: Sequence[Token],
+    new_hash: str | None,
+) -> LoggedIn:
+    """A successful login's unit of work: the lease given back and the failures forgotten, the
+    token step used up (a new token activated), the session opened, the call's event, the
+    caller's slot given back, and the account's recent vehicles read. _Lost if the lease or the
+    step was taken meanwhile."""
+    params = {"account_id": account.id, "lease": at.lease}
+    if new_hash:
+        done = await session.execute(_SUCCEED_REHASHED, params | {"password_hash": new_hash})
+    else:
+        done = await session.execute(_SUCCEED, params)
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise _Lost("busy")  # the lease ran out and another login took it: it may run
+    if expired:
+        await login_tokens.revoke(session, expired, at.now)
+    if not await login_tokens.claim_step(session, match):
+        raise _Lost("replayed_code")  # another login used this step since we read it
+    if match.pending:
+        await login_tokens.activate(session, account, match, at.now)
+    token, expires_at = await sessions.open_session(session, account.id, at.call_id, db.now())
+    await record_event(session, at.call_id, at.now, "login_ok", {"account": at.number})
+    await limits.settle_slot(session, at.now, at.caller, at.throttle, failed=False)
+    recent = await recent_marks(session, account.id)
+    return LoggedIn(account, token, expires_at, recent)
+
+
+async def _fail(
+    session: AsyncSession,
+    db: Database,
+    at: _Attempt,
+    account: Account | None,
     reason: str,
-    call_id: int | None,
-    caller_id: str | None,
+    expired: Sequence[Token],
 ) -> None:
-    """A login refused before any check: the call log and the log say why."""
+    """A failed login's unit of work: the lease given back, the failure counted (the account's
+    and the caller's), the call's event."""
+    if account is not None:
+        if reason in COUNTED and not _locked(account, at.now):
+            await _count_failure(session, account, at, db)
+        else:
+            await _release_lease(session, account.id, at.lease)
+    if expired:
+        await login_tokens.revoke(session, expired, at.now)
+    detail = {"account": at.number, "reason": reason}
+    await record_event(session, at.call_id, at.now, "login_failed", detail)
+    failed = reason in CALLER_COUNTED
+    await limits.settle_slot(session, at.now, at.caller, at.throttle, failed)
+
+
+async def _refused(db: Database, at: _Attempt, reason: str) -> None:
+    """A login refused before any check: the call log and the log say why; the attempt's slot
+    is kept, as a failure's, in the same unit of work."""
     async with db.sessions.begin() as session:
-        detail = {"account": number, "reason": reason}
-        await record_event(session, call_id, db.now(), "login_failed", detail)
-    log.info("login_failed", account=number, reason=reason, call_id=call_id, caller_id=caller_id)
+        now = db.now()
+        detail = {"account": at.number, "reason": reason}
+        await record_event(session, at.call_id, now, "login_failed", detail)
+        await limits.settle_slot(session, now, at.caller, at.throttle, failed=True)
+    _log_failure(at, reason)
+
+
+def _log_failure(at: _Attempt, reason: str) -> None:
+    log.info(
+        "login_failed",
+        account=at.number,
+        reason=reason,
+        call_id=at.call_id,
+        caller_id=at.caller_id,
+    )
 
 
 async def _take_lease(session: AsyncSession, number: str, lease: str, now: datetime) -> bool:
@@ -223,10 +320,9 @@ async def _account(session: AsyncSession, number: str) -> Account | None:
     return found.unique().one_or_none()  # all rows: every token
 
 
-async def _release_lease(session: AsyncSession, account_id: int, lease: str) -> bool:
-    """Give the lease back; False: it was no longer ours (it ran out and another took it)."""
-    result = await session.execute(_RELEASE_LEASE, {"account_id": account_id, "lease": lease})
-    return result.rowcount == 1  # type: ignore[attr-defined]
+async def _release_lease(session: AsyncSession, account_id: int, lease: str) -> None:
+    """Give the lease back, if it is still ours (else it ran out and another login took it)."""
+    await session.execute(_RELEASE_LEASE, {"account_id": account_id, "lease": lease})
 
 
 async def _verify(
@@ -271,30 +367,15 @@ def _locked(account: Account | None, now: datetime) -> bool:
     )
 
 
-async def _reset_failures(session: AsyncSession, account: Account, new_hash: str | None) -> None:
-    statement = _RESET_FAILURES
-    if new_hash:  # the Argon2 profile changed since the hash was made
-        statement = statement.values(password_hash=new_hash)
-    await session.execute(statement, {"account_id": account.id})
-
-
 async def _count_failure(
-    session: AsyncSession, account: Account, now: datetime, settings: BackendSettings
+    session: AsyncSession, account: Account, at: _Attempt, db: Database
 ) -> None:
-    failures = await session.scalar(
-        update(Account)
-        .where(Account.id == account.id)
-        .values(failed_logins=Account.failed_logins + 1)
-        .returning(Account.failed_logins)
-        .execution_options(synchronize_session=False)
-    )
-    if failures is not None and failures >= settings.lockout_failures:
-        # The count starts afresh after the lockout, so one later slip does not re-lock.
-        until = now + settings.lockout_period
-        await session.execute(
-            update(Account)
-            .where(Account.id == account.id)
-            .values(failed_logins=0, locked_until=until)
-            .execution_options(synchronize_session=False)
-        )
+    """A counted failure, with the lease given back in the same statement (the count alone if
+    the lease ran out meanwhile: the failure still counts)."""
+    until = at.now + db.settings.lockout_period
+    params = {"account_id": account.id, "limit": db.settings.lockout_failures, "until": until}
+    failures = await session.scalar(_RELEASE_AND_COUNT, params | {"lease": at.lease})
+    if failures is None:
+        failures = await session.scalar(_COUNT_FAILURE, params)
+    if failures == 0:
         log.warning("account_locked", account=account.number, until=until.isoformat())

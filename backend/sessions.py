@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.database import Database
@@ -31,35 +32,45 @@ _SESSION = (
     .outerjoin(Call, Call.id == LoginSession.call_id)
     .where(LoginSession.token_hash == bindparam("token_hash"))
 )
-_DELETE_EXPIRED = delete(LoginSession).where(
-    LoginSession.account_id == bindparam("account_id"), LoginSession.expires_at <= bindparam("now")
+# Core statements on the table: the ORM's bulk DELETE and its flush of a new object cost more.
+_TABLE = cast(Table, LoginSession.__table__)
+_DELETE_EXPIRED = delete(_TABLE).where(
+    _TABLE.c.account_id == bindparam("account_id"), _TABLE.c.expires_at <= bindparam("now")
 )
+_INSERT = insert(_TABLE).values(
+    token_hash=bindparam("token_hash"),
+    account_id=bindparam("account_id"),
+    call_id=bindparam("call_id"),
+    expires_at=bindparam("expires_at"),
+)
+# PostgreSQL deletes in the INSERT's own statement (a WITH clause; SQLite has no DELETE there).
+_INSERT_AND_DELETE_EXPIRED = _INSERT.add_cte(_DELETE_EXPIRED.cte("expired"))
 
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def open_session(db: Database, account: Account, call_id: int | None) -> tuple[str, datetime]:
-    """A new session for `account` in `call_id`: the token (given once) and its expiry. One
-    INSERT: the login that precedes it deleted the account's expired sessions."""
+async def open_session(
+    session: AsyncSession, account_id: int, call_id: int | None, now: datetime
+) -> tuple[str, datetime]:
+    """A new session for the account in `call_id`, in the successful login's unit of work: the
+    token (given once) and its expiry. The account's expired sessions are deleted with it
+    (housekeeping)."""
     token = secrets.token_urlsafe(32)
-    expires_at = db.now() + LIFETIME
-    async with db.sessions.single() as session:
-        session.add(
-            LoginSession(
-                token_hash=_hash(token),
-                account_id=account.id,
-                call_id=call_id,
-                expires_at=expires_at,
-            )
-        )
+    expires_at = now + LIFETIME
+    params = {
+        "token_hash": _hash(token),
+        "account_id": account_id,
+        "call_id": call_id,
+        "expires_at": expires_at,
+    }
+    if (await session.connection()).dialect.name == "postgresql":
+        await session.execute(_INSERT_AND_DELETE_EXPIRED, params | {"now": now})
+    else:
+        await session.execute(_DELETE_EXPIRED, {"account_id": account_id, "now": now})
+        await session.execute(_INSERT, params)
     return token, expires_at
-
-
-async def delete_expired(session: AsyncSession, account_id: int, now: datetime) -> None:
-    """Housekeeping, in a successful login's unit of work: the account's expired sessions."""
-    await session.execute(_DELETE_EXPIRED, {"account_id": account_id, "now": now})
 
 
 async def require(

@@ -24,7 +24,7 @@ from backend import admin, call_logs
 from backend.api import DATABASE
 from backend.app import start_backend
 from backend.database import Database
-from backend.models import Bundle, BundleItem, Token
+from backend.models import Bundle, BundleItem, LoginSession, Token
 from backend.settings import BackendSettings
 from tests.support.api import (
     ACCOUNT,
@@ -38,6 +38,7 @@ from tests.support.api import (
     open_call,
 )
 from tests.support.databases import DATABASES
+from tests.support.statements import sql_seen
 
 
 @pytest.fixture(params=DATABASES)
@@ -274,6 +275,71 @@ async def test_login_with_the_current_code_succeeds(service: Service) -> None:
     }
     session = reply.body["session"]  # what bundling, cancelling and enquiries need
     assert len(session["token"]) >= 43 and session["expires_at"] > service.clock().isoformat()
+
+
+async def count_login_sessions(db: Database) -> int:
+    async with db.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(LoginSession)) or 0
+
+
+async def test_a_login_is_two_units_of_work_and_a_failure_opens_no_session(
+    service: Service,
+) -> None:
+    """Before the password is checked, one unit of work; after it, one more with the outcome,
+    the session and what the next prompt needs: 10 statements (9 on PostgreSQL). A failure
+    opens no session: 6."""
+    seed = await service.trucker()
+    call_id = (await open_call(service.api)).body["call_id"]
+    attempt = {
+        "account": ACCOUNT,
+        "password": "135790",
+        "token_code": service.code(seed),
+        "call_id": call_id,
+        "caller_id": "91234567",
+    }
+    before_check = ["INSERT caller_throttles", "UPDATE accounts", "SELECT accounts"]
+    with sql_seen(service.db) as failure:
+        failed = await service.api.post("/v1/sessions", attempt)
+    assert (failed.status, failed.error_code()) == (401, "login_failed")
+    assert failure.connections == 2
+    assert failure.statements == [
+        *before_check,
+        "UPDATE accounts",  # the lease back and the failure counted
+        "INSERT call_events",  # login_failed
+        "UPDATE caller_throttles",  # the slot kept (a full window blocks the number)
+    ]
+    assert await count_login_sessions(service.db) == 0
+    opening = ["DELETE login_sessions", "INSERT login_sessions"]  # the expired ones deleted
+    if service.db.engine.dialect.name == "postgresql":
+        opening = ["WITH login_sessions"]  # WITH ... DELETE ... INSERT: one statement
+    with sql_seen(service.db) as success:
+        reply = await service.api.post("/v1/sessions", attempt | {"password": PASSWORD})
+    assert reply.status == 200
+    assert success.connections == 2
+    assert success.statements == [
+        *before_check,
+        "UPDATE accounts",  # the lease back and the failures forgotten
+        "UPDATE tokens",  # the step used up
+        *opening,
+        "INSERT call_events",  # login_ok
+        "UPDATE caller_throttles",  # the slot given back
+        "SELECT bundles",  # the recent vehicles
+    ]
+    assert await count_login_sessions(service.db) == 1
+    events = (await service.api.get(f"/v1/calls/{call_id}")).body["events"]
+    assert [(e["name"], e["detail"].get("reason")) for e in events] == [
+        ("login_failed", "wrong_password"),
+        ("login_ok", None),
+    ]
+
+
+async def test_a_login_deletes_its_accounts_expired_sessions_only(service: Service) -> None:
+    seed = await service.trucker()
+    # Each lives 30 minutes: at 0, 29, 31, 60 and 91 minutes, those of the last half hour stay.
+    for minutes, left in ((0, 1), (29, 2), (2, 2), (29, 2), (31, 1)):
+        service.clock.advance(minutes=minutes)
+        assert (await service.api.login(service.code(seed))).status == 200
+        assert await count_login_sessions(service.db) == left
 
 
 async def test_login_records_an_event_without_secrets(service: Service) -> None:

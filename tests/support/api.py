@@ -136,7 +136,8 @@ async def login_session(db: Database, body: Any, params: dict[str, str] | None) 
     if account is None:
         return {}
     call_id = fields.get("call_id") if isinstance(fields.get("call_id"), int) else None
-    token, _ = await sessions.open_session(db, account, call_id)
+    async with db.sessions.begin() as session:
+        token, _ = await sessions.open_session(session, account.id, call_id, db.now())
     return {sessions.HEADER: token}
 
 

@@ -1,0 +1,45 @@
+"""The SQL a piece of work sends, counted where SQLAlchemy hands it to the driver (the
+"before_cursor_execute" event): deterministic, unlike a timing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy
+
+from backend.database import Database
+
+
+@dataclass
+class Sql:
+    statements: list[str] = field(default_factory=list)  # verb and table: "UPDATE accounts"
+    connections: int = 0  # taken from the pool: one a session
+
+
+@contextmanager
+def sql_seen(db: Database) -> Iterator[Sql]:
+    """What `db` sends meanwhile. BEGIN is left out: on PostgreSQL the driver sends its own,
+    unseen here; a session is counted by the connection it takes instead."""
+    seen = Sql()
+    engine = db.engine.sync_engine
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("BEGIN"):
+            table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", statement)
+            assert table is not None, statement
+            seen.statements.append(f"{statement.split()[0]} {table[1]}")
+
+    def connected(*_args: Any) -> None:
+        seen.connections += 1
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", executed)
+    sqlalchemy.event.listen(engine.pool, "checkout", connected)
+    try:
+        yield seen
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", executed)
+        sqlalchemy.event.remove(engine.pool, "checkout", connected)

@@ -1,0 +1,188 @@
+"""A login's outcome is one unit of work (backend/login.py), and stays right when something
+changed the account while the password was being checked: the lease ran out and another login
+took it, or the token step was used meanwhile. Such a success is undone whole and settled as
+the failure it became. A refusal before any check costs one unit of work more, or none. On
+SQLite and PostgreSQL, the real database under `login()`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import func, select, update
+
+import otp
+from backend import admin
+from backend.database import Database
+from backend.errors import BackendError
+from backend.login import login
+from backend.models import Account, CallerThrottle, LoginSession, Token
+from tests.support.databases import DATABASES
+from tests.support.statements import sql_seen
+from tests.support.truckers import TestClock as Clock
+
+NUMBER = "40000001"
+PASSWORD = "246810"
+CALLER = "91234567"
+
+
+@pytest.fixture(params=DATABASES)
+def database(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def new_account(db: Database, failed_logins: int = 0) -> str:
+    """An account with a hardware token and `failed_logins` already; returns the token's seed."""
+    await admin.create_account(db, NUMBER, PASSWORD)
+    seed = await admin.add_token(db, NUMBER, serial="FTK40000001")
+    await change(db, update(Account).values(failed_logins=failed_logins))
+    return seed
+
+
+async def change(db: Database, statement: object) -> None:
+    async with db.sessions.begin() as session:
+        await session.execute(statement)  # type: ignore[call-overload]
+
+
+def meanwhile(db: Database, monkeypatch: pytest.MonkeyPatch, statement: object) -> None:
+    """`statement` runs, committed, while the login checks the password."""
+    verify: Callable[[str | None, str], Awaitable[bool]] = db.passwords.verify
+
+    async def verify_then_change(password_hash: str | None, password: str) -> bool:
+        ok = await verify(password_hash, password)
+        await change(db, statement)
+        return ok
+
+    monkeypatch.setattr(db.passwords, "verify", verify_then_change)
+
+
+async def attempt(db: Database, code: str, password: str = PASSWORD) -> str:
+    """'ok', or the error code the caller would hear."""
+    try:
+        await login(db, NUMBER, password, code, caller_id=CALLER)
+    except BackendError as e:
+        return e.code
+    return "ok"
+
+
+async def state(db: Database) -> tuple[Account, Token, int, int]:
+    """The account, its token, its login sessions, and the caller's slots taken."""
+    async with db.sessions() as session:
+        account = await session.scalar(select(Account).where(Account.number == NUMBER))
+        token = await session.scalar(select(Token).where(Token.serial == "FTK40000001"))
+        opened = await session.scalar(select(func.count()).select_from(LoginSession))
+        slots = await session.scalar(
+            select(CallerThrottle.failures).where(CallerThrottle.caller.like(f"%{CALLER}"))
+        )
+    assert account is not None and token is not None
+    return account, token, opened or 0, slots or 0
+
+
+def code(seed: str, clock: Clock) -> str:
+    return otp.current_code(seed, otp.HARDWARE, clock.now())
+
+
+async def test_a_success_whose_lease_ran_out_meanwhile_changes_nothing(
+    db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed = await new_account(db, failed_logins=2)
+    until = clock.now() + timedelta(seconds=60)
+    meanwhile(
+        db, monkeypatch, update(Account).values(login_lease="x" * 32, login_lease_until=until)
+    )
+    assert await attempt(db, code(seed, clock)) == "login_failed"  # busy
+    account, token, opened, slots = await state(db)
+    assert (account.failed_logins, account.login_lease) == (2, "x" * 32)  # the other login's
+    assert (token.last_used_step, opened, slots) == (None, 0, 1)
+    monkeypatch.undo()
+    await change(db, update(Account).values(login_lease=None, login_lease_until=None))
+    assert await attempt(db, code(seed, clock)) == "ok"  # the step was not used up
+
+
+async def test_a_success_whose_step_was_used_meanwhile_is_a_counted_replay(
+    db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed = await new_account(db, failed_logins=2)
+    used = 2**31 - 1  # later than any step of now (an INTEGER column)
+    meanwhile(db, monkeypatch, update(Token).values(last_used_step=used))
+    assert await attempt(db, code(seed, clock)) == "login_failed"
+    account, token, opened, slots = await state(db)
+    assert (account.failed_logins, account.login_lease, account.locked_until) == (3, None, None)
+    assert (token.last_used_step, opened, slots) == (used, 0, 1)
+
+
+async def test_a_success_gives_the_slot_back_and_forgets_the_failures(
+    db: Database, clock: Clock
+) -> None:
+    seed = await new_account(db, failed_logins=2)
+    assert await attempt(db, code(seed, clock)) == "ok"
+    account, token, opened, slots = await state(db)
+    assert (account.failed_logins, account.login_lease, account.login_lease_until) == (
+        0,
+        None,
+        None,
+    )
+    assert (token.last_used_step is not None, opened, slots) == (True, 1, 0)
+
+
+async def test_a_failure_counts_and_locks_even_if_its_lease_ran_out_meanwhile(
+    db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed = await new_account(db, failed_logins=db.settings.lockout_failures - 2)
+    until = clock.now() + timedelta(seconds=60)
+    meanwhile(
+        db, monkeypatch, update(Account).values(login_lease="x" * 32, login_lease_until=until)
+    )
+    assert await attempt(db, code(seed, clock), password="135790") == "login_failed"
+    account, *_ = await state(db)
+    assert (account.failed_logins, account.login_lease) == (
+        db.settings.lockout_failures - 1,
+        "x" * 32,
+    )
+    assert await attempt(db, code(seed, clock), password="135790") == "login_failed"  # busy
+    monkeypatch.undo()
+    await change(db, update(Account).values(login_lease=None, login_lease_until=None))
+    assert await attempt(db, code(seed, clock), password="135790") == "login_failed"
+    account, *_ = await state(db)
+    locked_until = clock.now() + db.settings.lockout_period
+    assert (account.failed_logins, account.locked_until, account.login_lease) == (
+        0,
+        locked_until,
+        None,
+    )
+    assert await attempt(db, code(seed, clock)) == "locked"
+
+
+async def test_a_success_stores_a_new_hash_of_a_password_hashed_with_another_profile(
+    db: Database, clock: Clock
+) -> None:
+    seed = await new_account(db, failed_logins=1)
+    other = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    await change(db, update(Account).values(password_hash=other))
+    assert await attempt(db, code(seed, clock)) == "ok"
+    account, *_ = await state(db)
+    assert account.password_hash != other and not db.passwords.needs_rehash(account.password_hash)
+    assert await db.passwords.verify(account.password_hash, PASSWORD)
+    assert (account.failed_logins, account.login_lease) == (0, None)
+
+
+async def test_a_refusal_before_any_check_is_one_unit_of_work_after_the_first(
+    db: Database, clock: Clock
+) -> None:
+    """Busy: the account's lease is held. Refused: the caller number's window is full. (These
+    logins name no call: no event is recorded.)"""
+    seed = await new_account(db)
+    until = clock.now() + timedelta(seconds=60)
+    await change(db, update(Account).values(login_lease="x" * 32, login_lease_until=until))
+    before_check = ["INSERT caller_throttles", "UPDATE accounts", "SELECT accounts"]
+    for _ in range(db.settings.caller_throttle_failures):
+        with sql_seen(db) as busy:
+            assert await attempt(db, code(seed, clock)) == "login_failed"
+        assert busy.connections == 2
+        assert busy.statements == [*before_check, "UPDATE caller_throttles"]  # the slot kept
+    with sql_seen(db) as refused:
+        assert await attempt(db, code(seed, clock)) == "caller_throttled"
+    assert refused.connections == 1
+    assert refused.statements == ["INSERT caller_throttles", "SELECT caller_throttles"]
