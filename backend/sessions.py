@@ -37,10 +37,13 @@ _TABLE = cast(Table, LoginSession.__table__)
 _DELETE_EXPIRED = delete(_TABLE).where(
     _TABLE.c.account_id == bindparam("account_id"), _TABLE.c.expires_at <= bindparam("now")
 )
+_CALLS = cast(Table, Call.__table__)
 _INSERT = insert(_TABLE).values(
     token_hash=bindparam("token_hash"),
     account_id=bindparam("account_id"),
-    call_id=bindparam("call_id"),
+    # The call if it exists: an unknown call id does not refuse a login (as its event is
+    # skipped, call_logs.record_event); its session then serves no request naming a call.
+    call_id=select(_CALLS.c.id).where(_CALLS.c.id == bindparam("call_id")).scalar_subquery(),
     expires_at=bindparam("expires_at"),
 )
 # PostgreSQL deletes in the INSERT's own statement (a WITH clause; SQLite has no DELETE there).

@@ -353,6 +353,15 @@ async def test_login_records_an_event_without_secrets(service: Service) -> None:
     assert PASSWORD not in json.dumps(call) and code not in json.dumps(call)
 
 
+async def test_a_login_naming_an_unknown_call_succeeds_bound_to_no_call(service: Service) -> None:
+    seed = await service.trucker()
+    attempt = {"account": ACCOUNT, "password": PASSWORD, "token_code": service.code(seed)}
+    reply = await service.api.post("/v1/sessions", attempt | {"call_id": 999_999})
+    assert reply.status == 200, reply.body
+    async with service.db.sessions() as session:
+        assert list(await session.scalars(select(LoginSession.call_id))) == [None]
+
+
 async def test_wrong_password_fails_login(service: Service) -> None:
     seed = await service.trucker()
     reply = await service.api.login(service.code(seed), password="135790")
