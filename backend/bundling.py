@@ -109,7 +109,8 @@ _NEW_BUNDLE = (
     )
     .returning(BUNDLES_TABLE.c.id, BUNDLES_TABLE.c.call_id)
 )
-_NEW_ITEMS = insert(ITEMS_TABLE)  # executemany: one statement for all the rows
+# One statement for all the rows (executemany); inline: no id to return.
+_NEW_ITEMS = insert(ITEMS_TABLE).inline()
 # The last vehicles an account bundled to (recent_marks).
 _RECENT_MARKS = (
     select(Bundle.vehicle_mark)
@@ -181,7 +182,9 @@ async def create_bundle(
                 text = sms.bundle_text(
                     len(ccrns), vehicle_mark, bundle.reference, bundle.earliest_crossing
                 )
-                confirmation = sms.queue(session, now, account.mobile, "bundle_confirmation", text)
+                confirmation = await sms.queue(
+                    session, now, account.mobile, "bundle_confirmation", text
+                )
     except (IntegrityError, BackendError) as e:
         if ccrns is None:
             raise  # an unknown batch: a retry's numbers always expand (batches never change)
