@@ -263,9 +263,9 @@ async def list_bundles(request: web.Request) -> web.Response:
     account = request.query.get("account")
     if not account:
         raise BackendError("invalid_request", "The account query parameter is required.")
-    await _require_session(request, account, None, any_call=True)
+    holder = await _require_session(request, account, None, any_call=True)
     bundles = await bundling.list_bundles(
-        request.app[DATABASE], account, request.query.get("vehicle_mark")
+        request.app[DATABASE], holder.id, request.query.get("vehicle_mark")
     )
     return web.json_response({"bundles": [_bundle_json(b) for b in bundles]})
 
@@ -274,9 +274,9 @@ async def list_bundles(request: web.Request) -> web.Response:
 async def unbundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = await read_body(request, UnbundleRequest)
-    await _require_session(request, body.account, body.call_id)
+    account = await _require_session(request, body.account, body.call_id)
     cancellation = await bundling.unbundle(
-        request.app[DATABASE], body.account, body.vehicle_mark, body.ccrn, key, body.call_id
+        request.app[DATABASE], account, body.vehicle_mark, body.ccrn, key, body.call_id
     )
     return web.json_response(
         {"cancelled": cancellation.cancelled, "vehicle_mark": cancellation.vehicle_mark}

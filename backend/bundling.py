@@ -19,11 +19,11 @@ import structlog
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 import formats
 from backend import sms
-from backend.call_logs import known_call, record_event
+from backend.call_logs import record_event
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Account, Batch, BatchItem, Bundle, BundleItem, Call, Cargo, Unbundling
@@ -37,8 +37,7 @@ RECENT_VEHICLES = 3
 NOT_FOUND = ("bundle_not_found", "No bundle was found for that vehicle and number.")
 
 # The statements of every call, built once with named parameters (see call_logs).
-_ACCOUNT = select(Account).where(Account.number == bindparam("number"))
-# With its items and account joined: one query.
+# A bundle by its key, with its items and account joined: one query.
 _BUNDLE_BY_KEY = (
     select(Bundle)
     .where(Bundle.idempotency_key == bindparam("key"))
@@ -58,11 +57,14 @@ _AVAILABILITY = (
     .outerjoin(BundleItem, and_(BundleItem.ccrn == Cargo.ccrn, BundleItem.active))
     .where(Cargo.ccrn.in_(bindparam("ccrns", expanding=True)))
 )
-# A new bundle is Core statements on the tables: the ORM's unit of work costs more CPU than
-# the statements themselves.
+# Bundles and cancellations are written by Core statements on the tables: the ORM's unit of
+# work costs more CPU than the statements themselves.
 BUNDLES_TABLE = cast(Table, Bundle.__table__)
 ITEMS_TABLE = cast(Table, BundleItem.__table__)
+UNBUNDLINGS_TABLE = cast(Table, Unbundling.__table__)
 _REFERENCE = bindparam("reference", type_=BUNDLES_TABLE.c.reference.type)
+# The call's id if that call exists, else NULL: a bad call id never breaks a foreign key.
+_KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call")).scalar_subquery()
 _NOW = bindparam("now", type_=BUNDLES_TABLE.c.created_at.type)
 # How many of the CCRNs can be bundled now (lodged, unexpired, in no active bundle): the test
 # of _check_available, which says which CCRN failed it.
@@ -77,9 +79,9 @@ _AVAILABLE = (
     .scalar_subquery()
 )
 # The new bundle's row, and the check that it may be made, in one statement: inserted only
-# while every CCRN is available and the random reference unused (a row or none). Its call
-# only if known, so that a bad call id never breaks the foreign key. The partial unique index
-# of its items, inserted next, still decides races; the unique key refuses a used key.
+# while every CCRN is available and the random reference unused (a row or none). The partial
+# unique index of its items, inserted next, still decides races; the unique key refuses a
+# used key.
 _NEW_BUNDLE = (
     insert(BUNDLES_TABLE)
     .from_select(
@@ -101,7 +103,7 @@ _NEW_BUNDLE = (
             bindparam("earliest_crossing", type_=BUNDLES_TABLE.c.earliest_crossing.type),
             literal("active", BUNDLES_TABLE.c.status.type),
             bindparam("key", type_=BUNDLES_TABLE.c.idempotency_key.type),
-            select(Call.id).where(Call.id == bindparam("call_id")).scalar_subquery(),
+            _KNOWN_CALL,
         ).where(
             ~exists().where(BUNDLES_TABLE.c.reference == _REFERENCE),
             _AVAILABLE == bindparam("count"),
@@ -111,6 +113,34 @@ _NEW_BUNDLE = (
 )
 # One statement for all the rows (executemany); inline: no id to return.
 _NEW_ITEMS = insert(ITEMS_TABLE).inline()
+# A cancellation: the account's items on the vehicle still active (of every CCRN, or of one)
+# cancelled in one statement, so that a concurrent cancellation of the same CCRN leaves this
+# one nothing; then their bundles left with no active item; then the key, which is unique.
+_CANCEL_ALL = (
+    update(ITEMS_TABLE)
+    .where(
+        ITEMS_TABLE.c.active,
+        ITEMS_TABLE.c.bundle_id.in_(
+            select(Bundle.id).where(
+                Bundle.account_id == bindparam("account_id"),
+                Bundle.vehicle_mark == bindparam("vehicle_mark"),
+                Bundle.status == "active",
+            )
+        ),
+    )
+    .values(active=False)
+    .returning(ITEMS_TABLE.c.id, ITEMS_TABLE.c.ccrn, ITEMS_TABLE.c.bundle_id)
+)
+_CANCEL_ONE = _CANCEL_ALL.where(ITEMS_TABLE.c.ccrn == bindparam("the_ccrn"))
+_CLOSE_EMPTIED = (
+    update(BUNDLES_TABLE)
+    .where(
+        BUNDLES_TABLE.c.id.in_(bindparam("bundle_ids", expanding=True)),
+        ~exists().where(ITEMS_TABLE.c.bundle_id == BUNDLES_TABLE.c.id, ITEMS_TABLE.c.active),
+    )
+    .values(status="cancelled")
+)
+_NEW_UNBUNDLING = insert(UNBUNDLINGS_TABLE).values(call_id=_KNOWN_CALL).inline()
 # The last vehicles an account bundled to (recent_marks).
 _RECENT_MARKS = (
     select(Bundle.vehicle_mark)
@@ -206,7 +236,7 @@ class Cancellation:
 
 async def unbundle(
     db: Database,
-    account_number: str,
+    account: SessionAccount,
     vehicle_mark: str,
     ccrn: str | None,
     idempotency_key: str,
@@ -215,7 +245,9 @@ async def unbundle(
     """Cancel `ccrn` (None: every CCRN) from the account's active bundles on the vehicle.
 
     Only the account's own bundles are touched. A bundle left with no active CCRN is cancelled.
-    A retry with the same Idempotency-Key answers with what the first request cancelled.
+    A retry with the same Idempotency-Key answers with what the first request cancelled: the key
+    is looked up only when the cancellation failed (nothing left to cancel, or its key refused
+    by its unique index, which rolls back what it cancelled).
     """
     if not formats.is_vehicle_mark(vehicle_mark):
         raise BackendError("invalid_request", "Not a valid vehicle registration mark.")
@@ -224,60 +256,24 @@ async def unbundle(
     now = db.now().replace(microsecond=0)
     try:
         async with db.sessions.begin() as session:
-            account = await _account(session, account_number)
-            if earlier := await _unbundling_by_key(session, idempotency_key):
-                return _same_cancellation(earlier, account, vehicle_mark, ccrn)
-            query = (
-                select(BundleItem.id)
-                .join(Bundle, Bundle.id == BundleItem.bundle_id)
-                .where(
-                    Bundle.account_id == account.id,
-                    Bundle.vehicle_mark == vehicle_mark,
-                    Bundle.status == "active",
-                    BundleItem.active,
-                )
-            )
-            if ccrn is not None:
-                query = query.where(BundleItem.ccrn == ccrn)
-            item_ids = list(await session.scalars(query))
-            if not item_ids:
-                raise BackendError(*NOT_FOUND)
-            # Only items still active are cancelled: a concurrent cancellation of the same
-            # CCRN leaves this request with nothing to cancel, hence bundle_not_found.
-            cancelled_items = sorted(
-                (
-                    await session.execute(
-                        update(BundleItem)
-                        .where(BundleItem.id.in_(item_ids), BundleItem.active)
-                        .values(active=False)
-                        .returning(BundleItem.id, BundleItem.ccrn, BundleItem.bundle_id)
-                        .execution_options(synchronize_session=False)
-                    )
-                ).all()
-            )
+            target = {"account_id": account.id, "vehicle_mark": vehicle_mark, "the_ccrn": ccrn}
+            cancel = _CANCEL_ALL if ccrn is None else _CANCEL_ONE
+            cancelled_items = sorted((await session.execute(cancel, target)).all())
             if not cancelled_items:
                 raise BackendError(*NOT_FOUND)
             cancelled = [item.ccrn for item in cancelled_items]
-            bundle_ids = {item.bundle_id for item in cancelled_items}
-            still_active = exists().where(BundleItem.bundle_id == Bundle.id, BundleItem.active)
-            await session.execute(
-                update(Bundle)
-                .where(Bundle.id.in_(bundle_ids), ~still_active)
-                .values(status="cancelled")
-                .execution_options(synchronize_session=False)
-            )
-            session.add(
-                Unbundling(
-                    idempotency_key=idempotency_key,
-                    account_id=account.id,
-                    vehicle_mark=vehicle_mark,
-                    ccrn=ccrn,
-                    cancelled=cancelled,
-                    created_at=now,
-                    call_id=await known_call(session, call_id),
-                )
-            )
-            await session.flush()  # the unique key speaks here, inside the transaction
+            bundle_ids = list({item.bundle_id for item in cancelled_items})
+            await session.execute(_CLOSE_EMPTIED, {"bundle_ids": bundle_ids})
+            unbundling = {
+                "idempotency_key": idempotency_key,
+                "account_id": account.id,
+                "vehicle_mark": vehicle_mark,
+                "ccrn": ccrn,
+                "cancelled": cancelled,
+                "created_at": now,
+                "call": call_id,
+            }
+            await session.execute(_NEW_UNBUNDLING, unbundling)  # the unique key speaks here
             await record_event(
                 session,
                 call_id,
@@ -286,16 +282,15 @@ async def unbundle(
                 {"vehicle_mark": vehicle_mark, "ccrns": cancelled},
             )
     except (IntegrityError, BackendError) as e:
-        # Nothing left to cancel, or a refused key: a concurrent retry of this very request
-        # may have won, and then its answer is ours.
+        # Nothing left to cancel, or a refused key: this may be a retry of a cancellation that
+        # was made (or won a race with us), and then its answer is ours.
         if isinstance(e, BackendError) and e.code != NOT_FOUND[0]:
             raise
         async with db.sessions() as session:
             if earlier := await _unbundling_by_key(session, idempotency_key):
-                account = await _account(session, account_number)
-                return _same_cancellation(earlier, account, vehicle_mark, ccrn)
+                return _same_cancellation(earlier, account.id, vehicle_mark, ccrn)
         raise
-    log.info("unbundled", account=account_number, vehicle_mark=vehicle_mark, call_id=call_id)
+    log.info("unbundled", account=account.number, vehicle_mark=vehicle_mark, call_id=call_id)
     return Cancellation(vehicle_mark, cancelled)
 
 
@@ -313,20 +308,19 @@ def active_ccrns(bundle: Bundle) -> list[str]:
 
 
 async def list_bundles(
-    db: Database, account_number: str, vehicle_mark: str | None = None
+    db: Database, account_id: int, vehicle_mark: str | None = None
 ) -> list[Bundle]:
-    """The account's active bundles, newest first, optionally for one vehicle."""
+    """The account's active bundles, newest first, optionally for one vehicle: one query."""
     async with db.sessions() as session:
-        account = await _account(session, account_number)
         query = (
             select(Bundle)
-            .where(Bundle.account_id == account.id, Bundle.status == "active")
-            .options(selectinload(Bundle.items), selectinload(Bundle.account))
+            .where(Bundle.account_id == account_id, Bundle.status == "active")
+            .options(joinedload(Bundle.items), joinedload(Bundle.account))
             .order_by(Bundle.created_at.desc(), Bundle.id.desc())
         )
         if vehicle_mark is not None:
             query = query.where(Bundle.vehicle_mark == vehicle_mark)
-        return list(await session.scalars(query))
+        return list((await session.scalars(query)).unique())
 
 
 async def _insert_bundle(
@@ -347,7 +341,7 @@ async def _insert_bundle(
         "now": now,
         "earliest_crossing": earliest_crossing,
         "key": idempotency_key,
-        "call_id": call_id,
+        "call": call_id,
         "ccrns": ccrns,
         "count": len(ccrns),
     }
@@ -452,17 +446,6 @@ async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: dat
             )
 
 
-async def _account(session: AsyncSession, number: str) -> Account:
-    account = await session.scalar(_ACCOUNT, {"number": number})
-    if account is None:
-        raise _no_account(number)
-    return account
-
-
-def _no_account(number: str) -> BackendError:
-    return BackendError("account_unknown", f"No account {number}.")
-
-
 async def _bundle_by_key(session: AsyncSession, idempotency_key: str) -> Bundle | None:
     return (await session.scalars(_BUNDLE_BY_KEY, {"key": idempotency_key})).unique().first()
 
@@ -474,9 +457,9 @@ async def _unbundling_by_key(session: AsyncSession, idempotency_key: str) -> Unb
 
 
 def _same_cancellation(
-    earlier: Unbundling, account: Account, vehicle_mark: str, ccrn: str | None
+    earlier: Unbundling, account_id: int, vehicle_mark: str, ccrn: str | None
 ) -> Cancellation:
-    if (earlier.account_id, earlier.vehicle_mark, earlier.ccrn) != (account.id, vehicle_mark, ccrn):
+    if (earlier.account_id, earlier.vehicle_mark, earlier.ccrn) != (account_id, vehicle_mark, ccrn):
         raise BackendError(
             "invalid_request", "This Idempotency-Key was used for a different cancellation."
         )

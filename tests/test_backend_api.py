@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -565,6 +566,21 @@ async def test_bundle_records_an_event_on_its_call(service: Service) -> None:
     ]
 
 
+@contextmanager
+def recorded_statements(db: Database) -> Iterator[list[str]]:
+    """The SQL statements the backend sends meanwhile."""
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sqlalchemy.event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        sqlalchemy.event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+
 def table_statements(statements: list[str]) -> list[tuple[str, str]]:
     """Each statement as (verb, first table), transaction control left out."""
     return [
@@ -575,7 +591,9 @@ def table_statements(statements: list[str]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("mobile", [None, MOBILE])
-async def test_a_bundle_submission_is_four_statements(service: Service, mobile: str | None) -> None:
+async def test_a_bundle_submission_is_four_statements_and_an_sms_two(
+    service: Service, mobile: str | None
+) -> None:
     """The session check reads the account too, and the unit of work writes without reading
     first: the bundle's INSERT is also the availability check. With a mobile, the SMS is queued
     in it and its outcome recorded after the commit, by one statement outside a transaction."""
@@ -584,16 +602,8 @@ async def test_a_bundle_submission_is_four_statements(service: Service, mobile: 
     ccrn = await admin.lodge_cargo(service.db)
     submission = {"account": ACCOUNT, "vehicle_mark": MARK, "numbers": [ccrn], "call_id": call_id}
     headers = {"Idempotency-Key": "k1", **await login_session(service.db, submission, None)}
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    sqlalchemy.event.listen(service.db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    with recorded_statements(service.db) as statements:
         reply = await service.api.post("/v1/bundles", submission, headers=headers)
-    finally:
-        sqlalchemy.event.remove(service.db.engine.sync_engine, "before_cursor_execute", seen)
     assert reply.status == 201
     # One transaction (SQLite's BEGIN is a statement, PostgreSQL's is not seen here).
     sqlite = service.db.engine.dialect.name == "sqlite"
@@ -611,6 +621,37 @@ async def test_a_bundle_submission_is_four_statements(service: Service, mobile: 
             select(Bundle).where(Bundle.reference == reply.body["reference"])
         )
     assert stored is not None and stored.call_id == call_id
+
+
+async def test_an_enquiry_is_two_statements_and_a_cancellation_five(service: Service) -> None:
+    """The session check reads the account; the enquiry's bundles come with their items; the
+    cancellation's items are cancelled by one UPDATE, without a read first."""
+    await service.trucker()
+    call_id = (await open_call(service.api)).body["call_id"]
+    ccrn = await admin.lodge_cargo(service.db)
+    submission = {"account": ACCOUNT, "vehicle_mark": MARK, "numbers": [ccrn], "call_id": call_id}
+    login = await login_session(service.db, submission, None)
+    bundled = await service.api.post(
+        "/v1/bundles", submission, headers={"Idempotency-Key": "k1", **login}
+    )
+    assert bundled.status == 201
+    with recorded_statements(service.db) as enquiring:
+        listed = await service.api.get("/v1/bundles", params={"account": ACCOUNT}, headers=login)
+    assert [b["ccrns"] for b in listed.body["bundles"]] == [[ccrn]]
+    assert table_statements(enquiring) == [("SELECT", "login_sessions"), ("SELECT", "bundles")]
+    cancel = {"account": ACCOUNT, "vehicle_mark": MARK, "ccrn": ccrn, "call_id": call_id}
+    with recorded_statements(service.db) as cancelling:
+        reply = await service.api.post(
+            "/v1/unbundle", cancel, headers={"Idempotency-Key": "u1", **login}
+        )
+    assert reply.body == {"cancelled": [ccrn], "vehicle_mark": MARK}
+    assert table_statements(cancelling) == [
+        ("SELECT", "login_sessions"),
+        ("UPDATE", "bundle_items"),
+        ("UPDATE", "bundles"),
+        ("INSERT", "unbundlings"),
+        ("INSERT", "call_events"),
+    ]
 
 
 async def test_a_retry_finds_its_bundle_after_its_cargo_expired(service: Service) -> None:
