@@ -249,9 +249,9 @@ async def check_cargo(request: web.Request) -> web.Response:
 async def create_bundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = await read_body(request, BundleSubmission)
-    await _require_session(request, body.account, body.call_id)
+    account = await _require_session(request, body.account, body.call_id)
     bundle, created = await bundling.create_bundle(
-        request.app[DATABASE], body.account, body.vehicle_mark, body.numbers, key, body.call_id
+        request.app[DATABASE], account, body.vehicle_mark, body.numbers, key, body.call_id
     )
     return web.json_response(_bundle_json(bundle), status=201 if created else 200)
 
@@ -261,9 +261,9 @@ async def list_bundles(request: web.Request) -> web.Response:
     account = request.query.get("account")
     if not account:
         raise BackendError("invalid_request", "The account query parameter is required.")
-    await _require_session(request, account, None, any_call=True)
+    holder = await _require_session(request, account, None, any_call=True)
     bundles = await bundling.list_bundles(
-        request.app[DATABASE], account, request.query.get("vehicle_mark")
+        request.app[DATABASE], holder.id, request.query.get("vehicle_mark")
     )
     return web.json_response({"bundles": [_bundle_json(b) for b in bundles]})
 
@@ -272,9 +272,9 @@ async def list_bundles(request: web.Request) -> web.Response:
 async def unbundle(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = await read_body(request, UnbundleRequest)
-    await _require_session(request, body.account, body.call_id)
+    account = await _require_session(request, body.account, body.call_id)
     cancellation = await bundling.unbundle(
-        request.app[DATABASE], body.account, body.vehicle_mark, body.ccrn, key, body.call_id
+        request.app[DATABASE], account, body.vehicle_mark, body.ccrn, key, body.call_id
     )
     return web.json_response(
         {"cancelled": cancellation.cancelled, "vehicle_mark": cancellation.vehicle_mark}
@@ -297,10 +297,10 @@ def _idempotency_key(request: web.Request) -> str:
 
 async def _require_session(
     request: web.Request, account: str, call_id: int | None, any_call: bool = False
-) -> None:
+) -> sessions.SessionAccount:
     """The account acts only through its login session (backend/sessions.py)."""
     token = request.headers.get(sessions.HEADER)
-    await sessions.require(request.app[DATABASE], token, account, call_id, any_call)
+    return await sessions.require(request.app[DATABASE], token, account, call_id, any_call)
 
 
 def _minimal(request: web.Request) -> bool:

@@ -13,19 +13,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import structlog
-from sqlalchemy import and_, bindparam, exists, func, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 import formats
 from backend import sms
-from backend.call_logs import known_call, record_event
-from backend.database import Database, unused_number
+from backend.call_logs import record_event
+from backend.database import Database
 from backend.errors import BackendError
-from backend.models import Account, Batch, Bundle, BundleItem, Cargo, Unbundling
+from backend.models import Account, Batch, BatchItem, Bundle, BundleItem, Call, Cargo, Unbundling
+from backend.sessions import SessionAccount
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +37,18 @@ RECENT_VEHICLES = 3
 NOT_FOUND = ("bundle_not_found", "No bundle was found for that vehicle and number.")
 
 # The statements of every call, built once with named parameters (see call_logs).
-_ACCOUNT = select(Account).where(Account.number == bindparam("number"))
+# A bundle by its key, with its items and account joined: one query.
 _BUNDLE_BY_KEY = (
     select(Bundle)
     .where(Bundle.idempotency_key == bindparam("key"))
-    .options(selectinload(Bundle.items), selectinload(Bundle.account))
+    .options(joinedload(Bundle.items), joinedload(Bundle.account))
+)
+# The CCRNs of batches, in each batch's order (a batch of none: one row, ccrn None).
+_BATCH_CCRNS = (
+    select(Batch.number, BatchItem.ccrn)
+    .outerjoin(BatchItem, BatchItem.batch_id == Batch.id)
+    .where(Batch.number.in_(bindparam("numbers", expanding=True)))
+    .order_by(BatchItem.id)
 )
 # Each CCRN's cargo, and its active bundle item if any (at most one, by the partial unique
 # index): one query.
@@ -48,6 +57,90 @@ _AVAILABILITY = (
     .outerjoin(BundleItem, and_(BundleItem.ccrn == Cargo.ccrn, BundleItem.active))
     .where(Cargo.ccrn.in_(bindparam("ccrns", expanding=True)))
 )
+# Bundles and cancellations are written by Core statements on the tables: the ORM's unit of
+# work costs more CPU than the statements themselves.
+BUNDLES_TABLE = cast(Table, Bundle.__table__)
+ITEMS_TABLE = cast(Table, BundleItem.__table__)
+UNBUNDLINGS_TABLE = cast(Table, Unbundling.__table__)
+_REFERENCE = bindparam("reference", type_=BUNDLES_TABLE.c.reference.type)
+# The call's id if that call exists, else NULL: a bad call id never breaks a foreign key.
+_KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call")).scalar_subquery()
+_NOW = bindparam("now", type_=BUNDLES_TABLE.c.created_at.type)
+# How many of the CCRNs can be bundled now (lodged, unexpired, in no active bundle): the test
+# of _check_available, which says which CCRN failed it.
+_AVAILABLE = (
+    select(func.count())
+    .select_from(Cargo)
+    .where(
+        Cargo.ccrn.in_(bindparam("ccrns", expanding=True)),
+        Cargo.expires_at > _NOW,
+        ~exists().where(BundleItem.ccrn == Cargo.ccrn, BundleItem.active),
+    )
+    .scalar_subquery()
+)
+# The new bundle's row, and the check that it may be made, in one statement: inserted only
+# while every CCRN is available and the random reference unused (a row or none). The partial
+# unique index of its items, inserted next, still decides races; the unique key refuses a
+# used key.
+_NEW_BUNDLE = (
+    insert(BUNDLES_TABLE)
+    .from_select(
+        [
+            "reference",
+            "account_id",
+            "vehicle_mark",
+            "created_at",
+            "earliest_crossing",
+            "status",
+            "idempotency_key",
+            "call_id",
+        ],
+        select(
+            _REFERENCE,
+            bindparam("account_id", type_=BUNDLES_TABLE.c.account_id.type),
+            bindparam("vehicle_mark", type_=BUNDLES_TABLE.c.vehicle_mark.type),
+            _NOW,
+            bindparam("earliest_crossing", type_=BUNDLES_TABLE.c.earliest_crossing.type),
+            literal("active", BUNDLES_TABLE.c.status.type),
+            bindparam("key", type_=BUNDLES_TABLE.c.idempotency_key.type),
+            _KNOWN_CALL,
+        ).where(
+            ~exists().where(BUNDLES_TABLE.c.reference == _REFERENCE),
+            _AVAILABLE == bindparam("count"),
+        ),
+    )
+    .returning(BUNDLES_TABLE.c.id, BUNDLES_TABLE.c.call_id)
+)
+# One statement for all the rows (executemany); inline: no id to return.
+_NEW_ITEMS = insert(ITEMS_TABLE).inline()
+# A cancellation: the account's items on the vehicle still active (of every CCRN, or of one)
+# cancelled in one statement, so that a concurrent cancellation of the same CCRN leaves this
+# one nothing; then their bundles left with no active item; then the key, which is unique.
+_CANCEL_ALL = (
+    update(ITEMS_TABLE)
+    .where(
+        ITEMS_TABLE.c.active,
+        ITEMS_TABLE.c.bundle_id.in_(
+            select(Bundle.id).where(
+                Bundle.account_id == bindparam("account_id"),
+                Bundle.vehicle_mark == bindparam("vehicle_mark"),
+                Bundle.status == "active",
+            )
+        ),
+    )
+    .values(active=False)
+    .returning(ITEMS_TABLE.c.id, ITEMS_TABLE.c.ccrn, ITEMS_TABLE.c.bundle_id)
+)
+_CANCEL_ONE = _CANCEL_ALL.where(ITEMS_TABLE.c.ccrn == bindparam("the_ccrn"))
+_CLOSE_EMPTIED = (
+    update(BUNDLES_TABLE)
+    .where(
+        BUNDLES_TABLE.c.id.in_(bindparam("bundle_ids", expanding=True)),
+        ~exists().where(ITEMS_TABLE.c.bundle_id == BUNDLES_TABLE.c.id, ITEMS_TABLE.c.active),
+    )
+    .values(status="cancelled")
+)
+_NEW_UNBUNDLING = insert(UNBUNDLINGS_TABLE).values(call_id=_KNOWN_CALL).inline()
 # The last vehicles an account bundled to (recent_marks).
 _RECENT_MARKS = (
     select(Bundle.vehicle_mark)
@@ -82,41 +175,32 @@ async def check_cargo(db: Database, number: str) -> CargoCheck:
 
 async def create_bundle(
     db: Database,
-    account_number: str,
+    account: SessionAccount,
     vehicle_mark: str,
     numbers: Sequence[str],
     idempotency_key: str,
     call_id: int | None,
 ) -> tuple[Bundle, bool]:
-    """The bundle, and whether this request created it (False: an earlier one with this key)."""
+    """The bundle, and whether this request created it (False: an earlier one with this key).
+
+    `account` is the one its login session check read. The usual submission writes without
+    reading first: the bundle's INSERT is also the availability check, then its items, the
+    call's event and the SMS. The key is looked up only when the submission failed (a used key
+    is refused by its unique index): a retry answers with its first result even when its
+    cargo has been bundled or has expired since, and another request with a used key is refused.
+    """
     _check_input(vehicle_mark, numbers)
     now = db.now().replace(microsecond=0)
-    ccrns: list[str] = []
+    ccrns: list[str] | None = None
     confirmation: sms.Outgoing | None = None
     try:
         async with db.sessions.begin() as session:
-            account = await _account(session, account_number)
-            if earlier := await _bundle_by_key(session, idempotency_key):
-                ccrns = await _expand(session, numbers)
-                return _same_request(earlier, account, vehicle_mark, ccrns), False
             ccrns = await _expand(session, numbers)
             if len(ccrns) > MAX_CCRNS:
                 raise BackendError("invalid_request", f"At most {MAX_CCRNS} CCRNs per bundle.")
-            await _check_available(session, ccrns, now)
-            bundle = Bundle(
-                reference=await unused_number(
-                    session, Bundle.reference, formats.new_bundle_reference
-                ),
-                account=account,
-                vehicle_mark=vehicle_mark,
-                created_at=now,
-                earliest_crossing=now + EARLIEST_CROSSING_AFTER,
-                idempotency_key=idempotency_key,
-                call_id=await known_call(session, call_id),
-                items=[BundleItem(ccrn=ccrn) for ccrn in ccrns],
+            bundle = await _insert_bundle(
+                session, account, vehicle_mark, ccrns, idempotency_key, call_id, now
             )
-            session.add(bundle)
-            await session.flush()  # the constraints speak here, inside the transaction
             await record_event(
                 session,
                 call_id,
@@ -128,15 +212,17 @@ async def create_bundle(
                 text = sms.bundle_text(
                     len(ccrns), vehicle_mark, bundle.reference, bundle.earliest_crossing
                 )
-                confirmation = sms.queue(session, now, account.mobile, "bundle_confirmation", text)
+                confirmation = await sms.queue(
+                    session, now, account.mobile, "bundle_confirmation", text
+                )
     except (IntegrityError, BackendError) as e:
-        # A CCRN seen taken may have been taken by a concurrent retry of this very submission,
-        # and a refused insert may be that retry's key: both are sorted out by _after_conflict.
-        if isinstance(e, BackendError) and e.code != "ccrn_taken":
-            raise
-        return await _after_conflict(db, account_number, vehicle_mark, idempotency_key, ccrns, now)
+        if ccrns is None:
+            raise  # an unknown batch: a retry's numbers always expand (batches never change)
+        # A failure may be a retry of a submission that was made (its CCRNs taken by itself,
+        # its key refused), or one that lost a race to a concurrent retry of itself.
+        return await _after_conflict(db, account, vehicle_mark, idempotency_key, ccrns, now, e)
     log.info(
-        "bundle_submitted", reference=bundle.reference, account=account_number, call_id=call_id
+        "bundle_submitted", reference=bundle.reference, account=account.number, call_id=call_id
     )
     await sms.deliver(db, [confirmation])
     return bundle, True
@@ -150,7 +236,7 @@ class Cancellation:
 
 async def unbundle(
     db: Database,
-    account_number: str,
+    account: SessionAccount,
     vehicle_mark: str,
     ccrn: str | None,
     idempotency_key: str,
@@ -159,7 +245,9 @@ async def unbundle(
     """Cancel `ccrn` (None: every CCRN) from the account's active bundles on the vehicle.
 
     Only the account's own bundles are touched. A bundle left with no active CCRN is cancelled.
-    A retry with the same Idempotency-Key answers with what the first request cancelled.
+    A retry with the same Idempotency-Key answers with what the first request cancelled: the key
+    is looked up only when the cancellation failed (nothing left to cancel, or its key refused
+    by its unique index, which rolls back what it cancelled).
     """
     if not formats.is_vehicle_mark(vehicle_mark):
         raise BackendError("invalid_request", "Not a valid vehicle registration mark.")
@@ -168,60 +256,24 @@ async def unbundle(
     now = db.now().replace(microsecond=0)
     try:
         async with db.sessions.begin() as session:
-            account = await _account(session, account_number)
-            if earlier := await _unbundling_by_key(session, idempotency_key):
-                return _same_cancellation(earlier, account, vehicle_mark, ccrn)
-            query = (
-                select(BundleItem.id)
-                .join(Bundle, Bundle.id == BundleItem.bundle_id)
-                .where(
-                    Bundle.account_id == account.id,
-                    Bundle.vehicle_mark == vehicle_mark,
-                    Bundle.status == "active",
-                    BundleItem.active,
-                )
-            )
-            if ccrn is not None:
-                query = query.where(BundleItem.ccrn == ccrn)
-            item_ids = list(await session.scalars(query))
-            if not item_ids:
-                raise BackendError(*NOT_FOUND)
-            # Only items still active are cancelled: a concurrent cancellation of the same
-            # CCRN leaves this request with nothing to cancel, hence bundle_not_found.
-            cancelled_items = sorted(
-                (
-                    await session.execute(
-                        update(BundleItem)
-                        .where(BundleItem.id.in_(item_ids), BundleItem.active)
-                        .values(active=False)
-                        .returning(BundleItem.id, BundleItem.ccrn, BundleItem.bundle_id)
-                        .execution_options(synchronize_session=False)
-                    )
-                ).all()
-            )
+            target = {"account_id": account.id, "vehicle_mark": vehicle_mark, "the_ccrn": ccrn}
+            cancel = _CANCEL_ALL if ccrn is None else _CANCEL_ONE
+            cancelled_items = sorted((await session.execute(cancel, target)).all())
             if not cancelled_items:
                 raise BackendError(*NOT_FOUND)
             cancelled = [item.ccrn for item in cancelled_items]
-            bundle_ids = {item.bundle_id for item in cancelled_items}
-            still_active = exists().where(BundleItem.bundle_id == Bundle.id, BundleItem.active)
-            await session.execute(
-                update(Bundle)
-                .where(Bundle.id.in_(bundle_ids), ~still_active)
-                .values(status="cancelled")
-                .execution_options(synchronize_session=False)
-            )
-            session.add(
-                Unbundling(
-                    idempotency_key=idempotency_key,
-                    account_id=account.id,
-                    vehicle_mark=vehicle_mark,
-                    ccrn=ccrn,
-                    cancelled=cancelled,
-                    created_at=now,
-                    call_id=await known_call(session, call_id),
-                )
-            )
-            await session.flush()  # the unique key speaks here, inside the transaction
+            bundle_ids = list({item.bundle_id for item in cancelled_items})
+            await session.execute(_CLOSE_EMPTIED, {"bundle_ids": bundle_ids})
+            unbundling = {
+                "idempotency_key": idempotency_key,
+                "account_id": account.id,
+                "vehicle_mark": vehicle_mark,
+                "ccrn": ccrn,
+                "cancelled": cancelled,
+                "created_at": now,
+                "call": call_id,
+            }
+            await session.execute(_NEW_UNBUNDLING, unbundling)  # the unique key speaks here
             await record_event(
                 session,
                 call_id,
@@ -230,16 +282,15 @@ async def unbundle(
                 {"vehicle_mark": vehicle_mark, "ccrns": cancelled},
             )
     except (IntegrityError, BackendError) as e:
-        # Nothing left to cancel, or a refused key: a concurrent retry of this very request
-        # may have won, and then its answer is ours.
+        # Nothing left to cancel, or a refused key: this may be a retry of a cancellation that
+        # was made (or won a race with us), and then its answer is ours.
         if isinstance(e, BackendError) and e.code != NOT_FOUND[0]:
             raise
         async with db.sessions() as session:
             if earlier := await _unbundling_by_key(session, idempotency_key):
-                account = await _account(session, account_number)
-                return _same_cancellation(earlier, account, vehicle_mark, ccrn)
+                return _same_cancellation(earlier, account.id, vehicle_mark, ccrn)
         raise
-    log.info("unbundled", account=account_number, vehicle_mark=vehicle_mark, call_id=call_id)
+    log.info("unbundled", account=account.number, vehicle_mark=vehicle_mark, call_id=call_id)
     return Cancellation(vehicle_mark, cancelled)
 
 
@@ -257,20 +308,66 @@ def active_ccrns(bundle: Bundle) -> list[str]:
 
 
 async def list_bundles(
-    db: Database, account_number: str, vehicle_mark: str | None = None
+    db: Database, account_id: int, vehicle_mark: str | None = None
 ) -> list[Bundle]:
-    """The account's active bundles, newest first, optionally for one vehicle."""
+    """The account's active bundles, newest first, optionally for one vehicle: one query."""
     async with db.sessions() as session:
-        account = await _account(session, account_number)
         query = (
             select(Bundle)
-            .where(Bundle.account_id == account.id, Bundle.status == "active")
-            .options(selectinload(Bundle.items), selectinload(Bundle.account))
+            .where(Bundle.account_id == account_id, Bundle.status == "active")
+            .options(joinedload(Bundle.items), joinedload(Bundle.account))
             .order_by(Bundle.created_at.desc(), Bundle.id.desc())
         )
         if vehicle_mark is not None:
             query = query.where(Bundle.vehicle_mark == vehicle_mark)
-        return list(await session.scalars(query))
+        return list((await session.scalars(query)).unique())
+
+
+async def _insert_bundle(
+    session: AsyncSession,
+    account: SessionAccount,
+    vehicle_mark: str,
+    ccrns: list[str],
+    idempotency_key: str,
+    call_id: int | None,
+    now: datetime,
+) -> Bundle:
+    """Insert the bundle and its items (raises unless every CCRN is available); the bundle
+    as the reply needs it."""
+    earliest_crossing = now + EARLIEST_CROSSING_AFTER
+    params = {
+        "account_id": account.id,
+        "vehicle_mark": vehicle_mark,
+        "now": now,
+        "earliest_crossing": earliest_crossing,
+        "key": idempotency_key,
+        "call": call_id,
+        "ccrns": ccrns,
+        "count": len(ccrns),
+    }
+    while True:
+        reference = formats.new_bundle_reference()
+        if row := (await session.execute(_NEW_BUNDLE, {**params, "reference": reference})).first():
+            break
+        # Not inserted: say which CCRN cannot be bundled, or else the random reference was
+        # taken, and another one is drawn.
+        await _check_available(session, ccrns, now)
+    bundle_id, known_call_id = row
+    rows = [{"bundle_id": bundle_id, "ccrn": ccrn, "active": True} for ccrn in ccrns]
+    await session.execute(_NEW_ITEMS, rows)  # the partial unique index speaks here
+    return Bundle(
+        id=bundle_id,
+        reference=reference,
+        account_id=account.id,
+        account=Account(id=account.id, number=account.number, mobile=account.mobile),
+        vehicle_mark=vehicle_mark,
+        created_at=now,
+        earliest_crossing=earliest_crossing,
+        status="active",
+        idempotency_key=idempotency_key,
+        call_id=known_call_id,
+        items=[BundleItem(bundle_id=bundle_id, ccrn=ccrn, active=True) for ccrn in ccrns],
+    )
 
 
 def _check_input(vehicle_mark: str, numbers: Sequence[str]) -> None:
@@ -286,18 +383,21 @@ def _check_input(vehicle_mark: str, numbers: Sequence[str]) -> None:
 
 async def _after_conflict(
     db: Database,
-    account_number: str,
+    account: SessionAccount,
     vehicle_mark: str,
     idempotency_key: str,
     ccrns: list[str],
     now: datetime,
+    error: IntegrityError | BackendError,
 ) -> tuple[Bundle, bool]:
-    """We lost a race: either a concurrent request with our key won (answer with its bundle),
-    or another bundle took one of our CCRNs (say which)."""
+    """The submission failed. A bundle made with our key (earlier, or by a concurrent retry
+    that won) is the answer, if it is this request's; otherwise the refusal stands, and a
+    refused insert is said: another bundle took one of our CCRNs (which, if still so)."""
     async with db.sessions() as session:
         if earlier := await _bundle_by_key(session, idempotency_key):
-            account = await _account(session, account_number)
-            return _same_request(earlier, account, vehicle_mark, ccrns), False
+            return _same_request(earlier, account.id, vehicle_mark, ccrns), False
+        if isinstance(error, BackendError):
+            raise error
         await _check_available(session, ccrns, now)
     raise BackendError("ccrn_taken", "That cargo is already bundled to a vehicle.")
 
@@ -305,24 +405,16 @@ async def _after_conflict(
 async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
     """The CCRNs of `numbers`, batches expanded, each CCRN once, in the order given."""
     batch_numbers = [n for n in numbers if formats.is_batch_number(n)]
-    batches = {
-        batch.number: batch
-        for batch in (
-            await session.scalars(
-                select(Batch)
-                .where(Batch.number.in_(batch_numbers))
-                .options(selectinload(Batch.items))
-            )
-            if batch_numbers  # CCRNs only (the rule): no query
-            else ()
-        )
-    }
+    batches: dict[str, list[str]] = {}
+    if batch_numbers:  # CCRNs only (the rule): no query
+        for number, ccrn in await session.execute(_BATCH_CCRNS, {"numbers": batch_numbers}):
+            batches.setdefault(number, []).extend([ccrn] if ccrn is not None else [])
     ccrns: list[str] = []
     for number in numbers:
         if formats.is_ccrn(number):
             ccrns.append(number)
-        elif batch := batches.get(number):
-            ccrns.extend(item.ccrn for item in batch.items)
+        elif (batch := batches.get(number)) is not None:
+            ccrns.extend(batch)
         else:
             raise BackendError(
                 "ccrn_unknown", "No cargo information for that number.", detail={"batch": number}
@@ -354,19 +446,8 @@ async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: dat
             )
 
 
-async def _account(session: AsyncSession, number: str) -> Account:
-    account = await session.scalar(_ACCOUNT, {"number": number})
-    if account is None:
-        raise _no_account(number)
-    return account
-
-
-def _no_account(number: str) -> BackendError:
-    return BackendError("account_unknown", f"No account {number}.")
-
-
 async def _bundle_by_key(session: AsyncSession, idempotency_key: str) -> Bundle | None:
-    return await session.scalar(_BUNDLE_BY_KEY, {"key": idempotency_key})
+    return (await session.scalars(_BUNDLE_BY_KEY, {"key": idempotency_key})).unique().first()
 
 
 async def _unbundling_by_key(session: AsyncSession, idempotency_key: str) -> Unbundling | None:
@@ -376,9 +457,9 @@ async def _unbundling_by_key(session: AsyncSession, idempotency_key: str) -> Unb
 
 
 def _same_cancellation(
-    earlier: Unbundling, account: Account, vehicle_mark: str, ccrn: str | None
+    earlier: Unbundling, account_id: int, vehicle_mark: str, ccrn: str | None
 ) -> Cancellation:
-    if (earlier.account_id, earlier.vehicle_mark, earlier.ccrn) != (account.id, vehicle_mark, ccrn):
+    if (earlier.account_id, earlier.vehicle_mark, earlier.ccrn) != (account_id, vehicle_mark, ccrn):
         raise BackendError(
             "invalid_request", "This Idempotency-Key was used for a different cancellation."
         )
@@ -386,13 +467,13 @@ def _same_cancellation(
 
 
 def _same_request(
-    earlier: Bundle, account: Account, vehicle_mark: str, ccrns: Sequence[str]
+    earlier: Bundle, account_id: int, vehicle_mark: str, ccrns: Sequence[str]
 ) -> Bundle:
     """A key names one submission: reusing it for another account, vehicle or CCRNs is a
     client bug (answering with the old bundle would leave the new CCRNs silently unbundled)."""
     bundled = {item.ccrn for item in earlier.items}
     if (earlier.account_id, earlier.vehicle_mark, bundled) != (
-        account.id,
+        account_id,
         vehicle_mark,
         set(ccrns),
     ):

@@ -89,7 +89,7 @@ async def send_code(db: Database, number: str, mobile: str, call_id: int | None)
                     )
                 )
                 await session.flush()  # the unique (account, call, seq) speaks here
-                message = sms.queue(
+                message = await sms.queue(
                     session, now, mobile, "sms_code", sms.code_text(code), secret=code
                 )
                 detail = {"account": number, "mobile_last4": sms.last4(mobile), "seq": seq}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -27,7 +28,14 @@ LIFETIME = timedelta(minutes=30)  # longer than any call; the call's end ends it
 REFUSED = "A live login session of this account, from this call, is required."
 # Built once, with a named parameter (see call_logs).
 _SESSION = (
-    select(LoginSession.expires_at, LoginSession.call_id, Account.number, Call.ended_at)
+    select(
+        LoginSession.expires_at,
+        LoginSession.call_id,
+        Call.ended_at,
+        Account.id,
+        Account.number,
+        Account.mobile,
+    )
     .join(Account, Account.id == LoginSession.account_id)
     .outerjoin(Call, Call.id == LoginSession.call_id)
     .where(LoginSession.token_hash == bindparam("token_hash"))
@@ -48,6 +56,16 @@ _INSERT = insert(_TABLE).values(
 )
 # PostgreSQL deletes in the INSERT's own statement (a WITH clause; SQLite has no DELETE there).
 _INSERT_AND_DELETE_EXPIRED = _INSERT.add_cte(_DELETE_EXPIRED.cte("expired"))
+
+
+@dataclass(frozen=True)
+class SessionAccount:
+    """The account a live session acts for, as the session check read it (with the session, in
+    one query): the request's work needs no read of its own for it."""
+
+    id: int
+    number: str
+    mobile: str | None
 
 
 def _hash(token: str) -> str:
@@ -78,17 +96,18 @@ async def open_session(
 
 async def require(
     db: Database, token: str | None, account: str, call_id: int | None, any_call: bool = False
-) -> None:
+) -> SessionAccount:
     """Refuse (401 session_required) unless `token` is a live session of `account`, from the
-    call `call_id` (any call of the session's own, for requests that name none)."""
+    call `call_id` (any call of the session's own, for requests that name none); the account."""
     if not token or len(token) > 128:
         raise BackendError("session_required", REFUSED)
     async with db.sessions() as session:
         found = (await session.execute(_SESSION, {"token_hash": _hash(token)})).first()
     if found is None:
         raise BackendError("session_required", REFUSED)
-    expires_at, session_call_id, number, call_ended_at = found
+    expires_at, session_call_id, call_ended_at, account_id, number, mobile = found
     live = expires_at > db.now() and call_ended_at is None
     same_call = any_call or session_call_id == call_id
     if not (live and number == account and same_call):
         raise BackendError("session_required", REFUSED)
+    return SessionAccount(account_id, number, mobile)

@@ -19,11 +19,13 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from backend import admin, bundling
 from backend.app import start_backend
 from backend.console.auth import create_supervisor
 from backend.database import open_database
-from backend.models import SupervisorRole
+from backend.models import Account, SupervisorRole
 from backend.settings import BackendSettings
 from backend.sms import MemorySender
 from cli.logs import configure_logging
@@ -139,7 +141,12 @@ async def demo(keep_running: bool = False) -> int:
         print("-" * 78)
 
         async with open_database(settings) as db:  # the call's login session ended with it
-            bundles = await bundling.list_bundles(db, DEMO_ACCOUNT, DEMO_VEHICLE)
+            async with db.sessions() as session:
+                account_id = await session.scalar(
+                    select(Account.id).where(Account.number == DEMO_ACCOUNT)
+                )
+            assert account_id is not None  # made above
+            bundles = await bundling.list_bundles(db, account_id, DEMO_VEHICLE)
         if not bundles:
             print("No bundle was made: see the call above.")
             return 1

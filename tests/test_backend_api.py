@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,11 +32,13 @@ from tests.support.api import (
     ACCOUNT,
     API_TOKEN,
     MARK,
+    MOBILE,
     PASSWORD,
     START,
     Api,
     Clock,
     Service,
+    login_session,
     open_call,
 )
 from tests.support.databases import DATABASES
@@ -639,6 +643,105 @@ async def test_bundle_records_an_event_on_its_call(service: Service) -> None:
     assert [(e["name"], e["detail"]["reference"]) for e in events] == [
         ("bundle_submitted", reply.body["reference"])
     ]
+
+
+@contextmanager
+def recorded_statements(db: Database) -> Iterator[list[str]]:
+    """The SQL statements the backend sends meanwhile."""
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sqlalchemy.event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        sqlalchemy.event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+
+def table_statements(statements: list[str]) -> list[tuple[str, str]]:
+    """Each statement as (verb, first table), transaction control left out."""
+    return [
+        (s.split()[0], re.findall(r"(?:FROM|INTO|UPDATE) (\w+)", s)[0])
+        for s in statements
+        if not s.startswith(("BEGIN", "COMMIT", "ROLLBACK"))
+    ]
+
+
+@pytest.mark.parametrize("mobile", [None, MOBILE])
+async def test_a_bundle_submission_is_four_statements_and_an_sms_two(
+    service: Service, mobile: str | None
+) -> None:
+    """The session check reads the account too, and the unit of work writes without reading
+    first: the bundle's INSERT is also the availability check. With a mobile, the SMS is queued
+    in it and its outcome recorded after the commit, by one statement outside a transaction."""
+    await admin.create_account(service.db, ACCOUNT, PASSWORD, mobile=mobile)
+    call_id = (await open_call(service.api)).body["call_id"]
+    ccrn = await admin.lodge_cargo(service.db)
+    submission = {"account": ACCOUNT, "vehicle_mark": MARK, "numbers": [ccrn], "call_id": call_id}
+    headers = {"Idempotency-Key": "k1", **await login_session(service.db, submission, None)}
+    with recorded_statements(service.db) as statements:
+        reply = await service.api.post("/v1/bundles", submission, headers=headers)
+    assert reply.status == 201
+    # One transaction (SQLite's BEGIN is a statement, PostgreSQL's is not seen here).
+    sqlite = service.db.engine.dialect.name == "sqlite"
+    assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"] * sqlite
+    sms = [("INSERT", "sms_outbox"), ("UPDATE", "sms_outbox")] if mobile else []
+    assert table_statements(statements) == [
+        ("SELECT", "login_sessions"),
+        ("INSERT", "bundles"),
+        ("INSERT", "bundle_items"),
+        ("INSERT", "call_events"),
+        *sms,
+    ]
+    async with service.db.sessions() as session:
+        stored = await session.scalar(
+            select(Bundle).where(Bundle.reference == reply.body["reference"])
+        )
+    assert stored is not None and stored.call_id == call_id
+
+
+async def test_an_enquiry_is_two_statements_and_a_cancellation_five(service: Service) -> None:
+    """The session check reads the account; the enquiry's bundles come with their items; the
+    cancellation's items are cancelled by one UPDATE, without a read first."""
+    await service.trucker()
+    call_id = (await open_call(service.api)).body["call_id"]
+    ccrn = await admin.lodge_cargo(service.db)
+    submission = {"account": ACCOUNT, "vehicle_mark": MARK, "numbers": [ccrn], "call_id": call_id}
+    login = await login_session(service.db, submission, None)
+    bundled = await service.api.post(
+        "/v1/bundles", submission, headers={"Idempotency-Key": "k1", **login}
+    )
+    assert bundled.status == 201
+    with recorded_statements(service.db) as enquiring:
+        listed = await service.api.get("/v1/bundles", params={"account": ACCOUNT}, headers=login)
+    assert [b["ccrns"] for b in listed.body["bundles"]] == [[ccrn]]
+    assert table_statements(enquiring) == [("SELECT", "login_sessions"), ("SELECT", "bundles")]
+    cancel = {"account": ACCOUNT, "vehicle_mark": MARK, "ccrn": ccrn, "call_id": call_id}
+    with recorded_statements(service.db) as cancelling:
+        reply = await service.api.post(
+            "/v1/unbundle", cancel, headers={"Idempotency-Key": "u1", **login}
+        )
+    assert reply.body == {"cancelled": [ccrn], "vehicle_mark": MARK}
+    assert table_statements(cancelling) == [
+        ("SELECT", "login_sessions"),
+        ("UPDATE", "bundle_items"),
+        ("UPDATE", "bundles"),
+        ("INSERT", "unbundlings"),
+        ("INSERT", "call_events"),
+    ]
+
+
+async def test_a_retry_finds_its_bundle_after_its_cargo_expired(service: Service) -> None:
+    await service.trucker()
+    ccrn = await admin.lodge_cargo(service.db)
+    first = await service.api.bundle([ccrn], key="k1")
+    service.clock.advance(days=15)
+    again = await service.api.bundle([ccrn], key="k1")
+    assert (first.status, again.status, again.body) == (201, 200, first.body)
+    other = await service.api.bundle([ccrn], key="k2")
+    assert (other.status, other.error_code()) == (410, "ccrn_expired")
 
 
 async def test_bundles_are_listed_per_account_and_vehicle(service: Service) -> None:

@@ -844,6 +844,21 @@ async def test_a_replayed_cancellation_gets_the_same_answer(flow: Flow) -> None:
     assert (other.status, other.error_code()) == (422, "invalid_request")
 
 
+async def test_a_used_cancellation_key_cancels_nothing_new(flow: Flow) -> None:
+    """The key is looked up only when a cancellation fails: a replay, or another request with
+    the key, that finds CCRNs to cancel is refused by the key's unique index, all undone."""
+    await flow.trucker()
+    [first] = await bundled(flow, 1, "b1")
+    assert (await flow.unbundle(None, key="u1")).body["cancelled"] == [first]
+    [second] = await bundled(flow, 1, "b2")
+    again = await flow.unbundle(None, key="u1")
+    assert (again.status, again.body["cancelled"]) == (200, [first])
+    other = await flow.unbundle(second, key="u1")
+    assert (other.status, other.error_code()) == (422, "invalid_request")
+    assert [b["ccrns"] for b in await enquiry(flow)] == [[second]]
+    assert await count(flow.db, Unbundling) == 1
+
+
 async def test_concurrent_retries_of_a_cancellation_cancel_once(flow: Flow) -> None:
     await flow.trucker()
     ccrns = await bundled(flow, 3, "b1")
