@@ -34,7 +34,7 @@ from bench.bench_calls import (
     prepare_backend,
     start_backend_process,
 )
-from bench.processes import ServerProcess
+from bench.processes import CLOCK_TICKS, ServerProcess, cpu_ticks
 
 
 def call_events(at: datetime, account: str) -> list[dict[str, Any]]:
@@ -103,17 +103,30 @@ async def open_call(client: BackendClient, n: int) -> int:
     return opened.call_id
 
 
-async def measure(db_url: str | None, calls: int) -> dict[str, float]:
-    """CPU milliseconds of the backend per request, by endpoint, one request at a time."""
-    results: dict[str, float] = {}
+def database_cpu_s(database_pid: int | None) -> float:
+    """CPU seconds of the database server's processes so far (0: SQLite, inside the backend)."""
+    return cpu_ticks(database_pid, with_children=True) / CLOCK_TICKS if database_pid else 0.0
+
+
+async def measure(
+    db_url: str | None, calls: int, database_pid: int | None = None
+) -> dict[str, tuple[float, float]]:
+    """CPU milliseconds of the backend and of the database server (PostgreSQL's processes,
+    `database_pid`'s tree; 0 for SQLite, inside the backend) per request, by endpoint, one
+    request at a time."""
+    results: dict[str, tuple[float, float]] = {}
     call_ids: list[int] = []
+
     async with backend_for(db_url, calls) as (backend, client, truckers):
 
         async def step(name: str, request: Callable[[int, Trucker], Awaitable[Any]]) -> None:
-            before = backend.cpu_s()
+            before, database_before = backend.cpu_s(), database_cpu_s(database_pid)
             for n, trucker in enumerate(truckers):
                 await request(n, trucker)
-            results[name] = (backend.cpu_s() - before) / len(truckers) * 1000
+            results[name] = (
+                (backend.cpu_s() - before) / len(truckers) * 1000,
+                (database_cpu_s(database_pid) - database_before) / len(truckers) * 1000,
+            )
 
         async def opened(n: int, t: Trucker) -> None:
             call_ids.append(await open_call(client, n))
@@ -143,7 +156,7 @@ async def measure(db_url: str | None, calls: int) -> dict[str, float]:
 
 
 async def measure_at_once(
-    db_url: str | None, calls: int, at_once: int, workers: int
+    db_url: str | None, calls: int, at_once: int, workers: int, database_pid: int | None = None
 ) -> dict[str, float]:
     """The same requests as whole calls (open, login, cargo, bundle, end with the call's
     events), `at_once` calls at a time: the backend alone at its limit."""
@@ -159,20 +172,28 @@ async def measure_at_once(
                 await client.bundle(t.account, VEHICLE, [t.ccrn], call_id, f"b-{uuid.uuid4()}")
                 await client.end_call(call_id, "completed", "goodbye", t.account, "en", events)
 
-        cpu, started = backend.cpu_s(), time.perf_counter()
+        cpu, database, started = backend.cpu_s(), database_cpu_s(database_pid), time.perf_counter()
         await asyncio.gather(*(call(n, t) for n, t in enumerate(truckers)))
         wall, cpu = time.perf_counter() - started, backend.cpu_s() - cpu
-    return {"calls_per_s": calls / wall, "busy": cpu / wall, "cpu_per_call_ms": cpu / calls * 1000}
+        database = database_cpu_s(database_pid) - database
+    return {
+        "calls_per_s": calls / wall,
+        "busy": cpu / wall,
+        "cpu_per_call_ms": cpu / calls * 1000,
+        "database_per_call_ms": database / calls * 1000,
+    }
 
 
-async def run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float] | None]:
-    async def both(url: str | None, fresh: Callable[[], Any]) -> Any:
-        per_request = await measure(url, args.calls)
+async def run(
+    args: argparse.Namespace,
+) -> tuple[dict[str, tuple[float, float]], dict[str, float] | None]:
+    async def both(url: str | None, fresh: Callable[[], Any], database_pid: int | None) -> Any:
+        per_request = await measure(url, args.calls, database_pid)
         if not args.at_once:
             return per_request, None
         async with fresh() as url_again:
             return per_request, await measure_at_once(
-                url_again, args.calls, args.at_once, args.workers
+                url_again, args.calls, args.at_once, args.workers, database_pid
             )
 
     if args.postgres:
@@ -181,11 +202,12 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, flo
 
         server = await asyncio.to_thread(start_postgres)
         try:
+            postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
             async with server.database() as url:
-                return await both(url, server.database)  # type: ignore[no-any-return]
+                return await both(url, server.database, postmaster)  # type: ignore[no-any-return]
         finally:
             await asyncio.to_thread(server.stop)
-    return await both(None, _no_url)  # type: ignore[no-any-return]
+    return await both(None, _no_url, None)  # type: ignore[no-any-return]
 
 
 @contextlib.asynccontextmanager
@@ -203,15 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="backend processes for --at-once")
     args = parser.parse_args(argv)
     results, at_once = asyncio.run(run(args))
-    print("| request | backend CPU per request |\n| --- | --- |")
-    for name, cpu_ms in results.items():
-        print(f"| {name} | {cpu_ms:.1f} ms |")
-    print(f"| **a bundling call** | **{sum(results.values()):.1f} ms** |")
+    print("| request | backend CPU | database server CPU |\n| --- | --- | --- |")
+    for name, (backend_ms, database_ms) in results.items():
+        print(f"| {name} | {backend_ms:.1f} ms | {database_ms:.1f} ms |")
+    backend_ms = sum(b for name, (b, _) in results.items() if "health" not in name)
+    database_ms = sum(d for name, (_, d) in results.items() if "health" not in name)
+    print(f"| **a bundling call** | **{backend_ms:.1f} ms** | **{database_ms:.1f} ms** |")
     if at_once:
         print(
             f"\n{args.calls} calls, {args.at_once} at once, {args.workers} backend process(es): "
             f"{at_once['calls_per_s']:.1f} calls/s, backend busy {at_once['busy']:.0%} of a core, "
-            f"{at_once['cpu_per_call_ms']:.1f} ms of backend CPU a call"
+            f"{at_once['cpu_per_call_ms']:.1f} ms of backend CPU a call, "
+            f"{at_once['database_per_call_ms']:.1f} ms of the database server's"
         )
     return 0
 
