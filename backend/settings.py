@@ -35,6 +35,8 @@ class BackendSettings:
     port: int = 8080
     # Backend processes sharing the port (backend/workers.py; PostgreSQL only when > 1).
     workers: int = 1
+    # Database connections each backend process keeps, and no more (backend/database.py).
+    database_connections: int = 5
     argon2_profile: str = "rfc9106"
     # Fernet key that encrypts token seeds at rest; kept out of the database and of reprs.
     secret_key: bytes = field(default=b"", repr=False)
@@ -96,6 +98,7 @@ class BackendSettings:
             host=host,
             port=port,
             workers=max(1, _count(env, "IVRS_BACKEND_WORKERS", 1)),
+            database_connections=max(1, _count(env, "IVRS_DATABASE_CONNECTIONS", 5)),
             argon2_profile=profile,
             secret_key=_secret_key(env),
             recordings_dir=Path(env.get("IVRS_RECORDINGS_DIR", "var/recordings")),

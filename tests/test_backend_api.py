@@ -51,17 +51,20 @@ def database(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-async def service(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
-    clock = Clock(START)
-    env = {
+def backend_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    return {
         "IVRS_DATABASE_URL": database_url,
         "IVRS_API_TOKEN": API_TOKEN,
         "IVRS_ARGON2_PROFILE": "test",
         "IVRS_SECRET_KEY": Fernet.generate_key().decode(),
         "IVRS_RECORDINGS_DIR": str(tmp_path / "recordings"),
     }
-    settings = replace(BackendSettings.from_env(env), clock=clock)
+
+
+@pytest.fixture
+async def service(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
+    clock = Clock(START)
+    settings = replace(BackendSettings.from_env(backend_env(tmp_path, database_url)), clock=clock)
     running = await start_backend(settings)
     try:
         async with aiohttp.ClientSession() as http:
@@ -77,6 +80,40 @@ async def count_bundles(db: Database) -> int:
 
 
 # --- health, auth, error shapes -----------------------------------------------------------
+
+
+async def test_requests_at_once_share_the_database_connections_it_keeps(
+    tmp_path: Path, database_url: str
+) -> None:
+    """IVRS_DATABASE_CONNECTIONS and no more (more at once only contend in the database):
+    40 reads at once on 2 connections all answered, queued for them (writes on SQLite take
+    their turns anyway)."""
+    env = backend_env(tmp_path, database_url) | {"IVRS_DATABASE_CONNECTIONS": "2"}
+    running = await start_backend(BackendSettings.from_env(env))
+    taken = peak = 0
+
+    def checkout(*_args: Any) -> None:
+        nonlocal taken, peak
+        taken += 1
+        peak = max(peak, taken)
+
+    def checkin(*_args: Any) -> None:
+        nonlocal taken
+        taken -= 1
+
+    pool = running.app[DATABASE].engine.sync_engine.pool
+    sqlalchemy.event.listen(pool, "checkout", checkout)
+    sqlalchemy.event.listen(pool, "checkin", checkin)
+    try:
+        async with aiohttp.ClientSession() as http:
+            api = Api(http, running.url, running.app[DATABASE])
+            call_id = (await open_call(api)).body["call_id"]
+            reads = [api.get(f"/v1/calls/{call_id}") for _ in range(40)]
+            replies = await asyncio.gather(*reads)
+    finally:
+        await running.stop()
+    assert [r.status for r in replies] == [200] * 40
+    assert peak == 2
 
 
 async def test_health_needs_no_token(service: Service) -> None:

@@ -23,6 +23,7 @@ def test_defaults_suit_a_local_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert settings.api_token == "ivrs-dev-token"
     assert settings.argon2_profile == "rfc9106"
     assert settings.recordings_dir == Path("var/recordings")
+    assert (settings.workers, settings.database_connections) == (1, 5)
     assert settings.clock().tzinfo is not None
 
 
