@@ -23,10 +23,10 @@ from sqlalchemy.orm import joinedload
 
 import formats
 from backend import sms
-from backend.call_logs import record_event
+from backend.call_logs import KNOWN_CALL_ID, record_event
 from backend.database import Database
 from backend.errors import BackendError
-from backend.models import Account, Batch, BatchItem, Bundle, BundleItem, Call, Cargo, Unbundling
+from backend.models import Account, Batch, BatchItem, Bundle, BundleItem, Cargo, Unbundling
 from backend.sessions import SessionAccount
 
 log = structlog.get_logger(__name__)
@@ -63,8 +63,6 @@ BUNDLES_TABLE = cast(Table, Bundle.__table__)
 ITEMS_TABLE = cast(Table, BundleItem.__table__)
 UNBUNDLINGS_TABLE = cast(Table, Unbundling.__table__)
 _REFERENCE = bindparam("reference", type_=BUNDLES_TABLE.c.reference.type)
-# The call's id if that call exists, else NULL: a bad call id never breaks a foreign key.
-_KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call")).scalar_subquery()
 _NOW = bindparam("now", type_=BUNDLES_TABLE.c.created_at.type)
 # How many of the CCRNs can be bundled now (lodged, unexpired, in no active bundle): the test
 # of _check_available, which says which CCRN failed it.
@@ -103,7 +101,7 @@ _NEW_BUNDLE = (
             bindparam("earliest_crossing", type_=BUNDLES_TABLE.c.earliest_crossing.type),
             literal("active", BUNDLES_TABLE.c.status.type),
             bindparam("key", type_=BUNDLES_TABLE.c.idempotency_key.type),
-            _KNOWN_CALL,
+            KNOWN_CALL_ID,
         ).where(
             ~exists().where(BUNDLES_TABLE.c.reference == _REFERENCE),
             _AVAILABLE == bindparam("count"),
@@ -140,7 +138,7 @@ _CLOSE_EMPTIED = (
     )
     .values(status="cancelled")
 )
-_NEW_UNBUNDLING = insert(UNBUNDLINGS_TABLE).values(call_id=_KNOWN_CALL).inline()
+_NEW_UNBUNDLING = insert(UNBUNDLINGS_TABLE).values(call_id=KNOWN_CALL_ID).inline()
 # The last vehicles an account bundled to (recent_marks).
 _RECENT_MARKS = (
     select(Bundle.vehicle_mark)

@@ -97,6 +97,11 @@ _END_ONCE = (
     )
 )
 _INSERT_EVENTS = insert(EVENTS_TABLE)
+# In a statement that stores a call's id: the call's id (parameter "call") if that call exists,
+# else NULL, so a bad call id never breaks a foreign key (and needs no read of its own).
+KNOWN_CALL_ID = (
+    select(CALLS_TABLE.c.id).where(CALLS_TABLE.c.id == bindparam("call")).scalar_subquery()
+)
 _KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call_id"))
 _BACKEND_EVENT = insert(EVENTS_TABLE).from_select(
     ["call_id", "at", "kind", "name", "detail"],

@@ -19,6 +19,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.call_logs import KNOWN_CALL_ID
 from backend.database import Database
 from backend.errors import BackendError
 from backend.models import Account, Call, LoginSession
@@ -45,13 +46,12 @@ _TABLE = cast(Table, LoginSession.__table__)
 _DELETE_EXPIRED = delete(_TABLE).where(
     _TABLE.c.account_id == bindparam("account_id"), _TABLE.c.expires_at <= bindparam("now")
 )
-_CALLS = cast(Table, Call.__table__)
 _INSERT = insert(_TABLE).values(
     token_hash=bindparam("token_hash"),
     account_id=bindparam("account_id"),
-    # The call if it exists: an unknown call id does not refuse a login (as its event is
-    # skipped, call_logs.record_event); its session then serves no request naming a call.
-    call_id=select(_CALLS.c.id).where(_CALLS.c.id == bindparam("call_id")).scalar_subquery(),
+    # An unknown call id does not refuse a login (as its event is skipped,
+    # call_logs.record_event): its session then serves no request naming a call.
+    call_id=KNOWN_CALL_ID,
     expires_at=bindparam("expires_at"),
 )
 # PostgreSQL deletes in the INSERT's own statement (a WITH clause; SQLite has no DELETE there).
@@ -83,7 +83,7 @@ async def open_session(
     params = {
         "token_hash": _hash(token),
         "account_id": account_id,
-        "call_id": call_id,
+        "call": call_id,
         "expires_at": expires_at,
     }
     if (await session.connection()).dialect.name == "postgresql":

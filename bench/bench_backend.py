@@ -34,7 +34,7 @@ from bench.bench_calls import (
     prepare_backend,
     start_backend_process,
 )
-from bench.processes import CLOCK_TICKS, ServerProcess, cpu_ticks
+from bench.processes import ServerProcess, tree_cpu_s
 
 
 def call_events(at: datetime, account: str) -> list[dict[str, Any]]:
@@ -105,7 +105,7 @@ async def open_call(client: BackendClient, n: int) -> int:
 
 def database_cpu_s(database_pid: int | None) -> float:
     """CPU seconds of the database server's processes so far (0: SQLite, inside the backend)."""
-    return cpu_ticks(database_pid, with_children=True) / CLOCK_TICKS if database_pid else 0.0
+    return tree_cpu_s(database_pid) if database_pid else 0.0
 
 
 async def measure(

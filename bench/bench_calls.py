@@ -65,10 +65,10 @@ from bench.processes import (
     CLOCK_TICKS,
     ServerProcess,
     children,
-    cpu_ticks,
     json_port,
     port_after,
     python,
+    tree_cpu_s,
 )
 from cli.bench import add_arguments
 from formats import keypad_keys
@@ -281,7 +281,7 @@ class Stack:
         """CPU seconds of the database server's processes so far (0: none, SQLite)."""
         if self.database_pid is None:
             return 0.0
-        return cpu_ticks(self.database_pid, with_children=True) / CLOCK_TICKS
+        return tree_cpu_s(self.database_pid)
 
     @property
     def agi_env(self) -> dict[str, str]:

@@ -79,7 +79,7 @@ class ServerProcess:
     def cpu_s(self) -> float:
         """User and system CPU time used so far, its worker processes' included (`ivrs backend
         --workers`): those running, and those it has waited for."""
-        return cpu_ticks(self.process.pid, with_children=True) / CLOCK_TICKS
+        return tree_cpu_s(self.process.pid)
 
     def rss_mib(self) -> float:
         with open(f"/proc/{self.process.pid}/status") as status:
@@ -111,6 +111,11 @@ def children(pid: int) -> list[int]:
             return [int(child) for child in f.read().split()]
     except (OSError, ValueError):
         return []
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of `pid` and its descendants so far (see cpu_ticks)."""
+    return cpu_ticks(pid, with_children=True) / CLOCK_TICKS
 
 
 def cpu_ticks(pid: int, with_children: bool = False) -> int:

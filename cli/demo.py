@@ -19,13 +19,12 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from backend import admin, bundling
+from backend.admin.common import account_by_number
 from backend.app import start_backend
 from backend.console.auth import create_supervisor
 from backend.database import open_database
-from backend.models import Account, SupervisorRole
+from backend.models import SupervisorRole
 from backend.settings import BackendSettings
 from backend.sms import MemorySender
 from cli.logs import configure_logging
@@ -142,11 +141,8 @@ async def demo(keep_running: bool = False) -> int:
 
         async with open_database(settings) as db:  # the call's login session ended with it
             async with db.sessions() as session:
-                account_id = await session.scalar(
-                    select(Account.id).where(Account.number == DEMO_ACCOUNT)
-                )
-            assert account_id is not None  # made above
-            bundles = await bundling.list_bundles(db, account_id, DEMO_VEHICLE)
+                account = await account_by_number(session, DEMO_ACCOUNT)  # made above
+            bundles = await bundling.list_bundles(db, account.id, DEMO_VEHICLE)
         if not bundles:
             print("No bundle was made: see the call above.")
             return 1
