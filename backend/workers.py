@@ -67,12 +67,12 @@ def run_workers(settings: BackendSettings) -> None:
 def _serve(settings: BackendSettings) -> None:
     from aiohttp import web
 
-    from backend.app import LISTEN_BACKLOG, create_app
+    from backend.app import LISTEN_BACKLOG, serving_app
     from cli.logs import configure_logging
 
     configure_logging()
     web.run_app(
-        create_app(settings),
+        serving_app(settings),
         host=settings.host,
         port=settings.port,
         reuse_port=True,
