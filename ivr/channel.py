@@ -237,35 +237,38 @@ class Channel:
         return _key(reply.number)
 
 
+MAX_HEADER_LINES = 200
+
+
 class HeaderError(Exception):
     """The connection closed or misbehaved before the end of the `agi_*` header."""
 
 
 async def read_header(reader: asyncio.StreamReader, timeout: float = 10.0) -> dict[str, str]:
-    """Read the `agi_*` lines up to the empty line. panoramisk's own loop never checks for EOF
-    and spins forever on a connection closed early (transcripts README)."""
-    headers: dict[str, str] = {}
+    """The `agi_*` lines up to the empty line, read at once: Asterisk ends every line with "\n"
+    and the header with an empty one (res_agi.c), and a burst of calls is read faster so than
+    line by line. panoramisk's own loop never checks for EOF and spins forever on a connection
+    closed early (transcripts README)."""
     try:
-        # One deadline for the whole header (a wait_for per line costs a task per line).
         async with asyncio.timeout(timeout):
-            while True:
-                raw = await reader.readuntil(b"\n")
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if not line:
-                    return headers
-                key, sep, value = line.partition(":")
-                if not sep or not key.startswith("agi_"):
-                    raise HeaderError("not an agi_ header line")
-                if len(headers) >= 200:
-                    raise HeaderError("header too long")
-                # `agi_accountcode: ` carries an empty value after ": " (transcript 01).
-                headers[key] = value[1:] if value.startswith(" ") else value
+            raw = await reader.readuntil(b"\n\n")
     except asyncio.IncompleteReadError as e:
         raise HeaderError("connection closed during the header") from e
     except asyncio.LimitOverrunError as e:
-        raise HeaderError("header line too long") from e
+        raise HeaderError("header too long") from e
     except TimeoutError as e:
         raise HeaderError("header timed out") from e
+    lines = raw.decode("utf-8", errors="replace").split("\n")[:-2]
+    if len(lines) > MAX_HEADER_LINES:
+        raise HeaderError("header too long")
+    headers: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if not sep or not key.startswith("agi_"):
+            raise HeaderError("not an agi_ header line")
+        # `agi_accountcode: ` carries an empty value after ": " (transcript 01).
+        headers[key] = value[1:] if value.startswith(" ") else value
+    return headers
 
 
 def script_name(headers: Mapping[str, str]) -> str:

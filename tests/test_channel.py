@@ -197,6 +197,24 @@ async def test_header_cut_by_eof_is_refused_not_spun_on() -> None:
     assert isinstance(server_result[0], HeaderError)
 
 
+@pytest.mark.parametrize(
+    ("sent", "reason"),
+    [
+        (b"GET / HTTP/1.0\n\n", "not an agi_ header line"),
+        (b"agi_network: yes\nagi_request\n\n", "not an agi_ header line"),
+        (b"".join(b"agi_x%d: y\n" % n for n in range(201)) + b"\n", "header too long"),
+        (b"agi_network: yes\n", "header timed out"),
+    ],
+)
+async def test_a_header_that_is_not_asterisks_is_refused_with_the_reason(
+    sent: bytes, reason: str
+) -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(sent)
+    with pytest.raises(HeaderError, match=reason):
+        await read_header(reader, timeout=0.2)
+
+
 def one_reply(lines: list[str | None]) -> Callable[[str], list[str | None]]:
     return lambda command: lines
 
