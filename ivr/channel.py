@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -110,6 +111,8 @@ class Channel:
         self.hung_up = False
         self._lock = asyncio.Lock()
         self.missing_prompts: list[str] = []
+        # (time.monotonic() when sent, the command) while a command awaits its answer.
+        self.awaiting: tuple[float, str] | None = None
 
     # --- the wire -------------------------------------------------------------------------
 
@@ -138,32 +141,36 @@ class Channel:
             except ConnectionError as e:
                 self.hung_up = True
                 raise CallerHungUp(str(e)) from e
-            hangup_line = False
-            while True:
-                line = await self._readline()
-                if line == "HANGUP":
-                    # Unsolicited, it may come before the answer to this command (transcript 07):
-                    # read the answer too, so replies stay in step, then report the hang-up.
-                    hangup_line = True
-                    continue
-                code = line[:3]
-                if code == "100":  # "100 result=0 Trying..." precedes the real answer
-                    continue
-                if code == "511":
-                    self.hung_up = True
-                    raise CallerHungUp("511 dead channel")
-                if line.startswith("520-"):
-                    usage = [line]
-                    while not (usage[-1].startswith("520 ")):
-                        usage.append(await self._readline())
-                    raise AGIError(command, 520, " ".join(usage))
-                if code in ("510", "520"):
-                    raise AGIError(command, int(code), line)
-                reply = parse_reply(line)
-                if hangup_line:
-                    self.hung_up = True
-                    raise CallerHungUp("HANGUP line")
-                return reply
+            self.awaiting = (time.monotonic(), command)
+            try:
+                hangup_line = False
+                while True:
+                    line = await self._readline()
+                    if line == "HANGUP":
+                        # Unsolicited, it may come before the answer to this command (transcript
+                        # 07): read the answer too, so replies stay in step, then report it.
+                        hangup_line = True
+                        continue
+                    code = line[:3]
+                    if code == "100":  # "100 result=0 Trying..." precedes the real answer
+                        continue
+                    if code == "511":
+                        self.hung_up = True
+                        raise CallerHungUp("511 dead channel")
+                    if line.startswith("520-"):
+                        usage = [line]
+                        while not (usage[-1].startswith("520 ")):
+                            usage.append(await self._readline())
+                        raise AGIError(command, 520, " ".join(usage))
+                    if code in ("510", "520"):
+                        raise AGIError(command, int(code), line)
+                    reply = parse_reply(line)
+                    if hangup_line:
+                        self.hung_up = True
+                        raise CallerHungUp("HANGUP line")
+                    return reply
+            finally:
+                self.awaiting = None
 
     async def _playing(self, command: str, what: str) -> Reply:
         """A command that plays or reads keys. Its `-1` means a hang-up or a missing prompt

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ from backend_client.call_log import CallLogOutbox
 from backend_client.spool import Spool
 from ivr.ami_connection import Ami, ami_from_settings
 from ivr.call import Call, ServerClosing
-from ivr.channel import CallerHungUp, Channel, HeaderError, Reply, read_header, script_name
+from ivr.channel import Channel, HeaderError, Reply, read_header, script_name
 from ivr.flow import run_call
 from ivr.settings import IvrSettings
 from prompts.catalog import Catalog, default_catalog
@@ -36,27 +37,31 @@ log = structlog.get_logger("ivr.server")
 
 # After the grace period, how long calls get to reach their next command and say goodbye.
 GOODBYE_LIMIT_S = 10.0
+# How often the server looks for commands unanswered past the reply timeout.
+REPLY_WATCH_S = 1.0
 
 
 class ServedChannel(Channel):
     """A call's channel on this server: once the server asks it to close, its next command
     raises ServerClosing (once: the goodbye that follows goes through). A command unanswered
-    within `reply_timeout` ends the call as hung up (a peer that never replies holds nothing)."""
+    within the reply timeout ends the call as hung up (a peer that never replies holds
+    nothing): `IvrApplication.watch_replies` gives up on it."""
 
     closing = False
-    reply_timeout = IvrSettings.agi_reply_timeout_s
 
     async def command(self, command: str) -> Reply:
         if self.closing:
             self.closing = False
             raise ServerClosing()
-        try:
-            async with asyncio.timeout(self.reply_timeout):
-                return await super().command(command)
-        except TimeoutError:
-            self.hung_up = True
-            self.log.warning("agi_no_reply", command=command.split(" ", 1)[0])
-            raise CallerHungUp("no reply in time") from None
+        return await super().command(command)
+
+    def give_up(self) -> None:
+        """Its command is unanswered too long: the connection is dropped, so the command's wait
+        ends as a hang-up."""
+        assert self.awaiting is not None
+        self.log.warning("agi_no_reply", command=self.awaiting[1].split(" ", 1)[0])
+        self.hung_up = True
+        self.writer.transport.abort()
 
 
 class IvrApplication(Application):
@@ -81,6 +86,20 @@ class IvrApplication(Application):
         self.idle.set()
         self.ending_calls = asyncio.Event()  # set when shutdown asks the live calls to end
         self.add_route(settings.script, self.ivrs)
+        self.reply_watch = asyncio.get_running_loop().create_task(self.watch_replies())
+
+    async def watch_replies(self) -> None:
+        """Give up on every call whose command has waited longer than the reply timeout. One
+        look at the live calls every REPLY_WATCH_S (a quarter of the timeout if shorter), not a
+        timer per command: that timer was a tenth of the server's CPU a command."""
+        timeout = self.settings.agi_reply_timeout_s
+        every = max(min(timeout / 4, REPLY_WATCH_S), 0.01)
+        while True:
+            await asyncio.sleep(every)
+            too_old = time.monotonic() - timeout
+            for channel in list(self.channels):
+                if channel.awaiting is not None and channel.awaiting[0] < too_old:
+                    channel.give_up()
 
     async def ivrs(self, channel: ServedChannel) -> None:
         call = Call.from_channel(channel, self.backend, self.catalog, self.settings, self.outbox)
@@ -121,7 +140,6 @@ class IvrApplication(Application):
             return
         call_log = log.bind(call=headers.get("agi_uniqueid"))
         channel = ServedChannel(reader, writer, headers, call_log)
-        channel.reply_timeout = self.settings.agi_reply_timeout_s
         route = self._route.get(script_name(headers))
         try:
             if route is None:
@@ -167,6 +185,8 @@ class RunningAgi:
         if app.connections:
             await asyncio.wait(list(app.connections))
         await _within(self.server.wait_closed(), 1)
+        app.reply_watch.cancel()
+        await asyncio.wait([app.reply_watch])
         await app.outbox.stop()
         for client in self._owned:
             await client.close()

@@ -157,6 +157,37 @@ async def test_the_mute_is_lifted_after_a_hang_up_too(
 # --- a peer that never replies ----------------------------------------------------------------
 
 
+async def test_a_peer_slow_but_within_the_reply_timeout_is_not_given_up(
+    backend: RunningBackend, tmp_path: Path
+) -> None:
+    """The server's look for unanswered commands gives up on a command, not on a call: each
+    answer within the timeout keeps the call going, however long the call."""
+    running = await start_agi_server(
+        ivr_settings(backend, tmp_path, agi_reply_timeout_s=0.5), port=0
+    )
+    try:
+        reader, writer = await asyncio.open_connection(running.host, running.port)
+        header = {
+            "agi_network": "yes",
+            "agi_network_script": "ivrs",
+            "agi_channel": "PJSIP/slow-00000001",
+            "agi_uniqueid": "1700000000.78",
+            "agi_callerid": "91234568",
+            "agi_arg_1": "39023333",
+        }
+        writer.write("".join(f"{k}: {v}\n" for k, v in header.items()).encode() + b"\n")
+        await writer.drain()
+        for _ in range(3):  # 3 answers each 0.35 s late: 1.05 s in all, twice the timeout
+            assert await asyncio.wait_for(reader.readline(), 5)
+            await asyncio.sleep(0.35)
+            writer.write(b"200 result=0\n")
+            await writer.drain()
+        assert await asyncio.wait_for(reader.readline(), 5)  # a fourth command: still live
+        writer.close()
+    finally:
+        await running.stop(grace=2)
+
+
 async def test_a_peer_that_never_replies_is_taken_for_hung_up(
     backend: RunningBackend, db: Database, tmp_path: Path
 ) -> None:
