@@ -107,7 +107,12 @@ def hung_up(channel: Channel) -> None:
 def main() -> int:
     configure_logging()  # to stderr: stdout carries the AGI commands
     try:
-        asyncio.run(serve_call(IvrSettings.from_env()))
+        settings = IvrSettings.from_env()
+    except ValueError as e:  # one line in Asterisk's log, not a traceback
+        print(f"ivrs_agi.py: {e}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(serve_call(settings))
     except KeyboardInterrupt:
         return 1
     return 0

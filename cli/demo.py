@@ -28,10 +28,10 @@ from backend.models import SupervisorRole
 from backend.settings import BackendSettings
 from backend.sms import MemorySender
 from cli.logs import configure_logging
+from cli.main import ivr_settings
 from cli.phone import print_heard, token_device
 from formats import keypad_keys
 from ivr.server import start_agi_server
-from ivr.settings import IvrSettings
 from simulator import has_sounds, place_call, recording_path, render_call
 
 DEMO_ACCOUNT = "12345678"
@@ -96,11 +96,11 @@ async def demo(keep_running: bool = False) -> int:
     backend = await start_backend(
         settings, settings.host, port_or_free(settings.host, settings.port), sms_sender=sms
     )
-    ivr_settings = replace(
-        IvrSettings.from_env(), backend_url=backend.url, api_token=settings.api_token
+    agi_settings = replace(
+        ivr_settings("demo"), backend_url=backend.url, api_token=settings.api_token
     )
     agi = await start_agi_server(
-        ivr_settings, port=port_or_free(ivr_settings.agi_host, ivr_settings.agi_port)
+        agi_settings, port=port_or_free(agi_settings.agi_host, agi_settings.agi_port)
     )
     try:
         async with open_database(settings) as db:

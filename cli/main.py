@@ -29,11 +29,21 @@ def backend_settings(command: str) -> Any:
         raise SystemExit(f"ivrs {command}: {e}") from None
 
 
-def _agi(args: argparse.Namespace) -> int:
-    from ivr.server import run
+def ivr_settings(command: str) -> Any:
+    """The FastAGI server's settings; a configuration mistake ends `ivrs <command>` with one
+    line."""
     from ivr.settings import IvrSettings
 
-    run(_listen_at(IvrSettings.from_env(), args, "agi_host", "agi_port"))
+    try:
+        return IvrSettings.from_env()
+    except ValueError as e:
+        raise SystemExit(f"ivrs {command}: {e}") from None
+
+
+def _agi(args: argparse.Namespace) -> int:
+    from ivr.server import run
+
+    run(_listen_at(ivr_settings("agi"), args, "agi_host", "agi_port"))
     return 0
 
 

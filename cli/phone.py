@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyotp
 
-from ivr.settings import IvrSettings
+from cli.main import ivr_settings
 from simulator import SoundsMissing, check_sounds, format_heard, has_sounds, place_call, render
 
 
@@ -31,7 +31,7 @@ def default_sounds_dir() -> Path:
 
 
 async def call_from_cli(args: argparse.Namespace) -> int:
-    settings = IvrSettings.from_env()
+    settings = ivr_settings("call")
     record_to = Path(args.record) if getattr(args, "record", None) else None
     chosen = Path(args.sounds) if getattr(args, "sounds", None) else None
     sounds_dir = chosen or default_sounds_dir()

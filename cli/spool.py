@@ -10,11 +10,11 @@ from pathlib import Path
 
 from backend_client import BackendClient, BackendUnavailable
 from backend_client.call_log import deliver_left_spools
-from ivr.settings import IvrSettings
+from cli.main import ivr_settings
 
 
 async def deliver_left() -> int:
-    settings = IvrSettings.from_env()
+    settings = ivr_settings("spool")
     async with BackendClient(
         settings.backend_url, settings.api_token, settings.backend_timeout
     ) as client:

@@ -49,20 +49,47 @@ class IvrSettings:
         env = dict(os.environ if env is None else env)
         return cls(
             agi_host=env.get("IVRS_AGI_HOST", cls.agi_host),
-            agi_port=int(env.get("IVRS_AGI_PORT", cls.agi_port)),
+            agi_port=_whole(env, "IVRS_AGI_PORT", cls.agi_port),
             backend_url=env.get("IVRS_BACKEND_URL", cls.backend_url),
             api_token=env.get("IVRS_API_TOKEN", cls.api_token),
-            backend_timeout=float(env.get("IVRS_BACKEND_TIMEOUT", cls.backend_timeout)),
-            breaker_failures=int(env.get("IVRS_BREAKER_FAILURES", cls.breaker_failures)),
-            breaker_reset_s=float(env.get("IVRS_BREAKER_RESET_S", cls.breaker_reset_s)),
+            backend_timeout=_seconds(env, "IVRS_BACKEND_TIMEOUT", cls.backend_timeout),
+            breaker_failures=_whole(env, "IVRS_BREAKER_FAILURES", cls.breaker_failures),
+            breaker_reset_s=_seconds(env, "IVRS_BREAKER_RESET_S", cls.breaker_reset_s),
             spool_dir=env.get("IVRS_SPOOL_DIR", cls.spool_dir),
-            shutdown_grace_s=float(env.get("IVRS_SHUTDOWN_GRACE_S", cls.shutdown_grace_s)),
+            shutdown_grace_s=_seconds(
+                env, "IVRS_SHUTDOWN_GRACE_S", cls.shutdown_grace_s, zero=True
+            ),
             ami_host=env.get("IVRS_AMI_HOST") or None,
-            ami_port=int(env.get("IVRS_AMI_PORT", cls.ami_port)),
+            ami_port=_whole(env, "IVRS_AMI_PORT", cls.ami_port),
             ami_username=env.get("IVRS_AMI_USERNAME", cls.ami_username),
             ami_secret=env.get("IVRS_AMI_SECRET", cls.ami_secret),
             agi_allowed_peers=tuple(
                 p.strip() for p in env.get("IVRS_AGI_ALLOWED_PEERS", "").split(",") if p.strip()
             ),
-            agi_reply_timeout_s=float(env.get("IVRS_AGI_REPLY_TIMEOUT_S", cls.agi_reply_timeout_s)),
+            agi_reply_timeout_s=_seconds(env, "IVRS_AGI_REPLY_TIMEOUT_S", cls.agi_reply_timeout_s),
         )
+
+
+def _whole(env: dict[str, str], name: str, default: int) -> int:
+    """A whole number above 0, else a ValueError that names the variable."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) == 0:
+        raise ValueError(f"{name}: a whole number above 0, not {value!r}")
+    return int(value)
+
+
+def _seconds(env: dict[str, str], name: str, default: float, zero: bool = False) -> float:
+    """Seconds above 0 (or 0 itself when `zero`), else a ValueError that names the variable."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 or (zero and seconds == 0)):  # nan fails both
+        least = "0 or more" if zero else "more than 0"
+        raise ValueError(f"{name}: a number of seconds, {least}, not {value!r}")
+    return seconds
