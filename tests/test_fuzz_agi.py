@@ -246,14 +246,19 @@ def server_sockets(port: int) -> int:
     return count
 
 
+# The server's own tasks, which live as long as it does: the call logs' deliverer, the watch
+# for unanswered commands.
+LIFELONG = {"_deliver_forever", "watch_replies"}
+
+
 def ivr_tasks() -> set[asyncio.Task[object]]:
-    """Tasks running IVR code (the server's connections, call logs, the spool)."""
+    """Tasks running IVR code for calls (the server's connections, call logs, the spool)."""
     found = set()
     for task in asyncio.all_tasks():
         code = getattr(task.get_coro(), "cr_code", None)
         filename = code.co_filename if code else ""
         if ("/ivr/" in filename or "/backend_client/" in filename) and (
-            code is not None and code.co_name != "_deliver_forever"
+            code is not None and code.co_name not in LIFELONG
         ):
             found.add(task)
     return found
