@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,19 +23,19 @@ def backend_settings(command: str) -> Any:
     """The backend's settings; a configuration mistake ends `ivrs <command>` with one line."""
     from backend.settings import BackendSettings
 
-    try:
-        return BackendSettings.from_env()
-    except ValueError as e:
-        raise SystemExit(f"ivrs {command}: {e}") from None
+    return _configured(command, BackendSettings.from_env)
 
 
 def ivr_settings(command: str) -> Any:
-    """The FastAGI server's settings; a configuration mistake ends `ivrs <command>` with one
-    line."""
+    """The FastAGI server's settings, likewise."""
     from ivr.settings import IvrSettings
 
+    return _configured(command, IvrSettings.from_env)
+
+
+def _configured(command: str, from_env: Callable[[], Any]) -> Any:
     try:
-        return IvrSettings.from_env()
+        return from_env()
     except ValueError as e:
         raise SystemExit(f"ivrs {command}: {e}") from None
 

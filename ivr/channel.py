@@ -252,10 +252,10 @@ class HeaderError(Exception):
 
 
 async def read_header(reader: asyncio.StreamReader, timeout: float = 10.0) -> dict[str, str]:
-    """The `agi_*` lines up to the empty line, read at once: Asterisk ends every line with "\n"
-    and the header with an empty one (res_agi.c), and a burst of calls is read faster so than
-    line by line. panoramisk's own loop never checks for EOF and spins forever on a connection
-    closed early (transcripts README)."""
+    """The `agi_*` lines up to the empty line, in one read (cheaper in a burst than a read per
+    line): Asterisk ends every line with "\n" and the header with an empty one (res_agi.c).
+    panoramisk's own loop never checks for EOF and spins forever on a connection closed early
+    (transcripts README)."""
     try:
         async with asyncio.timeout(timeout):
             raw = await reader.readuntil(b"\n\n")

@@ -157,6 +157,25 @@ async def test_the_mute_is_lifted_after_a_hang_up_too(
 # --- a peer that never replies ----------------------------------------------------------------
 
 
+async def connect_as_asterisk(
+    running: RunningAgi, peer: str, uniqueid: str, caller_id: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the server that has sent a call's AGI header, as Asterisk would."""
+    reader, writer = await asyncio.open_connection(running.host, running.port)
+    header = {
+        "agi_network": "yes",
+        "agi_network_script": "ivrs",
+        "agi_request": "agi://127.0.0.1/ivrs",
+        "agi_channel": f"PJSIP/{peer}-00000001",
+        "agi_uniqueid": uniqueid,
+        "agi_callerid": caller_id,
+        "agi_arg_1": "39023333",
+    }
+    writer.write("".join(f"{k}: {v}\n" for k, v in header.items()).encode() + b"\n")
+    await writer.drain()
+    return reader, writer
+
+
 async def test_a_peer_slow_but_within_the_reply_timeout_is_not_given_up(
     backend: RunningBackend, tmp_path: Path
 ) -> None:
@@ -166,17 +185,7 @@ async def test_a_peer_slow_but_within_the_reply_timeout_is_not_given_up(
         ivr_settings(backend, tmp_path, agi_reply_timeout_s=0.5), port=0
     )
     try:
-        reader, writer = await asyncio.open_connection(running.host, running.port)
-        header = {
-            "agi_network": "yes",
-            "agi_network_script": "ivrs",
-            "agi_channel": "PJSIP/slow-00000001",
-            "agi_uniqueid": "1700000000.78",
-            "agi_callerid": "91234568",
-            "agi_arg_1": "39023333",
-        }
-        writer.write("".join(f"{k}: {v}\n" for k, v in header.items()).encode() + b"\n")
-        await writer.drain()
+        reader, writer = await connect_as_asterisk(running, "slow", "1700000000.78", "91234568")
         for _ in range(3):  # 3 answers each 0.35 s late: 1.05 s in all, twice the timeout
             assert await asyncio.wait_for(reader.readline(), 5)
             await asyncio.sleep(0.35)
@@ -195,18 +204,7 @@ async def test_a_peer_that_never_replies_is_taken_for_hung_up(
         ivr_settings(backend, tmp_path, agi_reply_timeout_s=0.5), port=0
     )
     try:
-        reader, writer = await asyncio.open_connection(running.host, running.port)
-        header = {
-            "agi_network": "yes",
-            "agi_network_script": "ivrs",
-            "agi_request": "agi://127.0.0.1/ivrs",
-            "agi_channel": "PJSIP/silent-00000001",
-            "agi_uniqueid": "1700000000.77",
-            "agi_callerid": "91234567",
-            "agi_arg_1": "39023333",
-        }
-        writer.write("".join(f"{k}: {v}\n" for k, v in header.items()).encode() + b"\n")
-        await writer.drain()
+        reader, writer = await connect_as_asterisk(running, "silent", "1700000000.77", "91234567")
         first = await asyncio.wait_for(reader.readline(), 5)  # the first command ...
         assert first  # ... never answered: the server gives up and closes the connection
         async with asyncio.timeout(10):
