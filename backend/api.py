@@ -23,6 +23,7 @@ from backend.bodies import (
     CallEnding,
     CallEvents,
     CallOpening,
+    CallOpenings,
     HangUp,
     LoginAttempt,
     MobileRegistration,
@@ -113,6 +114,21 @@ async def open_call(request: web.Request) -> web.Response:
         "service": _service_status(request),
     }
     return web.json_response(reply, status=201 if opened.created else 200)
+
+
+@routes.post("/v1/calls/batch")
+async def open_calls(request: web.Request) -> web.Response:
+    """Many calls opened at once (a burst of callers, whose openings the IVR sends together),
+    each answered as `POST /v1/calls` answers, in the order given."""
+    body = await read_body(request, CallOpenings)
+    db = request.app[DATABASE]
+    opened = await call_logs.open_calls(db, [c.model_dump() for c in body.calls])
+    service = _service_status(request)
+    calls = [
+        {"call_id": one.call.id, "language": one.last_language, "service": service}
+        for one in opened
+    ]
+    return web.json_response({"calls": calls})
 
 
 @routes.post(f"/v1/calls/{CALL_ID}/events")

@@ -65,6 +65,13 @@ class CallOpening(_Body):
     language: str | None = Field(default=None, max_length=8)
 
 
+OPENINGS_PER_REQUEST = 200  # `POST /v1/calls/batch`: a burst's openings, sent together
+
+
+class CallOpenings(_Body):
+    calls: list[CallOpening] = Field(min_length=1, max_length=OPENINGS_PER_REQUEST)
+
+
 class CallEventIn(_Body):
     at: Moment
     kind: Literal["prompt", "input", "backend", "stage", "error"]

@@ -70,6 +70,23 @@ _OPEN_REMEMBERING = insert(CALLS_TABLE).returning(
     CALLS_TABLE.c.id,
     _last_language_of("remembered_for").scalar_subquery(),
 )
+# Many new calls in one statement (SQLAlchemy's "insertmanyvalues": one INSERT ... VALUES of
+# every row), each id with its uniqueid (in no given order: asked for one, SQLAlchemy sends
+# SQLite a statement a row); then the numbers' last languages in one query.
+_OPEN_MANY = insert(CALLS_TABLE).returning(CALLS_TABLE.c.uniqueid, CALLS_TABLE.c.id)
+_latest = (
+    select(
+        Call.caller_id,
+        Call.language,
+        func.row_number()
+        .over(partition_by=Call.caller_id, order_by=(Call.started_at.desc(), Call.id.desc()))
+        .label("latest"),
+    )
+    .where(Call.caller_id.in_(bindparam("callers", expanding=True)), Call.ended_at.is_not(None))
+    .where(Call.language.is_not(None))
+    .subquery()
+)
+_LAST_LANGUAGES = select(_latest.c.caller_id, _latest.c.language).where(_latest.c.latest == 1)
 _LOCK_CALL = select(Call.id).where(Call.id == bindparam("call_id")).with_for_update()
 # ... and which events it has since the batch's first: one query.
 _LOCK_CALL_WITH_EVENTS = (
@@ -180,6 +197,29 @@ async def open_call(
             return Opened(existing, False, remembered)
         return Opened(await _reused(db, call, existing), True, remembered)
     return Opened(call, True, remembered)
+
+
+async def open_calls(db: Database, openings: list[dict[str, Any]]) -> list[Opened]:
+    """`open_call` for many calls at once (a burst of callers), each with its caller number's
+    last language, in the order given: two statements for all of them when all are new (the
+    rule); otherwise each is opened on its own, as `open_call` does."""
+    now = db.now()
+    rows = [{**opening, "started_at": now} for opening in openings]
+    try:
+        async with db.sessions.single() as session:
+            ids = {uniqueid: id_ for uniqueid, id_ in await session.execute(_OPEN_MANY, rows)}
+    except IntegrityError:  # one of them was opened before (a retry): each finds its own
+        return [await open_call(db, **opening, with_last_language=True) for opening in openings]
+    callers = sorted({row["caller_id"] for row in rows if row["caller_id"]})
+    languages: dict[str, str] = {}
+    if callers:
+        async with db.sessions() as session:
+            found = await session.execute(_LAST_LANGUAGES, {"callers": callers})
+            languages = {caller: language for caller, language in found}
+    return [
+        Opened(Call(id=ids[row["uniqueid"]], **row), True, languages.get(row["caller_id"] or ""))
+        for row in rows
+    ]
 
 
 async def _reused(db: Database, call: Call, ended: Call) -> Call:

@@ -186,6 +186,46 @@ async def test_opening_a_call_twice_gives_the_same_call(service: Service) -> Non
     assert again.body["call_id"] == first.body["call_id"]
 
 
+async def test_openings_sent_together_are_each_answered_as_alone(service: Service) -> None:
+    """A burst's openings in one request: two statements for all, each call its own id and its
+    number's last language, in the order given; a UNIQUEID opened before gives its call."""
+    earlier = (await open_call(service.api, "1700000000.1")).body["call_id"]
+    ended = {"outcome": "completed", "last_stage": "menu", "language": "zh_CN"}
+    await service.api.post(f"/v1/calls/{earlier}/end", ended)
+    calls = [
+        {"uniqueid": f"1700000001.{n}", "hotline": "39023333", "caller_id": number}
+        for n, number in enumerate(["91234567", None, "98765432", "91234567"])
+    ]
+    with sql_seen(service.db) as together:
+        reply = await service.api.post("/v1/calls/batch", {"calls": calls})
+    assert reply.status == 200
+    assert together.statements == ["INSERT calls", "SELECT calls"]
+    answers = reply.body["calls"]
+    assert [a["language"] for a in answers] == ["zh_CN", None, None, "zh_CN"]
+    assert all(a["service"]["suspended"] is False for a in answers)
+    ids = [a["call_id"] for a in answers]
+    assert len(set(ids) | {earlier}) == 5
+    for call, call_id in zip(calls, ids, strict=True):
+        stored = (await service.api.get(f"/v1/calls/{call_id}")).body
+        assert (stored["uniqueid"], stored["caller_id"]) == (call["uniqueid"], call["caller_id"])
+
+    again = await service.api.post(
+        "/v1/calls/batch", {"calls": [calls[2], {**calls[0], "uniqueid": "1700000002.1"}]}
+    )
+    assert again.status == 200
+    assert again.body["calls"][0]["call_id"] == ids[2]
+    assert again.body["calls"][1]["call_id"] not in {*ids, earlier}
+    assert again.body["calls"][1]["language"] == "zh_CN"
+
+
+async def test_a_batch_of_openings_is_refused_whole_when_one_is_invalid(service: Service) -> None:
+    calls = [{"uniqueid": "1700000001.1", "hotline": "39023333"}, {"uniqueid": "", "hotline": "x"}]
+    reply = await service.api.post("/v1/calls/batch", {"calls": calls})
+    assert (reply.status, reply.error_code()) == (422, "invalid_request")
+    assert (await service.api.post("/v1/calls/batch", {"calls": []})).status == 422
+    assert (await open_call(service.api, "1700000001.1")).status == 201  # nothing was opened
+
+
 async def test_secrets_in_event_details_are_masked(service: Service) -> None:
     call_id = (await open_call(service.api)).body["call_id"]
     event = {"at": "2025-03-03T10:00:05+08:00", "kind": "input", "duration_ms": 1200}

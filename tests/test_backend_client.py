@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy import select
 
 from backend.app import RunningBackend
 from backend.database import Database
-from backend_client import BackendClient, BackendUnavailable, CircuitOpen
+from backend.models import Call
+from backend_client import BackendClient, BackendError, BackendUnavailable, CallOpened, CircuitOpen
 from backend_client.breaker import BreakerState, CircuitBreaker
 from backend_client.call_log import CallLogOutbox, CallOpening, deliver
 from backend_client.spool import Spool, SpoolBusy, read_segment
@@ -238,6 +240,60 @@ async def test_an_error_answer_does_not_count_against_the_backend(backend: Runni
                 await client.terms_version()
             assert not isinstance(refused.value, BackendUnavailable)  # 401: an answer
         assert client.breaker.state is BreakerState.CLOSED
+
+
+# --- openings in a burst -----------------------------------------------------------------------
+
+
+def opening(n: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "uniqueid": f"1700000000.{n}",
+        "hotline": "39023333",
+        "caller_id": f"9{n:07d}" if n % 2 else None,
+        "channel": None,
+        "language": None,
+    } | fields
+
+
+async def test_openings_that_come_together_go_together_each_with_its_own_answer(
+    backend: RunningBackend, db: Database
+) -> None:
+    client = CountingBackendClient(backend.url, backend.settings.api_token)
+    async with client:
+        answers = await asyncio.gather(*(client.open_call(**opening(n)) for n in range(250)))
+    # OPENINGS_AT_ONCE alone at once; the rest waited for them, then went OPENINGS_PER_REQUEST
+    # a request.
+    assert client.requests == 4 * ["POST /v1/calls"] + 3 * ["POST /v1/calls/batch"]
+    async with db.sessions() as session:
+        stored = dict((await session.execute(select(Call.uniqueid, Call.id))).all())
+    assert [a.call_id for a in answers] == [stored[opening(n)["uniqueid"]] for n in range(250)]
+
+
+async def test_one_refused_opening_does_not_refuse_those_sent_with_it(
+    backend: RunningBackend,
+) -> None:
+    client = CountingBackendClient(backend.url, backend.settings.api_token)
+    bad = opening(5, channel="not a channel;")
+    async with client:
+        answers = await asyncio.gather(
+            *(client.open_call(**opening(n)) for n in range(5)),
+            client.open_call(**bad),
+            return_exceptions=True,
+        )
+    assert all(isinstance(a, CallOpened) for a in answers[:5])
+    assert isinstance(answers[5], BackendError) and answers[5].code == "invalid_request"
+    # refused whole, then each alone
+    assert client.requests[4:] == ["POST /v1/calls/batch", "POST /v1/calls", "POST /v1/calls"]
+
+
+async def test_openings_together_fail_together_when_the_backend_is_down() -> None:
+    client = BackendClient(f"http://127.0.0.1:{await closed_port()}", "token", retries=0)
+    async with client:
+        answers = await asyncio.gather(
+            *(client.open_call(**opening(n)) for n in range(10)), return_exceptions=True
+        )
+    assert all(isinstance(a, BackendUnavailable) for a in answers)
+    assert not client.congested  # nothing left waiting
 
 
 # --- the spool ----------------------------------------------------------------------------------
