@@ -39,6 +39,10 @@ log = structlog.get_logger("ivr.server")
 GOODBYE_LIMIT_S = 10.0
 # How often the server looks for commands unanswered past the reply timeout.
 REPLY_WATCH_S = 1.0
+# Connections the kernel holds until accepted (Linux caps it at net.core.somaxconn, 4096 by
+# default): when Asterisk restarts, thousands of calls connect at once, and one that finds the
+# queue full waits out a TCP retry (1 s and more) before its first prompt.
+LISTEN_BACKLOG = 4096
 
 
 class ServedChannel(Channel):
@@ -238,7 +242,7 @@ async def start_agi_server(
         app.handler,
         settings.agi_host,
         settings.agi_port if port is None else port,
-        backlog=1024,
+        backlog=LISTEN_BACKLOG,
     )
     host, actual_port = server.sockets[0].getsockname()[:2]
     log.info("agi_listening", host=host, port=actual_port, script=settings.script)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import select
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -45,6 +47,29 @@ async def two_servers(
     yield running[0], running[1]
     for server in running:
         await server.stop(grace=5)
+
+
+async def test_a_burst_of_connections_waits_in_the_kernel_while_the_server_is_busy(
+    ivr: RunningAgi,
+) -> None:
+    """Asterisk restarting connects thousands of calls at once. While the server's event loop
+    is busy (here: not running at all), the kernel completes and queues them for it, up to its
+    listen backlog; a connection past it would wait out a TCP retry (1 s, then 3 s)."""
+    connections = [socket.socket() for _ in range(2500)]
+    poller = select.poll()
+    try:
+        for connection in connections:
+            connection.setblocking(False)
+            connection.connect_ex((ivr.host, ivr.port))
+            poller.register(connection, select.POLLOUT)
+        established: set[int] = set()
+        deadline = asyncio.get_running_loop().time() + 2
+        while len(established) < len(connections) and asyncio.get_running_loop().time() < deadline:
+            established |= {fd for fd, _ in poller.poll(100)}  # the loop blocked: nothing accepted
+        assert len(established) == len(connections)
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def target(agi: RunningAgi, priority: int, weight: int = 0) -> SrvTarget:
