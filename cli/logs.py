@@ -39,6 +39,9 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     # Alembic's INFO lines (plugins set up, the SQLite DDL mode) say nothing to an operator.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiohttp's access lines (one a request, Apache's format, not JSON): at debug only.
+    access = logging.DEBUG if level_name == "DEBUG" else logging.WARNING
+    logging.getLogger("aiohttp.access").setLevel(access)
     logging.basicConfig(
         level=getattr(logging, level_name, logging.INFO), stream=sys.stderr, force=True
     )

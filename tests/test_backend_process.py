@@ -3,12 +3,18 @@ over create_app)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
+from pathlib import Path
 
+import aiohttp
+import pytest
 from aiohttp import web
 
 from backend.app import create_app, serving_app
 from backend.settings import BackendSettings
+from tests.support.backend_process import backend_env, free_port, ivrs, post_when_up
 
 
 async def test_a_backend_process_leaves_its_start_up_objects_out_of_full_collections(
@@ -29,3 +35,27 @@ async def test_a_backend_process_leaves_its_start_up_objects_out_of_full_collect
         finally:
             await runner.cleanup()
             gc.unfreeze()
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+async def test_a_backend_process_logs_json_lines_and_a_line_a_request_only_at_debug(
+    tmp_path: Path, level: str
+) -> None:
+    """The IVR sends a request at every step of every call: aiohttp's access line for each (not
+    JSON: a log shipper cannot read it) cost the backend a tenth of its CPU (bench_backend), so
+    it is written only at IVRS_LOG_LEVEL=debug."""
+    port = free_port()
+    env = backend_env(tmp_path, IVRS_API_TOKEN="t0k", IVRS_LOG_LEVEL=level)
+    backend = await ivrs(env, "backend", "--port", str(port))
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer t0k"}) as http:
+            url = f"http://127.0.0.1:{port}/v1/calls"
+            assert await post_when_up(http, url, {"uniqueid": "1.1", "hotline": "39023333"}) == 201
+    finally:
+        backend.terminate()
+        _, err = await asyncio.wait_for(backend.communicate(), 30)
+    lines = err.decode().splitlines()
+    access = [line for line in lines if "POST /v1/calls" in line]
+    assert len(access) == (level == "debug")
+    if level == "info":
+        assert all(json.loads(line) for line in lines)

@@ -6,25 +6,20 @@ process read the code a real backend sent."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography.fernet import Fernet
 
 from backend.settings import BackendSettings
 from backend.sms import FileSender, MemorySender, sender_for
 from backend.sms.config import FileConfig, TwilioConfig, WebhookConfig
 from backend.sms.http import TwilioSender, WebhookSender
+from tests.support.backend_process import KEY, ROOT, backend_env, free_port, ivrs, post_when_up
 
-ROOT = Path(__file__).resolve().parents[1]
-KEY = Fernet.generate_key().decode()
 SID = "AC" + "0123456789abcdef" * 2
 SERVICE = "MG" + "fedcba9876543210" * 2
 TOKEN = "secret-auth-token-4242"
@@ -125,17 +120,6 @@ def test_a_sender_named_without_its_settings_is_refused() -> None:
         BackendSettings(secret_key=KEY.encode(), sms_sender="twilio")
 
 
-def backend_env(tmp_path: Path, **env: str) -> dict[str, str]:
-    kept = {k: v for k, v in os.environ.items() if not k.startswith("IVRS_")}
-    return kept | {
-        "IVRS_SECRET_KEY": KEY,
-        "IVRS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'ivrs.db'}",
-        "IVRS_ARGON2_PROFILE": "test",
-        "IVRS_RECORDINGS_DIR": str(tmp_path / "recordings"),
-        **env,
-    }
-
-
 def test_ivrs_backend_stops_at_start_with_one_line(tmp_path: Path) -> None:
     env = backend_env(
         tmp_path,
@@ -154,12 +138,6 @@ def test_ivrs_backend_stops_at_start_with_one_line(tmp_path: Path) -> None:
         "ivrs backend: IVRS_TWILIO_API_URL: use https:// (plain http only to 127.0.0.1, for tests)"
     ]
     assert TOKEN not in done.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_the_file_sender_lets_another_process_read_the_code(tmp_path: Path) -> None:
@@ -186,22 +164,3 @@ async def test_the_file_sender_lets_another_process_read_the_code(tmp_path: Path
         backend.terminate()
         _, err = await asyncio.wait_for(backend.communicate(), 30)
     assert code.encode() not in err  # nor in the backend's log
-
-
-async def ivrs(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-
-async def post_when_up(http: aiohttp.ClientSession, url: str, body: dict[str, object]) -> int:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            async with http.post(url, json=body) as reply:
-                return reply.status
-        except aiohttp.ClientConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
