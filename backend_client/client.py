@@ -258,6 +258,8 @@ class BackendClient:
                         safe=True,  # the same uniqueid gives the same call
                     )
                     results = [CallOpened.from_json(answer) for answer in body["calls"]]
+                    if len(results) != len(batch):  # a fault: no caller may wait for ever
+                        raise ValueError(f"{len(results)} answers to {len(batch)} openings")
                 except BackendError:  # refused whole for one opening's sake: each alone
                     results = await asyncio.gather(
                         *(self._open_call(opening) for opening, _ in batch), return_exceptions=True

@@ -296,6 +296,28 @@ async def test_openings_together_fail_together_when_the_backend_is_down() -> Non
     assert not client.congested  # nothing left waiting
 
 
+async def test_a_malformed_answer_to_openings_leaves_no_caller_waiting() -> None:
+    async def no_calls(_request: web.Request) -> web.Response:
+        return web.json_response({"calls": []})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", no_calls)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with BackendClient(f"http://127.0.0.1:{runner.addresses[0][1]}", "token") as client:
+            answers = await asyncio.wait_for(
+                asyncio.gather(
+                    *(client.open_call(**opening(n)) for n in range(6)), return_exceptions=True
+                ),
+                5,
+            )
+    finally:
+        await runner.cleanup()
+    assert [type(a) for a in answers] == 4 * [KeyError] + 2 * [ValueError]
+
+
 # --- the spool ----------------------------------------------------------------------------------
 
 

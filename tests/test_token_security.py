@@ -760,6 +760,8 @@ class LeakHunt:
             cache_logger_on_first_use=False,
         )
         self.caplog.set_level(logging.DEBUG)
+        # The backend's line a request (at IVRS_LOG_LEVEL=debug only: cli/logs.py) is hunted too.
+        self.caplog.set_level(logging.DEBUG, logger="aiohttp.access")
 
         read = aiohttp.ClientResponse.read
         replies = self.replies
