@@ -339,9 +339,11 @@ async def end_call(
         ended = await _end_once(
             session, call_id, db.now(), outcome, last_stage, account, language=language
         )
-        if last or not ended:  # an unknown call is refused here
-            stored = await _lock_call(session, call_id, last)
-            await _store_events(session, call_id, last, stored, follow_stage=False)
+        # A first end's last events come with it alone (the IVR sends each event once, with
+        # the end or before it), so none is stored yet. A call ended before (a retried end,
+        # the hang-up handler first) stores only those it lacks; an unknown call is refused.
+        stored = set() if ended else await _lock_call(session, call_id, last)
+        await _store_events(session, call_id, last, stored, follow_stage=False)
     return await get_call(db, call_id) if reply else None
 
 

@@ -301,8 +301,14 @@ async def test_the_end_stores_the_last_events_once_and_may_skip_its_reply(
     ]
     end = {"outcome": "completed", "last_stage": "goodbye", "account": None, "events": last}
     minimal = {"Prefer": "return=minimal"}
-    first = await service.api.post(f"/v1/calls/{call_id}/end", end, headers=minimal)
-    again = await service.api.post(f"/v1/calls/{call_id}/end", end)  # a retry, reply wanted
+    with sql_seen(service.db) as ending:
+        first = await service.api.post(f"/v1/calls/{call_id}/end", end, headers=minimal)
+    # The first end writes without reading: its events came with it alone.
+    assert ending.statements == ["UPDATE calls", "INSERT call_events"]
+    with sql_seen(service.db) as retrying:
+        again = await service.api.post(f"/v1/calls/{call_id}/end", end)  # a retry, reply wanted
+    assert retrying.statements[:2] == ["UPDATE calls", "SELECT calls"]  # which it has
+    assert "INSERT call_events" not in retrying.statements
     assert (first.status, first.body) == (204, None)
     assert again.status == 200 and again.body["outcome"] == "completed"
     assert [e["name"] for e in again.body["events"]] == ["goodbye", "call.goodbye"]

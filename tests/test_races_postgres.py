@@ -100,3 +100,30 @@ async def test_one_submission_sent_twice_with_one_key_makes_one_bundle(
     assert together[0][1] == together[1][1] == later[1]  # the same bundle, every time
     bundles = await stored_bundles(db)
     assert [b.reference for b in bundles] == [later[1]["reference"]]
+
+
+async def test_one_end_sent_ten_times_at_once_stores_its_events_once(
+    backend: RunningBackend,
+) -> None:
+    """A first end stores its events without reading which the call has: the UPDATE that ends
+    the call locks its row, so the other deliveries wait for it, find the call ended, and
+    store only what it lacks: nothing."""
+    headers = {"Authorization": f"Bearer {backend.settings.api_token}"}
+    events = [
+        {"at": f"2025-03-03T10:00:{n:02d}+08:00", "kind": "prompt", "name": f"prompt{n}"}
+        for n in range(40)
+    ]
+    end = {"outcome": "completed", "last_stage": "goodbye", "account": None, "events": events}
+    async with aiohttp.ClientSession(base_url=backend.url, headers=headers) as http:
+        opening = {"uniqueid": "1700000000.9", "hotline": "39023333"}
+        async with http.post("/v1/calls", json=opening) as reply:
+            call_id = (await reply.json())["call_id"]
+
+        async def send() -> int:
+            async with http.post(f"/v1/calls/{call_id}/end", json=end) as reply:
+                return reply.status
+
+        assert await asyncio.gather(*(send() for _ in range(10))) == [200] * 10
+        async with http.get(f"/v1/calls/{call_id}") as reply:
+            stored = (await reply.json())["events"]
+    assert sorted(e["name"] for e in stored) == sorted(e["name"] for e in events)
