@@ -108,11 +108,7 @@ async def open_call(request: web.Request) -> web.Response:
     body = await read_body(request, CallOpening)
     db = request.app[DATABASE]
     opened = await call_logs.open_call(db, **body.model_dump(), with_last_language=True)
-    reply = {
-        "call_id": opened.call.id,
-        "language": opened.last_language,
-        "service": _service_status(request),
-    }
+    reply = _opened_json(opened, _service_status(request))
     return web.json_response(reply, status=201 if opened.created else 200)
 
 
@@ -124,11 +120,11 @@ async def open_calls(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     opened = await call_logs.open_calls(db, [c.model_dump() for c in body.calls])
     service = _service_status(request)
-    calls = [
-        {"call_id": one.call.id, "language": one.last_language, "service": service}
-        for one in opened
-    ]
-    return web.json_response({"calls": calls})
+    return web.json_response({"calls": [_opened_json(one, service) for one in opened]})
+
+
+def _opened_json(opened: call_logs.Opened, service: dict[str, Any]) -> dict[str, Any]:
+    return {"call_id": opened.call.id, "language": opened.last_language, "service": service}
 
 
 @routes.post(f"/v1/calls/{CALL_ID}/events")

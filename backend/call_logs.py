@@ -49,13 +49,17 @@ REUSED = "uniqueid_reused"  # the flag of a call that came with an ended call's 
 # building them (and their cache keys) per request.
 
 
+# A number's remembered language: that of its newest finished call that has one.
+_REMEMBERED = (Call.ended_at.is_not(None), Call.language.is_not(None))
+_NEWEST_FIRST = (Call.started_at.desc(), Call.id.desc())
+
+
 def _last_language_of(caller_param: str) -> Select[str | None]:
     """The language of the last finished call from the number in `caller_param`."""
     return (
         select(Call.language)
-        .where(Call.caller_id == bindparam(caller_param), Call.ended_at.is_not(None))
-        .where(Call.language.is_not(None))
-        .order_by(Call.started_at.desc(), Call.id.desc())
+        .where(Call.caller_id == bindparam(caller_param), *_REMEMBERED)
+        .order_by(*_NEWEST_FIRST)
         .limit(1)
     )
 
@@ -78,12 +82,9 @@ _latest = (
     select(
         Call.caller_id,
         Call.language,
-        func.row_number()
-        .over(partition_by=Call.caller_id, order_by=(Call.started_at.desc(), Call.id.desc()))
-        .label("latest"),
+        func.row_number().over(partition_by=Call.caller_id, order_by=_NEWEST_FIRST).label("latest"),
     )
-    .where(Call.caller_id.in_(bindparam("callers", expanding=True)), Call.ended_at.is_not(None))
-    .where(Call.language.is_not(None))
+    .where(Call.caller_id.in_(bindparam("callers", expanding=True)), *_REMEMBERED)
     .subquery()
 )
 _LAST_LANGUAGES = select(_latest.c.caller_id, _latest.c.language).where(_latest.c.latest == 1)

@@ -216,19 +216,15 @@ class BackendClient:
         """Open the call log; the answer carries what the first prompts need (the caller
         number's remembered language, the service's suspension). Sent with the openings
         waiting meanwhile, if any (OPENINGS_AT_ONCE)."""
+        opening = {
+            "uniqueid": uniqueid,
+            "hotline": hotline,
+            "caller_id": caller_id,
+            "channel": channel,
+            "language": language,
+        }
         future = asyncio.get_running_loop().create_future()
-        self._openings.append(
-            (
-                {
-                    "uniqueid": uniqueid,
-                    "hotline": hotline,
-                    "caller_id": caller_id,
-                    "channel": channel,
-                    "language": language,
-                },
-                future,
-            )
-        )
+        self._openings.append((opening, future))
         self._send_openings()
         return await future
 
