@@ -18,6 +18,7 @@ from backend.database import Database
 class Sql:
     statements: list[str] = field(default_factory=list)  # verb and table: "UPDATE accounts"
     connections: int = 0  # taken from the pool: one a session
+    transactions: int = 0  # begun (BEGIN and COMMIT: two more round trips on PostgreSQL)
 
 
 @contextmanager
@@ -28,7 +29,13 @@ def sql_seen(db: Database) -> Iterator[Sql]:
     engine = db.engine.sync_engine
 
     def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.startswith("BEGIN"):
+        if statement.startswith("WITH"):
+            # PostgreSQL's statements that write in a WITH clause: what each part writes.
+            writes = re.findall(r"\b(INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", statement)
+            assert writes, statement
+            parts = ", ".join(f"{verb.split()[0]} {table}" for verb, table in writes)
+            seen.statements.append(f"WITH {parts}")
+        elif not statement.startswith("BEGIN"):
             table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", statement)
             assert table is not None, statement
             seen.statements.append(f"{statement.split()[0]} {table[1]}")
@@ -36,10 +43,17 @@ def sql_seen(db: Database) -> Iterator[Sql]:
     def connected(*_args: Any) -> None:
         seen.connections += 1
 
+    def began(connection: sqlalchemy.Connection) -> None:
+        # Reads and one-statement writes run in autocommit (backend.database.Sessions): no BEGIN.
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            seen.transactions += 1
+
     sqlalchemy.event.listen(engine, "before_cursor_execute", executed)
     sqlalchemy.event.listen(engine.pool, "checkout", connected)
+    sqlalchemy.event.listen(engine, "begin", began)
     try:
         yield seen
     finally:
         sqlalchemy.event.remove(engine, "before_cursor_execute", executed)
         sqlalchemy.event.remove(engine.pool, "checkout", connected)
+        sqlalchemy.event.remove(engine, "begin", began)
