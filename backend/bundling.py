@@ -13,21 +13,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    JSON,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 import formats
 from backend import sms
-from backend.call_logs import KNOWN_CALL_ID, record_event
+from backend.call_logs import EVENTS_TABLE, KNOWN_CALL_ID, record_event
 from backend.database import Database
 from backend.errors import BackendError
-from backend.models import Account, Batch, BatchItem, Bundle, BundleItem, Cargo, Unbundling
+from backend.models import (
+    Account,
+    Batch,
+    BatchItem,
+    Bundle,
+    BundleItem,
+    Cargo,
+    SmsOutbox,
+    Unbundling,
+)
 from backend.sessions import SessionAccount
+from backend.sms.outbox import OUTBOX_TABLE, row_values
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +135,52 @@ _NEW_BUNDLE = (
 )
 # One statement for all the rows (executemany); inline: no id to return.
 _NEW_ITEMS = insert(ITEMS_TABLE).inline()
+# PostgreSQL: the new bundle, its items, its call's event and its confirmation SMS in one
+# statement (INSERTs in a WITH clause; SQLite has none), outside a transaction: 1 round trip, not
+# BEGIN, 3 or 4 statements and COMMIT. All or nothing as that transaction was: an item the
+# partial unique index refuses fails the whole statement, and nothing is inserted when the
+# bundle's row is not. Its row: the bundle's id, its call's and the SMS's (None: no SMS).
+_NEW_BUNDLE_ROW = _NEW_BUNDLE.cte("new_bundle")
+_ITEMS_OF_NEW = insert(ITEMS_TABLE).from_select(
+    ["bundle_id", "ccrn", "active"],
+    select(
+        _NEW_BUNDLE_ROW.c.id,
+        func.unnest(bindparam("ccrn_array", type_=ARRAY(String()))),
+        true(),
+    ),
+)
+_EVENT_OF_NEW = insert(EVENTS_TABLE).from_select(
+    ["call_id", "at", "kind", "name", "detail"],
+    select(
+        _NEW_BUNDLE_ROW.c.call_id,
+        _NOW,
+        literal("backend", EVENTS_TABLE.c.kind.type),
+        literal("bundle_submitted", EVENTS_TABLE.c.name.type),
+        bindparam("event_detail", type_=JSON()),
+    ).where(_NEW_BUNDLE_ROW.c.call_id.is_not(None)),
+)
+_SMS_MOBILE = bindparam("sms_mobile", type_=OUTBOX_TABLE.c.mobile.type)
+_SMS_OF_NEW = (
+    insert(OUTBOX_TABLE)
+    .from_select(
+        ["mobile", "kind", "text", "created_at", "status", "attempts"],
+        select(
+            _SMS_MOBILE,
+            literal("bundle_confirmation", OUTBOX_TABLE.c.kind.type),
+            bindparam("sms_text", type_=OUTBOX_TABLE.c.text.type),
+            _NOW,
+            literal("pending", OUTBOX_TABLE.c.status.type),
+            literal([], OUTBOX_TABLE.c.attempts.type),
+        )
+        .select_from(_NEW_BUNDLE_ROW)
+        .where(_SMS_MOBILE.is_not(None)),
+    )
+    .returning(OUTBOX_TABLE.c.id)
+    .cte("new_sms")
+)
+_NEW_WHOLE_BUNDLE = select(
+    _NEW_BUNDLE_ROW.c.id, _NEW_BUNDLE_ROW.c.call_id, select(_SMS_OF_NEW.c.id).scalar_subquery()
+).add_cte(_ITEMS_OF_NEW.cte("new_items"), _EVENT_OF_NEW.cte("new_event"))
 # A cancellation: the account's items on the vehicle still active (of every CCRN, or of one)
 # cancelled in one statement, so that a concurrent cancellation of the same CCRN leaves this
 # one nothing; then their bundles left with no active item; then the key, which is unique.
@@ -191,28 +261,28 @@ async def create_bundle(
     now = db.now().replace(microsecond=0)
     ccrns: list[str] | None = None
     confirmation: sms.Outgoing | None = None
+    whole = db.engine.dialect.name == "postgresql"  # one statement, outside a transaction
     try:
-        async with db.sessions.begin() as session:
+        async with db.sessions.single() if whole else db.sessions.begin() as session:
             ccrns = await _expand(session, numbers)
             if len(ccrns) > MAX_CCRNS:
                 raise BackendError("invalid_request", f"At most {MAX_CCRNS} CCRNs per bundle.")
-            bundle = await _insert_bundle(
-                session, account, vehicle_mark, ccrns, idempotency_key, call_id, now
-            )
-            await record_event(
-                session,
-                call_id,
-                now,
-                "bundle_submitted",
-                {"reference": bundle.reference, "vehicle_mark": vehicle_mark, "ccrns": ccrns},
-            )
-            if account.mobile:
-                text = sms.bundle_text(
-                    len(ccrns), vehicle_mark, bundle.reference, bundle.earliest_crossing
+            if whole:
+                bundle, confirmation = await _insert_whole_bundle(
+                    session, account, vehicle_mark, ccrns, idempotency_key, call_id, now
                 )
-                confirmation = await sms.queue(
-                    session, now, account.mobile, "bundle_confirmation", text
+            else:
+                bundle = await _insert_bundle(
+                    session, account, vehicle_mark, ccrns, idempotency_key, call_id, now
                 )
+                await record_event(
+                    session, call_id, now, "bundle_submitted", _event_detail(bundle, ccrns)
+                )
+                if account.mobile:
+                    text = _sms_text(bundle, ccrns)
+                    confirmation = await sms.queue(
+                        session, now, account.mobile, "bundle_confirmation", text
+                    )
     except (IntegrityError, BackendError) as e:
         if ccrns is None:
             raise  # an unknown batch: a retry's numbers always expand (batches never change)
@@ -332,39 +402,107 @@ async def _insert_bundle(
 ) -> Bundle:
     """Insert the bundle and its items (raises unless every CCRN is available); the bundle
     as the reply needs it."""
-    earliest_crossing = now + EARLIEST_CROSSING_AFTER
-    params = {
+    params = _bundle_params(account, vehicle_mark, ccrns, idempotency_key, call_id, now)
+    while True:
+        bundle = _new_bundle(account, vehicle_mark, ccrns, idempotency_key, now)
+        reference = {"reference": bundle.reference}
+        if row := (await session.execute(_NEW_BUNDLE, params | reference)).first():
+            break
+        # Not inserted: say which CCRN cannot be bundled, or else the random reference was
+        # taken, and another one is drawn.
+        await _check_available(session, ccrns, now)
+    bundle.id, bundle.call_id = row
+    rows = [{"bundle_id": bundle.id, "ccrn": ccrn, "active": True} for ccrn in ccrns]
+    await session.execute(_NEW_ITEMS, rows)  # the partial unique index speaks here
+    return _with_items(bundle, ccrns)
+
+
+async def _insert_whole_bundle(
+    session: AsyncSession,
+    account: SessionAccount,
+    vehicle_mark: str,
+    ccrns: list[str],
+    idempotency_key: str,
+    call_id: int | None,
+    now: datetime,
+) -> tuple[Bundle, sms.Outgoing | None]:
+    """PostgreSQL: _insert_bundle, its call's event and its confirmation SMS queued, in one
+    statement (_NEW_WHOLE_BUNDLE); the bundle, and the SMS to deliver after it."""
+    params = _bundle_params(account, vehicle_mark, ccrns, idempotency_key, call_id, now)
+    params["ccrn_array"] = ccrns
+    while True:
+        bundle = _new_bundle(account, vehicle_mark, ccrns, idempotency_key, now)
+        text = _sms_text(bundle, ccrns)
+        message = (
+            row_values(now, account.mobile, "bundle_confirmation", text) if account.mobile else None
+        )
+        params |= {
+            "reference": bundle.reference,
+            "event_detail": _event_detail(bundle, ccrns),
+            "sms_mobile": message["mobile"] if message else None,
+            "sms_text": text,
+        }
+        if row := (await session.execute(_NEW_WHOLE_BUNDLE, params)).first():
+            break
+        await _check_available(session, ccrns, now)  # as in _insert_bundle
+    bundle.id, bundle.call_id, sms_id = row
+    queued = sms.Outgoing(SmsOutbox(id=sms_id, **message), text) if message else None
+    return _with_items(bundle, ccrns), queued
+
+
+def _bundle_params(
+    account: SessionAccount,
+    vehicle_mark: str,
+    ccrns: list[str],
+    idempotency_key: str,
+    call_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
         "account_id": account.id,
         "vehicle_mark": vehicle_mark,
         "now": now,
-        "earliest_crossing": earliest_crossing,
+        "earliest_crossing": now + EARLIEST_CROSSING_AFTER,
         "key": idempotency_key,
         "call": call_id,
         "ccrns": ccrns,
         "count": len(ccrns),
     }
-    while True:
-        reference = formats.new_bundle_reference()
-        if row := (await session.execute(_NEW_BUNDLE, {**params, "reference": reference})).first():
-            break
-        # Not inserted: say which CCRN cannot be bundled, or else the random reference was
-        # taken, and another one is drawn.
-        await _check_available(session, ccrns, now)
-    bundle_id, known_call_id = row
-    rows = [{"bundle_id": bundle_id, "ccrn": ccrn, "active": True} for ccrn in ccrns]
-    await session.execute(_NEW_ITEMS, rows)  # the partial unique index speaks here
+
+
+def _new_bundle(
+    account: SessionAccount,
+    vehicle_mark: str,
+    ccrns: list[str],
+    idempotency_key: str,
+    now: datetime,
+) -> Bundle:
+    """The bundle about to be inserted, with a new random reference (its ids come from the
+    INSERT)."""
     return Bundle(
-        id=bundle_id,
-        reference=reference,
+        reference=formats.new_bundle_reference(),
         account_id=account.id,
         account=Account(id=account.id, number=account.number, mobile=account.mobile),
         vehicle_mark=vehicle_mark,
         created_at=now,
-        earliest_crossing=earliest_crossing,
+        earliest_crossing=now + EARLIEST_CROSSING_AFTER,
         status="active",
         idempotency_key=idempotency_key,
-        call_id=known_call_id,
-        items=[BundleItem(bundle_id=bundle_id, ccrn=ccrn, active=True) for ccrn in ccrns],
+    )
+
+
+def _with_items(bundle: Bundle, ccrns: list[str]) -> Bundle:
+    bundle.items = [BundleItem(bundle_id=bundle.id, ccrn=ccrn, active=True) for ccrn in ccrns]
+    return bundle
+
+
+def _event_detail(bundle: Bundle, ccrns: list[str]) -> dict[str, Any]:
+    return {"reference": bundle.reference, "vehicle_mark": bundle.vehicle_mark, "ccrns": ccrns}
+
+
+def _sms_text(bundle: Bundle, ccrns: list[str]) -> str:
+    return sms.bundle_text(
+        len(ccrns), bundle.vehicle_mark, bundle.reference, bundle.earliest_crossing
     )
 
 

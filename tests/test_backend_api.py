@@ -22,11 +22,11 @@ from sqlalchemy.exc import IntegrityError
 
 import formats
 import otp
-from backend import admin, call_logs
+from backend import admin, call_logs, sms
 from backend.api import DATABASE
 from backend.app import start_backend
 from backend.database import Database
-from backend.models import Bundle, BundleItem, LoginSession, Token
+from backend.models import Bundle, BundleItem, LoginSession, SmsOutbox, Token
 from backend.settings import BackendSettings
 from tests.support.api import (
     ACCOUNT,
@@ -776,31 +776,34 @@ async def test_a_bundle_submission_is_four_statements_and_an_sms_two(
 ) -> None:
     """The session check reads the account too, and the unit of work writes without reading
     first: the bundle's INSERT is also the availability check. With a mobile, the SMS is queued
-    in it and its outcome recorded after the commit, by one statement outside a transaction."""
+    in it and its outcome recorded after the commit, by one statement outside a transaction.
+    PostgreSQL: the unit of work is one statement, outside a transaction."""
     await admin.create_account(service.db, ACCOUNT, PASSWORD, mobile=mobile)
     call_id = (await open_call(service.api)).body["call_id"]
     ccrn = await admin.lodge_cargo(service.db)
     submission = {"account": ACCOUNT, "vehicle_mark": MARK, "numbers": [ccrn], "call_id": call_id}
     headers = {"Idempotency-Key": "k1", **await login_session(service.db, submission, None)}
-    with recorded_statements(service.db) as statements:
+    with sql_seen(service.db) as seen:
         reply = await service.api.post("/v1/bundles", submission, headers=headers)
     assert reply.status == 201
-    # One transaction (SQLite's BEGIN is a statement, PostgreSQL's is not seen here).
-    sqlite = service.db.engine.dialect.name == "sqlite"
-    assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"] * sqlite
-    sms = [("INSERT", "sms_outbox"), ("UPDATE", "sms_outbox")] if mobile else []
-    assert table_statements(statements) == [
-        ("SELECT", "login_sessions"),
-        ("INSERT", "bundles"),
-        ("INSERT", "bundle_items"),
-        ("INSERT", "call_events"),
-        *sms,
-    ]
+    outcome = ["UPDATE sms_outbox"] if mobile else []
+    if service.db.engine.dialect.name == "postgresql":  # the SMS's INSERT: a row if a mobile
+        unit = ["WITH INSERT bundles, INSERT bundle_items, INSERT call_events, INSERT sms_outbox"]
+        assert seen.transactions == 0
+    else:
+        unit = ["INSERT bundles", "INSERT bundle_items", "INSERT call_events"]
+        unit += ["INSERT sms_outbox"] if mobile else []
+        assert seen.transactions == 1
+    assert seen.statements == ["SELECT login_sessions", *unit, *outcome]
     async with service.db.sessions() as session:
         stored = await session.scalar(
             select(Bundle).where(Bundle.reference == reply.body["reference"])
         )
+        texts = (await session.scalars(select(SmsOutbox.text))).all()
     assert stored is not None and stored.call_id == call_id
+    crossing = datetime.fromisoformat(reply.body["earliest_crossing"])
+    text = sms.bundle_text(1, MARK, reply.body["reference"], crossing)
+    assert texts == ([text] if mobile else [])  # queued with the bundle, if a mobile
 
 
 async def test_an_enquiry_is_two_statements_and_a_cancellation_five(service: Service) -> None:

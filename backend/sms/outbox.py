@@ -101,12 +101,24 @@ async def queue(
 ) -> Outgoing | None:
     """Add a message to the outbox in `session`'s transaction; `secret` (a code in `text`) is
     stored as "******". None when `mobile` is not a number an SMS can reach."""
+    values = row_values(now, mobile, kind, text, secret)
+    if values is None:
+        return None
+    row_id = (await session.execute(_QUEUE, values)).scalar_one()
+    return Outgoing(SmsOutbox(id=row_id, **values), text)
+
+
+def row_values(
+    now: datetime, mobile: str, kind: SmsKind, text: str, secret: str | None = None
+) -> dict[str, Any] | None:
+    """The outbox row of a message (its code masked), for `queue` or a statement that inserts
+    it with other rows; None when `mobile` is not a number an SMS can reach."""
     to = e164(mobile)
     if to is None:
         log.warning("sms_not_queued", reason="mobile_invalid", mobile_last4=last4(mobile))
         return None
     stored = text.replace(secret, CODE_MASK) if secret else text
-    values = {
+    return {
         "mobile": to,
         "kind": kind,
         "text": stored,
@@ -114,8 +126,6 @@ async def queue(
         "status": "pending",
         "attempts": [],
     }
-    row_id = (await session.execute(_QUEUE, values)).scalar_one()
-    return Outgoing(SmsOutbox(id=row_id, **values), text)
 
 
 async def deliver(db: Database, messages: Iterable[Outgoing | None]) -> list[Delivery]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy
 
-from backend.database import Database
+from backend.database import SQLITE_BEGIN, Database
 
 
 @dataclass
@@ -44,8 +44,10 @@ def sql_seen(db: Database) -> Iterator[Sql]:
         seen.connections += 1
 
     def began(connection: sqlalchemy.Connection) -> None:
-        # Reads and one-statement writes run in autocommit (backend.database.Sessions): no BEGIN.
-        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        # Reads and one-statement writes begin none (backend.database.Sessions): PostgreSQL's
+        # run in autocommit, SQLite's without a BEGIN.
+        options = connection.get_execution_options()
+        if options.get("isolation_level") != "AUTOCOMMIT" and options.get(SQLITE_BEGIN, ""):
             seen.transactions += 1
 
     sqlalchemy.event.listen(engine, "before_cursor_execute", executed)
