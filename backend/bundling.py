@@ -260,29 +260,15 @@ async def create_bundle(
     _check_input(vehicle_mark, numbers)
     now = db.now().replace(microsecond=0)
     ccrns: list[str] | None = None
-    confirmation: sms.Outgoing | None = None
     whole = db.engine.dialect.name == "postgresql"  # one statement, outside a transaction
     try:
         async with db.sessions.single() if whole else db.sessions.begin() as session:
             ccrns = await _expand(session, numbers)
             if len(ccrns) > MAX_CCRNS:
                 raise BackendError("invalid_request", f"At most {MAX_CCRNS} CCRNs per bundle.")
-            if whole:
-                bundle, confirmation = await _insert_whole_bundle(
-                    session, account, vehicle_mark, ccrns, idempotency_key, call_id, now
-                )
-            else:
-                bundle = await _insert_bundle(
-                    session, account, vehicle_mark, ccrns, idempotency_key, call_id, now
-                )
-                await record_event(
-                    session, call_id, now, "bundle_submitted", _event_detail(bundle, ccrns)
-                )
-                if account.mobile:
-                    text = _sms_text(bundle, ccrns)
-                    confirmation = await sms.queue(
-                        session, now, account.mobile, "bundle_confirmation", text
-                    )
+            bundle, confirmation = await _insert_bundle(
+                session, account, vehicle_mark, ccrns, idempotency_key, call_id, now, whole
+            )
     except (IntegrityError, BackendError) as e:
         if ccrns is None:
             raise  # an unknown batch: a retry's numbers always expand (batches never change)
@@ -399,54 +385,45 @@ async def _insert_bundle(
     idempotency_key: str,
     call_id: int | None,
     now: datetime,
-) -> Bundle:
-    """Insert the bundle and its items (raises unless every CCRN is available); the bundle
-    as the reply needs it."""
+    whole: bool,
+) -> tuple[Bundle, sms.Outgoing | None]:
+    """Insert the bundle and its items (raises unless every CCRN is available), its call's
+    event, and its confirmation SMS if the account has a mobile; the bundle as the reply needs
+    it, and the SMS to deliver after the commit. `whole` (PostgreSQL): in one statement,
+    _NEW_WHOLE_BUNDLE."""
     params = _bundle_params(account, vehicle_mark, ccrns, idempotency_key, call_id, now)
+    message: dict[str, Any] | None = None
     while True:
         bundle = _new_bundle(account, vehicle_mark, ccrns, idempotency_key, now)
-        reference = {"reference": bundle.reference}
-        if row := (await session.execute(_NEW_BUNDLE, params | reference)).first():
+        text = _sms_text(bundle, ccrns)
+        params["reference"] = bundle.reference
+        if whole:
+            if account.mobile:
+                message = row_values(now, account.mobile, "bundle_confirmation", text)
+            params |= {
+                "ccrn_array": ccrns,
+                "event_detail": _event_detail(bundle, ccrns),
+                "sms_mobile": message["mobile"] if message else None,
+                "sms_text": text,
+            }
+        statement = _NEW_WHOLE_BUNDLE if whole else _NEW_BUNDLE
+        if row := (await session.execute(statement, params)).first():
             break
         # Not inserted: say which CCRN cannot be bundled, or else the random reference was
         # taken, and another one is drawn.
         await _check_available(session, ccrns, now)
+    if whole:
+        bundle.id, bundle.call_id, sms_id = row
+        queued = sms.Outgoing(SmsOutbox(id=sms_id, **message), text) if message else None
+        return _with_items(bundle, ccrns), queued
     bundle.id, bundle.call_id = row
     rows = [{"bundle_id": bundle.id, "ccrn": ccrn, "active": True} for ccrn in ccrns]
     await session.execute(_NEW_ITEMS, rows)  # the partial unique index speaks here
-    return _with_items(bundle, ccrns)
-
-
-async def _insert_whole_bundle(
-    session: AsyncSession,
-    account: SessionAccount,
-    vehicle_mark: str,
-    ccrns: list[str],
-    idempotency_key: str,
-    call_id: int | None,
-    now: datetime,
-) -> tuple[Bundle, sms.Outgoing | None]:
-    """PostgreSQL: _insert_bundle, its call's event and its confirmation SMS queued, in one
-    statement (_NEW_WHOLE_BUNDLE); the bundle, and the SMS to deliver after it."""
-    params = _bundle_params(account, vehicle_mark, ccrns, idempotency_key, call_id, now)
-    params["ccrn_array"] = ccrns
-    while True:
-        bundle = _new_bundle(account, vehicle_mark, ccrns, idempotency_key, now)
-        text = _sms_text(bundle, ccrns)
-        message = (
-            row_values(now, account.mobile, "bundle_confirmation", text) if account.mobile else None
-        )
-        params |= {
-            "reference": bundle.reference,
-            "event_detail": _event_detail(bundle, ccrns),
-            "sms_mobile": message["mobile"] if message else None,
-            "sms_text": text,
-        }
-        if row := (await session.execute(_NEW_WHOLE_BUNDLE, params)).first():
-            break
-        await _check_available(session, ccrns, now)  # as in _insert_bundle
-    bundle.id, bundle.call_id, sms_id = row
-    queued = sms.Outgoing(SmsOutbox(id=sms_id, **message), text) if message else None
+    await record_event(session, call_id, now, "bundle_submitted", _event_detail(bundle, ccrns))
+    if account.mobile:
+        queued = await sms.queue(session, now, account.mobile, "bundle_confirmation", text)
+    else:
+        queued = None
     return _with_items(bundle, ccrns), queued
 
 
