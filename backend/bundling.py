@@ -210,7 +210,7 @@ _CLOSE_EMPTIED = (
 )
 _NEW_UNBUNDLING = insert(UNBUNDLINGS_TABLE).values(call_id=KNOWN_CALL_ID).inline()
 # The last vehicles an account bundled to (recent_marks).
-_RECENT_MARKS = (
+RECENT_MARKS = (
     select(Bundle.vehicle_mark)
     .where(Bundle.account_id == bindparam("account_id"))
     .group_by(Bundle.vehicle_mark)
@@ -351,7 +351,7 @@ async def unbundle(
 async def recent_marks(session: AsyncSession, account_id: int) -> list[str]:
     """The marks of the last vehicles the account bundled to, most recent first (at most 3):
     the login answers with them (the vehicle prompt offers them)."""
-    return list(await session.scalars(_RECENT_MARKS, {"account_id": account_id}))
+    return list(await session.scalars(RECENT_MARKS, {"account_id": account_id}))
 
 
 def active_ccrns(bundle: Bundle) -> list[str]:

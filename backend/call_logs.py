@@ -156,7 +156,7 @@ KNOWN_CALL_ID = (
     select(CALLS_TABLE.c.id).where(CALLS_TABLE.c.id == bindparam("call")).scalar_subquery()
 )
 _KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call_id"))
-_BACKEND_EVENT = insert(EVENTS_TABLE).from_select(
+BACKEND_EVENT = insert(EVENTS_TABLE).from_select(
     ["call_id", "at", "kind", "name", "detail"],
     select(
         Call.id,
@@ -457,7 +457,7 @@ async def record_event(
     """
     if call_id is not None:
         params = {"call_id": call_id, "at": at, "name": name, "detail": detail}
-        await session.execute(_BACKEND_EVENT, params)
+        await session.execute(BACKEND_EVENT, params)
 
 
 async def known_call(session: AsyncSession, call_id: int | None) -> int | None:

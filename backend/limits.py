@@ -117,7 +117,7 @@ async def settle_slot(
     if limit.failures == 0:
         return
     if not failed:
-        await session.execute(_GIVE_BACK, {"key": key})
+        await session.execute(GIVE_BACK, {"key": key})
         return
     until = now + limit.block
     params = {"key": key, "limit": limit.failures, "now": now, "restart": now, "until": until}
@@ -127,7 +127,7 @@ async def settle_slot(
 
 # A success gives its slot back; a failure keeps it, and the one that fills the window blocks
 # the key (built once, with named parameters).
-_GIVE_BACK = (
+GIVE_BACK = (
     update(_TABLE)
     .where(_ROW.caller == bindparam("key"), _ROW.failures > 0)
     .values(failures=_ROW.failures - 1)

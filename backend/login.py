@@ -50,8 +50,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from backend import limits, login_tokens, sessions
-from backend.bundling import recent_marks
-from backend.call_logs import record_event
+from backend.bundling import RECENT_MARKS, recent_marks
+from backend.call_logs import BACKEND_EVENT, record_event
 from backend.callers import caller_key, caller_limit, throttled
 from backend.columns import UtcDateTime
 from backend.database import Database
@@ -118,6 +118,17 @@ _COUNT_FAILURE = (
 )
 _RELEASE_AND_COUNT = _COUNT_FAILURE.where(_COLUMNS.login_lease == bindparam("lease")).values(
     login_lease=None, login_lease_until=None
+)
+
+# What a success does once its lease and its step are won: the session opened (the account's
+# expired ones deleted), the call's event, the caller's slot given back, and the recent vehicles
+# read. PostgreSQL: in one statement (the writes in WITH clauses; SQLite has none), 1 round
+# trip instead of 5.
+_SUCCESS_REST = RECENT_MARKS.add_cte(
+    sessions.DELETE_EXPIRED.cte("expired"),
+    sessions.NEW_SESSION.cte("new_session"),
+    BACKEND_EVENT.cte("login_event"),
+    limits.GIVE_BACK.cte("slot_back"),
 )
 
 
@@ -256,8 +267,15 @@ async def _succeed(
         raise _Lost("replayed_code")  # another login used this step since we read it
     if match.pending:
         await login_tokens.activate(session, account, match, at.now)
+    event = {"account": at.number}
+    if (await session.connection()).dialect.name == "postgresql":
+        token, expires_at, opening = sessions.new_session(account.id, at.call_id, db.now())
+        event_params = {"call_id": at.call_id, "at": at.now, "name": "login_ok", "detail": event}
+        slot = {"key": at.caller if at.throttle.failures else None}  # None: no slot was taken
+        recent = list(await session.scalars(_SUCCESS_REST, opening | event_params | slot))
+        return LoggedIn(account, token, expires_at, recent)
     token, expires_at = await sessions.open_session(session, account.id, at.call_id, db.now())
-    await record_event(session, at.call_id, at.now, "login_ok", {"account": at.number})
+    await record_event(session, at.call_id, at.now, "login_ok", event)
     await limits.settle_slot(session, at.now, at.caller, at.throttle, failed=False)
     recent = await recent_marks(session, account.id)
     return LoggedIn(account, token, expires_at, recent)

@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,10 +43,10 @@ _SESSION = (
 )
 # Core statements on the table: the ORM's bulk DELETE and its flush of a new object cost more.
 _TABLE = cast(Table, LoginSession.__table__)
-_DELETE_EXPIRED = delete(_TABLE).where(
+DELETE_EXPIRED = delete(_TABLE).where(
     _TABLE.c.account_id == bindparam("account_id"), _TABLE.c.expires_at <= bindparam("now")
 )
-_INSERT = insert(_TABLE).values(
+NEW_SESSION = insert(_TABLE).values(
     token_hash=bindparam("token_hash"),
     account_id=bindparam("account_id"),
     # An unknown call id does not refuse a login (as its event is skipped,
@@ -54,8 +54,6 @@ _INSERT = insert(_TABLE).values(
     call_id=KNOWN_CALL_ID,
     expires_at=bindparam("expires_at"),
 )
-# PostgreSQL deletes in the INSERT's own statement (a WITH clause; SQLite has no DELETE there).
-_INSERT_AND_DELETE_EXPIRED = _INSERT.add_cte(_DELETE_EXPIRED.cte("expired"))
 
 
 @dataclass(frozen=True)
@@ -72,12 +70,12 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def open_session(
-    session: AsyncSession, account_id: int, call_id: int | None, now: datetime
-) -> tuple[str, datetime]:
-    """A new session for the account in `call_id`, in the successful login's unit of work: the
-    token (given once) and its expiry. The account's expired sessions are deleted with it
-    (housekeeping)."""
+def new_session(
+    account_id: int, call_id: int | None, now: datetime
+) -> tuple[str, datetime, dict[str, Any]]:
+    """A new session for the account in `call_id`: the token (given once), its expiry, and the
+    parameters of DELETE_EXPIRED and NEW_SESSION, which store it in the successful login's unit
+    of work (backend/login.py) and delete the account's expired ones (housekeeping)."""
     token = secrets.token_urlsafe(32)
     expires_at = now + LIFETIME
     params = {
@@ -85,12 +83,18 @@ async def open_session(
         "account_id": account_id,
         "call": call_id,
         "expires_at": expires_at,
+        "now": now,
     }
-    if (await session.connection()).dialect.name == "postgresql":
-        await session.execute(_INSERT_AND_DELETE_EXPIRED, params | {"now": now})
-    else:
-        await session.execute(_DELETE_EXPIRED, {"account_id": account_id, "now": now})
-        await session.execute(_INSERT, params)
+    return token, expires_at, params
+
+
+async def open_session(
+    session: AsyncSession, account_id: int, call_id: int | None, now: datetime
+) -> tuple[str, datetime]:
+    """new_session, stored in `session`'s unit of work: the token and its expiry."""
+    token, expires_at, params = new_session(account_id, call_id, now)
+    await session.execute(DELETE_EXPIRED, params)
+    await session.execute(NEW_SESSION, params)
     return token, expires_at
 
 
