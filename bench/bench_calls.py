@@ -315,7 +315,9 @@ async def prepare_backend(
     database_url: str, tmp: Path, truckers: int
 ) -> tuple[dict[str, str], list[Trucker]]:
     """The backend's environment, and `truckers` accounts (a token, lodged cargo each) in its
-    database, migrated first."""
+    database, migrated first. Each has a registered mobile, as a returning trucker has since
+    the first call after migration, so a bundle sends its confirmation SMS (the default "log"
+    sender: recorded, not sent; a provider's HTTP request is not the backend's work)."""
     settings = BackendSettings(
         database_url=database_url,
         api_token=API_TOKEN,
@@ -326,8 +328,8 @@ async def prepare_backend(
     made = []
     async with open_database(settings) as db:
         first = 20_000_000 + random.Random().randrange(70_000_000 - truckers)
-        for number in range(first, first + truckers):
-            await admin.create_account(db, str(number), PASSWORD)
+        for n, number in enumerate(range(first, first + truckers)):
+            await admin.create_account(db, str(number), PASSWORD, mobile=str(91_000_000 + n))
             seed = await admin.add_token(db, str(number), expires_on=date(2029, 4, 30))
             made.append(Trucker(str(number), seed, await admin.lodge_cargo(db)))
     env = {
