@@ -209,12 +209,15 @@ _CLOSE_EMPTIED = (
     .values(status="cancelled")
 )
 _NEW_UNBUNDLING = insert(UNBUNDLINGS_TABLE).values(call_id=KNOWN_CALL_ID).inline()
-# The last vehicles an account bundled to (recent_marks).
+# The last vehicles an account bundled to, newest first, with what orders them (recent_marks;
+# login.py reads them in a success's own statement).
+_LAST_AT = func.max(Bundle.created_at).label("last_at")
+_LAST_ID = func.max(Bundle.id).label("last_id")
 RECENT_MARKS = (
-    select(Bundle.vehicle_mark)
+    select(Bundle.vehicle_mark, _LAST_AT, _LAST_ID)
     .where(Bundle.account_id == bindparam("account_id"))
     .group_by(Bundle.vehicle_mark)
-    .order_by(func.max(Bundle.created_at).desc(), func.max(Bundle.id).desc())
+    .order_by(_LAST_AT.desc(), _LAST_ID.desc())
     .limit(RECENT_VEHICLES)
 )
 
@@ -351,7 +354,7 @@ async def unbundle(
 async def recent_marks(session: AsyncSession, account_id: int) -> list[str]:
     """The marks of the last vehicles the account bundled to, most recent first (at most 3):
     the login answers with them (the vehicle prompt offers them)."""
-    return list(await session.scalars(RECENT_MARKS, {"account_id": account_id}))
+    return [mark for mark, _, _ in await session.execute(RECENT_MARKS, {"account_id": account_id})]
 
 
 def active_ccrns(bundle: Bundle) -> list[str]:

@@ -42,10 +42,24 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from functools import cache
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, case, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    bindparam,
+    case,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -95,10 +109,10 @@ _ACCOUNT = (
 _RELEASE_LEASE = (
     update(_ACCOUNTS)
     .where(_COLUMNS.id == bindparam("account_id"), _COLUMNS.login_lease == bindparam("lease"))
-    .values(login_lease=None, login_lease_until=None)
+    .values(login_lease=null(), login_lease_until=null())
 )
 # A success: the lease back and the failures forgotten, in one statement.
-_SUCCEED = _RELEASE_LEASE.values(failed_logins=0, locked_until=None)
+_SUCCEED = _RELEASE_LEASE.values(failed_logins=literal_column("0"), locked_until=null())
 _SUCCEED_REHASHED = _SUCCEED.values(password_hash=bindparam("password_hash"))
 # A counted failure; the one that reaches the limit locks the account, and the count starts
 # afresh after the lockout, so one later slip does not re-lock. It returns the new count: 0
@@ -120,16 +134,30 @@ _RELEASE_AND_COUNT = _COUNT_FAILURE.where(_COLUMNS.login_lease == bindparam("lea
     login_lease=None, login_lease_until=None
 )
 
-# What a success does once its lease and its step are won: the session opened (the account's
-# expired ones deleted), the call's event, the caller's slot given back, and the recent vehicles
-# read. PostgreSQL: in one statement (the writes in WITH clauses; SQLite has none), 1 round
-# trip instead of 5.
-_SUCCESS_REST = RECENT_MARKS.add_cte(
-    sessions.DELETE_EXPIRED.cte("expired"),
-    sessions.NEW_SESSION.cte("new_session"),
-    BACKEND_EVENT.cte("login_event"),
-    limits.GIVE_BACK.cte("slot_back"),
-)
+
+@cache
+def _success(rehashed: bool) -> Select[Any]:
+    """PostgreSQL: a success's writes once its token step is won, in one statement (WITH
+    clauses; SQLite has none, and runs them one by one): the lease back with the failures
+    forgotten, the session opened (the account's expired ones deleted), the call's event and
+    the caller's slot given back; and it reads the recent vehicles. Its rows: whether the
+    lease was still this login's (1 or 0), each with a recent vehicle (one row with None for
+    none). The lease lost, the unit of work is rolled back: nothing it wrote stays. 1 round
+    trip for what took 5. (The step's UPDATE stays a statement of its own: an execution
+    parameter named like a column of its table, such as account_id, would join its SET.)"""
+    lease = (_SUCCEED_REHASHED if rehashed else _SUCCEED).returning(_COLUMNS.id).cte("lease_back")
+    recent = RECENT_MARKS.subquery("recent")
+    return (
+        select(select(func.count()).select_from(lease).scalar_subquery(), recent.c.vehicle_mark)
+        .select_from(select(literal(1)).subquery("one").outerjoin(recent, true()))
+        .order_by(recent.c.last_at.desc(), recent.c.last_id.desc())
+        .add_cte(
+            sessions.DELETE_EXPIRED.cte("expired"),
+            sessions.NEW_SESSION.cte("new_session"),
+            BACKEND_EVENT.cte("login_event"),
+            limits.GIVE_BACK.cte("slot_back"),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -256,9 +284,11 @@ async def _succeed(
     step was taken meanwhile."""
     params = {"account_id": account.id, "lease": at.lease}
     if new_hash:
-        done = await session.execute(_SUCCEED_REHASHED, params | {"password_hash": new_hash})
-    else:
-        done = await session.execute(_SUCCEED, params)
+        params["password_hash"] = new_hash
+    event = {"account": at.number}
+    if (await session.connection()).dialect.name == "postgresql":
+        return await _succeed_at_once(session, db, at, account, match, expired, params, event)
+    done = await session.execute(_SUCCEED_REHASHED if new_hash else _SUCCEED, params)
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise _Lost("busy")  # the lease ran out and another login took it: it may run
     if expired:
@@ -267,17 +297,39 @@ async def _succeed(
         raise _Lost("replayed_code")  # another login used this step since we read it
     if match.pending:
         await login_tokens.activate(session, account, match, at.now)
-    event = {"account": at.number}
-    if (await session.connection()).dialect.name == "postgresql":
-        token, expires_at, opening = sessions.new_session(account.id, at.call_id, db.now())
-        event_params = {"call_id": at.call_id, "at": at.now, "name": "login_ok", "detail": event}
-        slot = {"key": at.caller if at.throttle.failures else None}  # None: no slot was taken
-        recent = list(await session.scalars(_SUCCESS_REST, opening | event_params | slot))
-        return LoggedIn(account, token, expires_at, recent)
     token, expires_at = await sessions.open_session(session, account.id, at.call_id, db.now())
     await record_event(session, at.call_id, at.now, "login_ok", event)
     await limits.settle_slot(session, at.now, at.caller, at.throttle, failed=False)
     recent = await recent_marks(session, account.id)
+    return LoggedIn(account, token, expires_at, recent)
+
+
+async def _succeed_at_once(
+    session: AsyncSession,
+    db: Database,
+    at: _Attempt,
+    account: Account,
+    match: login_tokens.Match,
+    expired: Sequence[Token],
+    params: dict[str, Any],
+    event: dict[str, Any],
+) -> LoggedIn:
+    """_succeed on PostgreSQL: the step used up, then the rest of its writes in one statement
+    (_success), then the rare ones (an expired enrolment revoked, a new token activated)."""
+    claimed = await login_tokens.claim_step(session, match)
+    token, expires_at, opening = sessions.new_session(account.id, at.call_id, db.now())
+    params |= opening | {"call_id": at.call_id, "at": at.now, "name": "login_ok", "detail": event}
+    params["key"] = at.caller if at.throttle.failures else None  # None: no slot was taken
+    rows = (await session.execute(_success("password_hash" in params), params)).all()
+    if rows[0][0] != 1:
+        raise _Lost("busy")  # as in _succeed
+    if not claimed:
+        raise _Lost("replayed_code")
+    if expired:
+        await login_tokens.revoke(session, expired, at.now)
+    if match.pending:
+        await login_tokens.activate(session, account, match, at.now)
+    recent = [mark for _, mark in rows if mark is not None]
     return LoggedIn(account, token, expires_at, recent)
 
 
