@@ -72,6 +72,7 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     assert (burst["calls"], burst["unavailable"], burst["failed"]) == (20, 0, 0)
     assert 0 < burst["think_p50"] <= burst["think_p99"]
     assert 0 <= floor_backend["empty_us"] < floor_backend["row_us"]  # CPU read in 10 ms ticks
+    assert len(floor_backend["row_us_each"]) == 2  # before and after the bundling calls
     assert argon2["cpu_ms"] > 0 and argon2["one_peak_mib"] >= argon2["memory_kib"] / 1024 * 0.9
     table = bench_calls.report(results, args)
     assert "12× classic at this cost needs" in table and "nan" not in table
