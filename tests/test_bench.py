@@ -4,13 +4,14 @@ are the benchmarks' to report, not these tests')."""
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import threading
 import time
 
 import pytest
 
-from bench import bench_backend, bench_calls
+from bench import bench_backend, bench_calls, bench_driver
 from bench.bench_calls import TimedStreams
 from cli.bench import add_arguments
 
@@ -103,3 +104,13 @@ def test_the_backend_bench_prices_every_request_of_a_bundling_call(
     # A call is its five requests: the health check, a floor, is not one of them.
     assert all(ms >= 0 for ms in cpu_ms) and cpu_ms[-1] == pytest.approx(sum(cpu_ms[1:-1]), abs=0.1)
     assert cpu_ms[-1] > 0  # /proc counts CPU in ticks of 10 ms: only the sum is sure to show
+
+
+@pytest.mark.timeout(120)
+def test_the_driver_bench_prices_a_read_each_way(capsys: pytest.CaptureFixture[str]) -> None:
+    bench_driver.main(["--reads", "200", "--rounds", "2"])
+    rounds = [line for line in capsys.readouterr().out.splitlines() if line.startswith("round")]
+    assert len(rounds) == 2
+    for line in rounds:
+        engine_us, driver_us = (float(us) for us in re.findall(r"(\d+) µs", line))
+        assert engine_us > 0 and driver_us > 0  # process CPU, in microseconds
