@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import cast
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import Table, and_, bindparam, case, or_, select, update
@@ -52,7 +52,12 @@ async def take_slot(session: AsyncSession, now: datetime, key: str, limit: Limit
     if limit.failures == 0:
         return True
     dialect = (await session.connection()).dialect.name
-    params = {
+    return await session.scalar(slot_statement(dialect), slot_params(now, key, limit)) is not None
+
+
+def slot_params(now: datetime, key: str, limit: Limit) -> dict[str, Any]:
+    """The parameters of slot_statement."""
+    return {
         "key": key,
         "now": now,
         "restart": now,
@@ -60,11 +65,10 @@ async def take_slot(session: AsyncSession, now: datetime, key: str, limit: Limit
         "stale_before": now - limit.window,
         "limit": limit.failures,
     }
-    return await session.scalar(_take_slot(dialect), params) is not None
 
 
 @cache
-def _take_slot(dialect: str) -> ReturningInsert[int]:
+def slot_statement(dialect: str) -> ReturningInsert[int]:
     """One statement, built once per dialect: a new key's row is its first slot; a known key's
     row is updated only if a slot is free (every SET reads the row as it was, and the WHERE is
     the reservation)."""

@@ -28,8 +28,9 @@ Argon2 work per account is one verification at a time, and a success cannot clea
 concurrent failure set. A step is claimed only if it is later than the last one used, so two
 logins with one code (of different accounts' leases, or after a lease ran out) cannot both win.
 
-A login is two units of work, with the password check between them: first the caller's slot,
-the lease and the account with its tokens; then the outcome, all or nothing. A success gives
+A login is two units of work, with the password check between them: first the caller's slot
+and the lease, then (read once the lease is held) the account with its tokens; then the outcome,
+all or nothing. A success gives
 the lease back and forgets the failures in one conditional UPDATE, uses up the step, opens the
 session (backend/sessions.py) and reads the vehicles the next prompt offers; if it finds its
 lease or its step taken meanwhile, it is rolled back and settled as that failure. A failure
@@ -51,6 +52,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     case,
+    exists,
     func,
     literal,
     literal_column,
@@ -101,6 +103,15 @@ _TAKE_LEASE = (
     )
     .values(login_lease=bindparam("lease"), login_lease_until=bindparam("until"))
     .returning(_COLUMNS.id)
+)
+# PostgreSQL: the caller's slot and the account's lease in one statement (WITH clauses), the
+# lease taken only with a slot: 1 round trip, not 4 (BEGIN, the two, COMMIT). Its row: the
+# slots taken (1 or 0) and the leased account's id (None: not taken, or no such account).
+_SLOT = limits.slot_statement("postgresql").cte("slot")
+_LEASE_WITH_SLOT = _TAKE_LEASE.where(exists(select(_SLOT.c.id))).cte("lease")
+_SLOT_AND_LEASE = select(
+    select(func.count()).select_from(_SLOT).scalar_subquery(),
+    select(_LEASE_WITH_SLOT.c.id).scalar_subquery(),
 )
 _ACCOUNT = (
     select(Account).where(Account.number == bindparam("number")).options(joinedload(Account.tokens))
@@ -186,23 +197,29 @@ async def login(
     throttle = caller_limit(db.settings, caller)
     now = db.now()
     attempt = _Attempt(number, call_id, caller_id, now, secrets.token_hex(16), caller, throttle)
-    # Before any check, one unit of work: the caller's attempt slot, the account's lease, and
-    # the account with its tokens; or, for a caller refused a slot, the refusal.
-    async with db.sessions.begin() as session:
-        reserved = await limits.take_slot(session, now, caller, throttle)
-        if reserved:
-            leased = await _take_lease(session, number, attempt.lease, now)
-            account = await _account(session, number)
-        else:
+    # Before any check: the caller's attempt slot and, with it, the account's lease; or, for a
+    # caller refused a slot, the refusal.
+    reserved, leased = await _reserve(db, attempt)
+    if not reserved:
+        async with db.sessions.begin() as session:
             detail = {"account": number, "reason": "caller_throttled"}
             await record_event(session, call_id, now, "login_failed", detail)
             until = await limits.blocked_until(session, now, caller)
-    if not reserved:
         _log_failure(attempt, "caller_throttled")
         raise throttled(now, until, throttle)
     settled = False
     try:
-        if account is not None and not leased:
+        # The account with its tokens, read once the lease is held: it sees all that the login
+        # before this one committed (its failures, a lockout).
+        try:
+            async with db.sessions() as session:
+                account = await _account(session, number)
+        except BaseException:
+            if leased is not None:  # the lease back, so that the account is not kept waiting
+                async with db.sessions.begin() as session:
+                    await _release_lease(session, leased, attempt.lease)
+            raise
+        if account is not None and leased is None:
             # Another login of this account is running: refused unchecked, like any failure.
             await _refused(db, attempt, "busy")
             settled = True  # in the refusal's unit of work
@@ -377,11 +394,29 @@ def _log_failure(at: _Attempt, reason: str) -> None:
     )
 
 
-async def _take_lease(session: AsyncSession, number: str, lease: str, now: datetime) -> bool:
-    """The account's login lease, if no other login holds it: one conditional UPDATE, so of
-    attempts arriving together (in any worker) one goes on and the others are refused."""
-    params = {"account_number": number, "now": now, "lease": lease, "until": now + LOGIN_LEASE}
-    return await session.scalar(_TAKE_LEASE, params) is not None
+async def _reserve(db: Database, at: _Attempt) -> tuple[bool, int | None]:
+    """The caller's attempt slot (False: refused, blocked or the window full) and, if it was
+    given, the account's login lease if no other login holds it (the account's id; None: not
+    taken, or no such account). Each is one conditional write, so of attempts arriving together
+    (in any worker) only those with a slot go on, and one of them per account. Committed at
+    once, together: on PostgreSQL one statement (_SLOT_AND_LEASE), on SQLite a transaction."""
+    params = {
+        "account_number": at.number,
+        "now": at.now,
+        "lease": at.lease,
+        "until": at.now + LOGIN_LEASE,
+    }
+    if db.engine.dialect.name == "postgresql":
+        async with db.sessions.single() as session:
+            if not at.throttle.failures:  # no slot to take: the lease alone
+                return True, await session.scalar(_TAKE_LEASE, params)
+            params |= limits.slot_params(at.now, at.caller, at.throttle)
+            slots, leased = (await session.execute(_SLOT_AND_LEASE, params)).one()
+            return slots == 1, leased
+    async with db.sessions.begin() as session:
+        if not await limits.take_slot(session, at.now, at.caller, at.throttle):
+            return False, None
+        return True, await session.scalar(_TAKE_LEASE, params)
 
 
 async def _account(session: AsyncSession, number: str) -> Account | None:

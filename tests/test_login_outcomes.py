@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 
 import otp
 from backend import admin
+from backend import login as login_module
 from backend.database import Database
 from backend.errors import BackendError
 from backend.login import login
@@ -168,21 +169,53 @@ async def test_a_success_stores_a_new_hash_of_a_password_hashed_with_another_pro
     assert (account.failed_logins, account.login_lease) == (0, None)
 
 
-async def test_a_refusal_before_any_check_is_one_unit_of_work_after_the_first(
+async def test_a_failed_read_of_the_account_gives_its_lease_back_and_keeps_the_slot(
+    db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot and the lease are committed before the account is read: if that read fails
+    (the database gone a moment), the lease goes back at once (not after its minute) and the
+    slot counts as a failure, as any error before the outcome."""
+    seed = await new_account(db)
+
+    async def unreadable(_session: object, _number: str) -> None:
+        raise ConnectionResetError("the database went away")
+
+    monkeypatch.setattr(login_module, "_account", unreadable)
+    with pytest.raises(ConnectionResetError):
+        await attempt(db, code(seed, clock))
+    account, token, opened, slots = await state(db)
+    assert (account.login_lease, account.login_lease_until, account.failed_logins) == (
+        None,
+        None,
+        0,
+    )
+    assert (token.last_used_step, opened, slots) == (None, 0, 1)
+    monkeypatch.undo()
+    assert await attempt(db, code(seed, clock)) == "ok"  # the account is not kept waiting
+
+
+async def test_a_refusal_before_any_check_takes_the_slot_then_settles_it(
     db: Database, clock: Clock
 ) -> None:
-    """Busy: the account's lease is held. Refused: the caller number's window is full. (These
-    logins name no call: no event is recorded.)"""
+    """Busy: the account's lease is held. Refused: the caller number's window is full. Each is
+    the slot (and lease) taken, then one unit of work that settles it; busy reads the account
+    between. (These logins name no call: no event is recorded.)"""
     seed = await new_account(db)
     until = clock.now() + timedelta(seconds=60)
     await change(db, update(Account).values(login_lease="x" * 32, login_lease_until=until))
-    before_check = ["INSERT caller_throttles", "UPDATE accounts", "SELECT accounts"]
+    reserve = ["INSERT caller_throttles", "UPDATE accounts"]
+    if db.engine.dialect.name == "postgresql":  # one statement
+        reserve = ["WITH INSERT caller_throttles, UPDATE accounts"]
     for _ in range(db.settings.caller_throttle_failures):
         with sql_seen(db) as busy:
             assert await attempt(db, code(seed, clock)) == "login_failed"
-        assert busy.connections == 2
-        assert busy.statements == [*before_check, "UPDATE caller_throttles"]  # the slot kept
+        assert busy.connections == 3
+        kept = "UPDATE caller_throttles"  # the slot kept
+        assert busy.statements == [*reserve, "SELECT accounts", kept]
     with sql_seen(db) as refused:
         assert await attempt(db, code(seed, clock)) == "caller_throttled"
-    assert refused.connections == 1
-    assert refused.statements == ["INSERT caller_throttles", "SELECT caller_throttles"]
+    assert refused.connections == 2
+    # SQLite asks for no lease without a slot; PostgreSQL's statement takes none without one.
+    assert refused.statements == [*reserve[:1], "SELECT caller_throttles"]
+    account, *_ = await state(db)
+    assert account.login_lease == "x" * 32  # still the other login's

@@ -31,7 +31,8 @@ def sql_seen(db: Database) -> Iterator[Sql]:
     def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.startswith("WITH"):
             # PostgreSQL's statements that write in a WITH clause: what each part writes.
-            writes = re.findall(r"\b(INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", statement)
+            # (An upsert's ON CONFLICT DO UPDATE is its INSERT's.)
+            writes = re.findall(r"(?<!DO )\b(INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", statement)
             assert writes, statement
             parts = ", ".join(f"{verb.split()[0]} {table}" for verb, table in writes)
             seen.statements.append(f"WITH {parts}")
