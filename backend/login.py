@@ -29,12 +29,11 @@ concurrent failure set. A step is claimed only if it is later than the last one 
 logins with one code (of different accounts' leases, or after a lease ran out) cannot both win.
 
 A login is two units of work, with the password check between them: first the caller's slot
-and the lease, then (read once the lease is held) the account with its tokens; then the outcome,
-all or nothing. A success gives
-the lease back and forgets the failures in one conditional UPDATE, uses up the step, opens the
-session (backend/sessions.py) and reads the vehicles the next prompt offers; if it finds its
-lease or its step taken meanwhile, it is rolled back and settled as that failure. A failure
-gives the lease back and counts itself in one UPDATE; it opens no session.
+and the lease, after which the account with its tokens is read; then the outcome, all or
+nothing. A success gives the lease back and forgets the failures in one conditional UPDATE, uses
+up the step, opens the session (backend/sessions.py) and reads the vehicles the next prompt
+offers; if it finds its lease or its step taken meanwhile, it is rolled back and settled as that
+failure. A failure gives the lease back and counts itself in one UPDATE; it opens no session.
 """
 
 from __future__ import annotations
@@ -55,8 +54,6 @@ from sqlalchemy import (
     exists,
     func,
     literal,
-    literal_column,
-    null,
     or_,
     select,
     true,
@@ -120,10 +117,10 @@ _ACCOUNT = (
 _RELEASE_LEASE = (
     update(_ACCOUNTS)
     .where(_COLUMNS.id == bindparam("account_id"), _COLUMNS.login_lease == bindparam("lease"))
-    .values(login_lease=null(), login_lease_until=null())
+    .values(login_lease=None, login_lease_until=None)
 )
 # A success: the lease back and the failures forgotten, in one statement.
-_SUCCEED = _RELEASE_LEASE.values(failed_logins=literal_column("0"), locked_until=null())
+_SUCCEED = _RELEASE_LEASE.values(failed_logins=0, locked_until=None)
 _SUCCEED_REHASHED = _SUCCEED.values(password_hash=bindparam("password_hash"))
 # A counted failure; the one that reaches the limit locks the account, and the count starts
 # afresh after the lockout, so one later slip does not re-lock. It returns the new count: 0
