@@ -394,10 +394,29 @@ async def _insert_bundle(
     event, and its confirmation SMS if the account has a mobile; the bundle as the reply needs
     it, and the SMS to deliver after the commit. `whole` (PostgreSQL): in one statement,
     _NEW_WHOLE_BUNDLE."""
-    params = _bundle_params(account, vehicle_mark, ccrns, idempotency_key, call_id, now)
+    earliest_crossing = now + EARLIEST_CROSSING_AFTER
+    bundle = Bundle(  # as the reply needs it; its reference drawn below, its ids the INSERT's
+        account_id=account.id,
+        account=Account(id=account.id, number=account.number, mobile=account.mobile),
+        vehicle_mark=vehicle_mark,
+        created_at=now,
+        earliest_crossing=earliest_crossing,
+        status="active",
+        idempotency_key=idempotency_key,
+    )
+    params = {
+        "account_id": account.id,
+        "vehicle_mark": vehicle_mark,
+        "now": now,
+        "earliest_crossing": earliest_crossing,
+        "key": idempotency_key,
+        "call": call_id,
+        "ccrns": ccrns,
+        "count": len(ccrns),
+    }
     message: dict[str, Any] | None = None
     while True:
-        bundle = _new_bundle(account, vehicle_mark, ccrns, idempotency_key, now)
+        bundle.reference = formats.new_bundle_reference()
         text = _sms_text(bundle, ccrns)
         params["reference"] = bundle.reference
         if whole:
@@ -428,47 +447,6 @@ async def _insert_bundle(
     else:
         queued = None
     return _with_items(bundle, ccrns), queued
-
-
-def _bundle_params(
-    account: SessionAccount,
-    vehicle_mark: str,
-    ccrns: list[str],
-    idempotency_key: str,
-    call_id: int | None,
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "account_id": account.id,
-        "vehicle_mark": vehicle_mark,
-        "now": now,
-        "earliest_crossing": now + EARLIEST_CROSSING_AFTER,
-        "key": idempotency_key,
-        "call": call_id,
-        "ccrns": ccrns,
-        "count": len(ccrns),
-    }
-
-
-def _new_bundle(
-    account: SessionAccount,
-    vehicle_mark: str,
-    ccrns: list[str],
-    idempotency_key: str,
-    now: datetime,
-) -> Bundle:
-    """The bundle about to be inserted, with a new random reference (its ids come from the
-    INSERT)."""
-    return Bundle(
-        reference=formats.new_bundle_reference(),
-        account_id=account.id,
-        account=Account(id=account.id, number=account.number, mobile=account.mobile),
-        vehicle_mark=vehicle_mark,
-        created_at=now,
-        earliest_crossing=now + EARLIEST_CROSSING_AFTER,
-        status="active",
-        idempotency_key=idempotency_key,
-    )
 
 
 def _with_items(bundle: Bundle, ccrns: list[str]) -> Bundle:

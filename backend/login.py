@@ -300,7 +300,7 @@ async def _succeed(
     if new_hash:
         params["password_hash"] = new_hash
     event = {"account": at.number}
-    if (await session.connection()).dialect.name == "postgresql":
+    if db.engine.dialect.name == "postgresql":
         return await _succeed_at_once(session, db, at, account, match, expired, params, event)
     done = await session.execute(_SUCCEED_REHASHED if new_hash else _SUCCEED, params)
     if done.rowcount != 1:  # type: ignore[attr-defined]
