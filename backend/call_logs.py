@@ -16,6 +16,8 @@ from typing import Any, cast
 import structlog
 from sqlalchemy import (
     JSON,
+    ColumnElement,
+    Insert,
     Integer,
     Select,
     String,
@@ -156,16 +158,24 @@ KNOWN_CALL_ID = (
     select(CALLS_TABLE.c.id).where(CALLS_TABLE.c.id == bindparam("call")).scalar_subquery()
 )
 _KNOWN_CALL = select(Call.id).where(Call.id == bindparam("call_id"))
-BACKEND_EVENT = insert(EVENTS_TABLE).from_select(
-    ["call_id", "at", "kind", "name", "detail"],
-    select(
-        Call.id,
-        bindparam("at", type_=EVENTS_TABLE.c.at.type),
-        literal("backend", EVENTS_TABLE.c.kind.type),
-        bindparam("name", type_=EVENTS_TABLE.c.name.type),
-        bindparam("detail", type_=EVENTS_TABLE.c.detail.type),
-    ).where(Call.id == bindparam("call_id")),
-)
+
+
+def backend_event(*conditions: ColumnElement[bool]) -> Insert:
+    """The backend's event (parameters at, name, detail) in the call `call_id`, none for an
+    unknown call; in a WITH statement, only where `conditions` (on its other parts) hold."""
+    return insert(EVENTS_TABLE).from_select(
+        ["call_id", "at", "kind", "name", "detail"],
+        select(
+            Call.id,
+            bindparam("at", type_=EVENTS_TABLE.c.at.type),
+            literal("backend", EVENTS_TABLE.c.kind.type),
+            bindparam("name", type_=EVENTS_TABLE.c.name.type),
+            bindparam("detail", type_=EVENTS_TABLE.c.detail.type),
+        ).where(Call.id == bindparam("call_id"), *conditions),
+    )
+
+
+BACKEND_EVENT = backend_event()
 
 
 @dataclass(frozen=True)

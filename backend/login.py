@@ -32,8 +32,10 @@ A login is two units of work, with the password check between them: first the ca
 and the lease, after which the account with its tokens is read; then the outcome, all or
 nothing. A success gives the lease back and forgets the failures in one conditional UPDATE, uses
 up the step, opens the session (backend/sessions.py) and reads the vehicles the next prompt
-offers; if it finds its lease or its step taken meanwhile, it is rolled back and settled as that
-failure. A failure gives the lease back and counts itself in one UPDATE; it opens no session.
+offers; if it finds its lease or its step taken meanwhile, it writes nothing (on PostgreSQL one
+statement whose writes depend on both; on SQLite a transaction rolled back) and is settled as
+that failure. A failure gives the lease back and counts itself in one UPDATE; it opens no
+session.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import structlog
 from sqlalchemy import (
     Select,
     Table,
+    Update,
     bindparam,
     case,
     exists,
@@ -64,7 +67,7 @@ from sqlalchemy.orm import joinedload
 
 from backend import limits, login_tokens, sessions
 from backend.bundling import RECENT_MARKS, recent_marks
-from backend.call_logs import BACKEND_EVENT, record_event
+from backend.call_logs import backend_event, record_event
 from backend.callers import caller_key, caller_limit, throttled
 from backend.columns import UtcDateTime
 from backend.database import Database
@@ -143,27 +146,50 @@ _RELEASE_AND_COUNT = _COUNT_FAILURE.where(_COLUMNS.login_lease == bindparam("lea
 )
 
 
+# PostgreSQL: a success's writes in one statement, outside a transaction (SQLite has no WITH
+# clauses that write, and runs them one by one in a transaction). The account's row is locked
+# first, if this login still holds its lease; the token step is used up only then; and every
+# other write happens only if the step was won. So a success that lost its lease or its step
+# meanwhile writes nothing, as a rolled-back transaction would.
+_HELD = (
+    select(_COLUMNS.id)
+    .where(_COLUMNS.id == bindparam("account_id"), _COLUMNS.login_lease == bindparam("lease"))
+    .with_for_update()
+    .cte("held")
+)
+
+
 @cache
-def _success(rehashed: bool) -> Select[Any]:
-    """PostgreSQL: a success's writes once its token step is won, in one statement (WITH
-    clauses; SQLite has none, and runs them one by one): the lease back with the failures
-    forgotten, the session opened (the account's expired ones deleted), the call's event and
-    the caller's slot given back; and it reads the recent vehicles. Its rows: whether the
-    lease was still this login's (1 or 0), each with a recent vehicle (one row with None for
-    none). The lease lost, the unit of work is rolled back: nothing it wrote stays. 1 round
-    trip for what took 5. (The step's UPDATE stays a statement of its own: an execution
-    parameter named like a column of its table, such as account_id, would join its SET.)"""
-    lease = (_SUCCEED_REHASHED if rehashed else _SUCCEED).returning(_COLUMNS.id).cte("lease_back")
+def _success(rehashed: bool, claim: Update) -> Select[Any]:
+    """The success's statement for a token step's `claim` (login_tokens.claim): the lease back
+    with the failures forgotten, the step used up, the session opened (the account's expired
+    ones deleted), the call's event, the caller's slot given back; and it reads the recent
+    vehicles. Its rows: whether the lease was still held (1 or 0) and the step won (1 or 0),
+    each with a recent vehicle (one row with None for none). 1 round trip, not 4 (BEGIN, the
+    step, the rest, COMMIT)."""
+    tokens = claim.table.c  # type: ignore[attr-defined]
+    step = (
+        claim.where(exists(select(_HELD.c.id)))
+        # Named, account_id stays as it is: SQLAlchemy would add the statement's parameter of
+        # that name (the account's id) to this UPDATE's SET.
+        .values(account_id=tokens.account_id)
+        .returning(tokens.id)
+        .cte("step")
+    )
+    won = exists(select(step.c.id))
+    lease_back = (_SUCCEED_REHASHED if rehashed else _SUCCEED).where(won)
     recent = RECENT_MARKS.subquery("recent")
+    counts = [select(func.count()).select_from(cte).scalar_subquery() for cte in (_HELD, step)]
     return (
-        select(select(func.count()).select_from(lease).scalar_subquery(), recent.c.vehicle_mark)
+        select(*counts, recent.c.vehicle_mark)
         .select_from(select(literal(1)).subquery("one").outerjoin(recent, true()))
         .order_by(recent.c.last_at.desc(), recent.c.last_id.desc())
         .add_cte(
-            sessions.DELETE_EXPIRED.cte("expired"),
-            sessions.NEW_SESSION.cte("new_session"),
-            BACKEND_EVENT.cte("login_event"),
-            limits.GIVE_BACK.cte("slot_back"),
+            lease_back.cte("lease_back"),
+            sessions.DELETE_EXPIRED.where(won).cte("expired"),
+            sessions.new_session_row(won).cte("new_session"),
+            backend_event(won).cte("login_event"),
+            limits.GIVE_BACK.where(won).cte("slot_back"),
         )
     )
 
@@ -266,8 +292,12 @@ async def _attempt(
             if db.passwords.needs_rehash(account.password_hash):
                 new_hash = await db.passwords.hash(password)  # the Argon2 profile changed since
             try:
-                async with db.sessions.begin() as session:
-                    success = await _succeed(session, db, at, account, match, expired, new_hash)
+                if db.engine.dialect.name == "postgresql" and not (expired or match.pending):
+                    async with db.sessions.single() as session:
+                        success = await _succeed_at_once(session, db, at, account, match, new_hash)
+                else:  # the rare writes too (an enrolment expired, a new token activated)
+                    async with db.sessions.begin() as session:
+                        success = await _succeed(session, db, at, account, match, expired, new_hash)
                 held = False
                 return success
             except _Lost as lost:
@@ -283,6 +313,14 @@ async def _attempt(
     return reason or ""
 
 
+def _success_params(at: _Attempt, account: Account, new_hash: str | None) -> dict[str, Any]:
+    """The parameters of _SUCCEED (or _SUCCEED_REHASHED, with the new hash)."""
+    params = {"account_id": account.id, "lease": at.lease}
+    if new_hash:
+        params["password_hash"] = new_hash
+    return params
+
+
 async def _succeed(
     session: AsyncSession,
     db: Database,
@@ -296,12 +334,7 @@ async def _succeed(
     token step used up (a new token activated), the session opened, the call's event, the
     caller's slot given back, and the account's recent vehicles read. _Lost if the lease or the
     step was taken meanwhile."""
-    params = {"account_id": account.id, "lease": at.lease}
-    if new_hash:
-        params["password_hash"] = new_hash
-    event = {"account": at.number}
-    if db.engine.dialect.name == "postgresql":
-        return await _succeed_at_once(session, db, at, account, match, expired, params, event)
+    params = _success_params(at, account, new_hash)
     done = await session.execute(_SUCCEED_REHASHED if new_hash else _SUCCEED, params)
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise _Lost("busy")  # the lease ran out and another login took it: it may run
@@ -312,7 +345,7 @@ async def _succeed(
     if match.pending:
         await login_tokens.activate(session, account, match, at.now)
     token, expires_at = await sessions.open_session(session, account.id, at.call_id, db.now())
-    await record_event(session, at.call_id, at.now, "login_ok", event)
+    await record_event(session, at.call_id, at.now, "login_ok", {"account": at.number})
     await limits.settle_slot(session, at.now, at.caller, at.throttle, failed=False)
     recent = await recent_marks(session, account.id)
     return LoggedIn(account, token, expires_at, recent)
@@ -324,26 +357,23 @@ async def _succeed_at_once(
     at: _Attempt,
     account: Account,
     match: login_tokens.Match,
-    expired: Sequence[Token],
-    params: dict[str, Any],
-    event: dict[str, Any],
+    new_hash: str | None,
 ) -> LoggedIn:
-    """_succeed on PostgreSQL: the step used up, then the rest of its writes in one statement
-    (_success), then the rare ones (an expired enrolment revoked, a new token activated)."""
-    claimed = await login_tokens.claim_step(session, match)
+    """_succeed on PostgreSQL, in one statement (_success), when it has none of the rare
+    writes."""
+    claim, params = login_tokens.claim(match)
     token, expires_at, opening = sessions.new_session(account.id, at.call_id, db.now())
-    params |= opening | {"call_id": at.call_id, "at": at.now, "name": "login_ok", "detail": event}
+    params |= _success_params(at, account, new_hash) | opening
+    params |= {"call_id": at.call_id, "at": at.now, "name": "login_ok"}
+    params["detail"] = {"account": at.number}
     params["key"] = at.caller if at.throttle.failures else None  # None: no slot was taken
-    rows = (await session.execute(_success("password_hash" in params), params)).all()
-    if rows[0][0] != 1:
+    rows = (await session.execute(_success(new_hash is not None, claim), params)).all()
+    held, won = rows[0][:2]
+    if held != 1:
         raise _Lost("busy")  # as in _succeed
-    if not claimed:
+    if won != 1:
         raise _Lost("replayed_code")
-    if expired:
-        await login_tokens.revoke(session, expired, at.now)
-    if match.pending:
-        await login_tokens.activate(session, account, match, at.now)
-    recent = [mark for _, mark in rows if mark is not None]
+    recent = [mark for *_, mark in rows if mark is not None]
     return LoggedIn(account, token, expires_at, recent)
 
 

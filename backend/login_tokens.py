@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, or_, update
+from sqlalchemy import Table, Update, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import otp
@@ -105,15 +105,19 @@ async def revoke(session: AsyncSession, tokens: Sequence[Token], now: datetime) 
         log.warning("enrolment_expired", serial=token.serial, created_at=str(token.created_at))
 
 
-async def claim_step(session: AsyncSession, match: Match) -> bool:
-    """Use up the step (and every earlier one), only if no login used it (or a later one)
-    meanwhile."""
+def claim(match: Match) -> tuple[Update, dict[str, Any]]:
+    """The UPDATE that uses up the step (and every earlier one), only if no login used it (or a
+    later one) meanwhile, and its parameters."""
     params = {"token_id": match.token_id, "step": match.step}
     if match.type == "hotp":
-        result = await session.execute(_CLAIM_COUNTER, params | {"next": match.step + 1})
-    else:
-        params |= {"used": match.step, "drift": match.drift}
-        result = await session.execute(_CLAIM_TIME_STEP, params)
+        return _CLAIM_COUNTER, params | {"next": match.step + 1}
+    return _CLAIM_TIME_STEP, params | {"used": match.step, "drift": match.drift}
+
+
+async def claim_step(session: AsyncSession, match: Match) -> bool:
+    """Use up the step (claim); False if another login used it meanwhile."""
+    statement, params = claim(match)
+    result = await session.execute(statement, params)
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy import ColumnElement, Insert, Table, bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.call_logs import KNOWN_CALL_ID
@@ -46,14 +46,25 @@ _TABLE = cast(Table, LoginSession.__table__)
 DELETE_EXPIRED = delete(_TABLE).where(
     _TABLE.c.account_id == bindparam("account_id"), _TABLE.c.expires_at <= bindparam("now")
 )
-NEW_SESSION = insert(_TABLE).values(
-    token_hash=bindparam("token_hash"),
-    account_id=bindparam("account_id"),
-    # An unknown call id does not refuse a login (as its event is skipped,
-    # call_logs.record_event): its session then serves no request naming a call.
-    call_id=KNOWN_CALL_ID,
-    expires_at=bindparam("expires_at"),
-)
+
+
+def new_session_row(*conditions: ColumnElement[bool]) -> Insert:
+    """The new session's row (the parameters of new_session); in a WITH statement, only where
+    `conditions` (on its other parts) hold."""
+    return insert(_TABLE).from_select(
+        ["token_hash", "account_id", "call_id", "expires_at"],
+        select(
+            bindparam("token_hash", type_=_TABLE.c.token_hash.type),
+            bindparam("account_id", type_=_TABLE.c.account_id.type),
+            # An unknown call id does not refuse a login (as its event is skipped,
+            # call_logs.record_event): its session then serves no request naming a call.
+            KNOWN_CALL_ID,
+            bindparam("expires_at", type_=_TABLE.c.expires_at.type),
+        ).where(*conditions),
+    )
+
+
+NEW_SESSION = new_session_row()
 
 
 @dataclass(frozen=True)
