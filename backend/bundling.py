@@ -38,7 +38,7 @@ from sqlalchemy.orm import joinedload
 import formats
 from backend import sms
 from backend.call_logs import EVENTS_TABLE, KNOWN_CALL_ID, record_event
-from backend.database import Database
+from backend.database import Database, Executor
 from backend.errors import BackendError
 from backend.models import (
     Account,
@@ -238,9 +238,9 @@ async def check_cargo(db: Database, number: str) -> CargoCheck:
             "Not a CCRN or batch number (length or check digit).",
             detail={"number": number},
         )
-    async with db.sessions() as session:
-        ccrns = await _expand(session, [number])
-        await _check_available(session, ccrns, db.now())
+    async with db.sessions.connect() as connection:
+        ccrns = await _expand(connection, [number])
+        await _check_available(connection, ccrns, db.now())
     return CargoCheck(number, kind, ccrns)
 
 
@@ -381,7 +381,7 @@ async def list_bundles(
 
 
 async def _insert_bundle(
-    session: AsyncSession,
+    session: Executor,
     account: SessionAccount,
     vehicle_mark: str,
     ccrns: list[str],
@@ -496,7 +496,7 @@ async def _after_conflict(
     raise BackendError("ccrn_taken", "That cargo is already bundled to a vehicle.")
 
 
-async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
+async def _expand(session: Executor, numbers: Sequence[str]) -> list[str]:
     """The CCRNs of `numbers`, batches expanded, each CCRN once, in the order given."""
     batch_numbers = [n for n in numbers if formats.is_batch_number(n)]
     batches: dict[str, list[str]] = {}
@@ -516,7 +516,7 @@ async def _expand(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ccrns))
 
 
-async def _check_available(session: AsyncSession, ccrns: Sequence[str], now: datetime) -> None:
+async def _check_available(session: Executor, ccrns: Sequence[str], now: datetime) -> None:
     """Raise for the first CCRN that is unknown, expired, or held by an active bundle."""
     rows = await session.execute(_AVAILABILITY, {"ccrns": list(ccrns)})
     expiry: dict[str, datetime] = {}

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from backend.columns import UtcDateTime
-from backend.database import Database
+from backend.database import Database, Executor
 from backend.errors import BackendError
 from backend.models import Call, CallEvent
 
@@ -458,7 +458,7 @@ async def get_call(db: Database, call_id: int) -> Call:
 
 
 async def record_event(
-    session: AsyncSession, call_id: int | None, at: datetime, name: str, detail: dict[str, Any]
+    session: Executor, call_id: int | None, at: datetime, name: str, detail: dict[str, Any]
 ) -> None:
     """A backend event in the caller's own transaction, when the call is known.
 

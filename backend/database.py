@@ -26,6 +26,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Select, bindparam, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -76,11 +77,18 @@ class Sessions(async_sessionmaker[AsyncSession]):
         # SQLite: no BEGIN at all (the driver's own BEGIN handling is off, see _sqlite_pragmas);
         # PostgreSQL: asyncpg sends none in autocommit.
         reads = {SQLITE_BEGIN: None} if sqlite else {"isolation_level": "AUTOCOMMIT"}
-        self._reads = async_sessionmaker(engine.execution_options(**reads), **options)
+        self._outside_transactions = engine.execution_options(**reads)
+        self._reads = async_sessionmaker(self._outside_transactions, **options)
 
     def __call__(self, **options: Any) -> AsyncSession:
         """A session for reading, outside any transaction."""
         return self._reads(**options)
+
+    def connect(self) -> AsyncConnection:
+        """A connection outside any transaction, as `sessions()`, for Core statements (their
+        rows, no ORM objects): a session costs the backend more CPU a unit of work than the
+        connection under it (docs/performance.md)."""
+        return self._outside_transactions.connect()
 
     def _writing_session(self) -> AsyncSession:
         return super().__call__()
@@ -93,12 +101,12 @@ class Sessions(async_sessionmaker[AsyncSession]):
             yield session
 
     @asynccontextmanager
-    async def single(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work of one statement (one INSERT or UPDATE, atomic by itself): it runs
-        outside a transaction, as reads do, committed as it runs (on SQLite, in its turn with
-        the other writers). Two statements need `begin()`."""
-        async with self._writers_turn(), self() as session, session.begin():
-            yield session
+    async def single(self) -> AsyncIterator[AsyncConnection]:
+        """A unit of work of one statement (one INSERT or UPDATE, atomic by itself), on a
+        connection (`connect`): it runs outside a transaction, as reads do, committed as it runs
+        (on SQLite, in its turn with the other writers). Two statements need `begin()`."""
+        async with self._writers_turn(), self.connect() as connection:
+            yield connection
 
     @asynccontextmanager
     async def _writers_turn(self) -> AsyncIterator[None]:
@@ -116,6 +124,9 @@ class Sessions(async_sessionmaker[AsyncSession]):
             finally:
                 _writing.reset(token)
 
+
+# What a unit of work's Core statements run on: a session, or a connection (Sessions.connect).
+Executor = AsyncSession | AsyncConnection
 
 # True within a SQLite unit of work that writes (Sessions.begin), in its task.
 _writing: ContextVar[bool] = ContextVar("writing", default=False)

@@ -62,7 +62,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import joinedload
 
 from backend import limits, login_tokens, sessions
@@ -352,7 +352,7 @@ async def _succeed(
 
 
 async def _succeed_at_once(
-    session: AsyncSession,
+    session: AsyncConnection,
     db: Database,
     at: _Attempt,
     account: Account,

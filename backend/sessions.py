@@ -116,8 +116,8 @@ async def require(
     call `call_id` (any call of the session's own, for requests that name none); the account."""
     if not token or len(token) > 128:
         raise BackendError("session_required", REFUSED)
-    async with db.sessions() as session:
-        found = (await session.execute(_SESSION, {"token_hash": _hash(token)})).first()
+    async with db.sessions.connect() as connection:
+        found = (await connection.execute(_SESSION, {"token_hash": _hash(token)})).first()
     if found is None:
         raise BackendError("session_required", REFUSED)
     expires_at, session_call_id, call_ended_at, account_id, number, mobile = found

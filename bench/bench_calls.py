@@ -343,8 +343,11 @@ async def prepare_backend(
     return env, made
 
 
-async def start_backend_process(env: dict[str, str], workers: int = 1) -> ServerProcess:
-    """`ivrs backend` (`workers` processes) on a free loopback port."""
+async def start_backend_process(
+    env: dict[str, str], workers: int = 1, tree: Path | None = None
+) -> ServerProcess:
+    """`ivrs backend` (`workers` processes) on a free loopback port; from `tree`, another
+    checkout of the repository, if given."""
     port = free_port()
     return await ServerProcess.start(
         "ivrs backend",
@@ -354,6 +357,7 @@ async def start_backend_process(env: dict[str, str], workers: int = 1) -> Server
         ),
         env,
         lambda line: port if "Running on" in line else None,
+        tree,
     )
 
 

@@ -43,12 +43,18 @@ class ServerProcess:
         argv: Sequence[str],
         env: dict[str, str],
         port_from: Callable[[str], int | None],
+        cwd: Path | None = None,
     ) -> ServerProcess:
-        """Start `argv`; `port_from` reads the port from an output line (None: not yet)."""
+        """Start `argv` (in `cwd`: another tree's code); `port_from` reads the port from an
+        output line (None: not yet)."""
         output = Path(_output_dir().name) / f"{name.replace(' ', '-')}-{next(_numbers)}.log"
         with output.open("wb") as out:  # the child has its own descriptors of it
             process = await asyncio.create_subprocess_exec(
-                *argv, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, stdout=out, stderr=out
+                *argv,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                stdout=out,
+                stderr=out,
+                cwd=cwd,
             )
         server = cls(name, process, output)
         try:

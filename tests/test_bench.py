@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,22 @@ def test_the_driver_bench_prices_a_read_each_way(capsys: pytest.CaptureFixture[s
     for line in rounds:
         engine_us, driver_us = (float(us) for us in re.findall(r"(\d+) µs", line))
         assert engine_us > 0 and driver_us > 0  # process CPU, in microseconds
+
+
+@pytest.mark.timeout(180)
+def test_the_backend_bench_measures_another_tree_in_turns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--against: a second backend, from the tree given (here this one again), on a database of
+    its own; each cell holds both sides' CPU."""
+    tree = str(Path(bench_calls.REPOSITORY))
+    assert bench_backend.main(["--calls", "12", "--against", tree]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0] == (
+        f"| request | backend CPU (this tree / {tree}) | database server CPU (this tree / {tree}) |"
+    )
+    cells = [row.split(" | ")[1].strip("* ms|").split(" / ") for row in rows[2:]]
+    assert len(cells) == 7 and all(len(pair) == 2 for pair in cells)
+    this, other = ([float(pair[k]) for pair in cells] for k in (0, 1))
+    for side in (this, other):
+        assert side[-1] == pytest.approx(sum(side[1:-1]), abs=0.1) and side[-1] > 0

@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.models import SmsKind, SmsOutbox, SmsStatus
 from backend.sms.senders import NotDelivered, Receipt, sending
 from backend.sms.texts import e164, last4
 
 if TYPE_CHECKING:
-    from backend.database import Database
+    from backend.database import Database, Executor
 
 log = structlog.get_logger("backend.sms")
 
@@ -92,7 +91,7 @@ class Delivery:
 
 
 async def queue(
-    session: AsyncSession,
+    session: Executor,
     now: datetime,
     mobile: str,
     kind: SmsKind,
