@@ -63,7 +63,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from backend import limits, login_tokens, sessions
 from backend.bundling import RECENT_MARKS, recent_marks
@@ -113,8 +113,14 @@ _SLOT_AND_LEASE = select(
     select(func.count()).select_from(_SLOT).scalar_subquery(),
     select(_LEASE_WITH_SLOT.c.id).scalar_subquery(),
 )
+# The account with its tokens, one row a token (a row of NULLs for none), in Core: the ORM's
+# session and its loading cost more CPU than the rows (docs/performance.md).
+_TOKENS = cast(Table, Token.__table__)
+_TOKEN = "token_"  # the prefix of a token's columns in the rows
 _ACCOUNT = (
-    select(Account).where(Account.number == bindparam("number")).options(joinedload(Account.tokens))
+    select(*_COLUMNS, *(c.label(_TOKEN + c.key) for c in _TOKENS.c))
+    .outerjoin_from(_ACCOUNTS, _TOKENS, _TOKENS.c.account_id == _COLUMNS.id)
+    .where(_COLUMNS.number == bindparam("number"))
 )
 # Each of these gives the lease back only if it is still this login's (WHERE login_lease).
 _RELEASE_LEASE = (
@@ -235,8 +241,8 @@ async def login(
         # The account with its tokens, read once the lease is held: it sees all that the login
         # before this one committed (its failures, a lockout).
         try:
-            async with db.sessions() as session:
-                account = await _account(session, number)
+            async with db.sessions.connect() as connection:
+                account = await _account(connection, number)
         except BaseException:
             if leased is not None:  # the lease back, so that the account is not kept waiting
                 async with db.sessions.begin() as session:
@@ -446,10 +452,20 @@ async def _reserve(db: Database, at: _Attempt) -> tuple[bool, int | None]:
         return True, await session.scalar(_TAKE_LEASE, params)
 
 
-async def _account(session: AsyncSession, number: str) -> Account | None:
-    """The account with its tokens, in one query (a join, not a second SELECT)."""
-    found = await session.scalars(_ACCOUNT, {"number": number})
-    return found.unique().one_or_none()  # all rows: every token
+async def _account(connection: AsyncConnection, number: str) -> Account | None:
+    """The account with its tokens, in one query (a join, not a second SELECT), as objects of
+    no session."""
+    rows = (await connection.execute(_ACCOUNT, {"number": number})).mappings().all()
+    if not rows:
+        return None
+    account = Account(**{c.key: rows[0][c.key] for c in _COLUMNS})
+    tokens = [
+        Token(**{c.key: row[_TOKEN + c.key] for c in _TOKENS.c})
+        for row in rows
+        if row[_TOKEN + "id"] is not None
+    ]
+    set_committed_value(account, "tokens", tokens)
+    return account
 
 
 async def _release_lease(session: AsyncSession, account_id: int, lease: str) -> None:
