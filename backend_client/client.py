@@ -4,6 +4,7 @@ retried when safe, timed out, and failing at once while the breaker is open (bre
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ CONNECT_TIMEOUT_S = 2.0
 # QUEUE_WAIT_S, so that in a burst of calls a request's timeout counts only the backend's time.
 CONNECTIONS = 100
 QUEUE_WAIT_S = 30.0
+# A number in a request's path (a call's id): requests are summed up by kind, not by call.
+ID_IN_PATH = re.compile(r"/\d+(?=/|$)")
 # Call openings on their way at once; those that come meanwhile wait and go together, up to
 # OPENINGS_PER_REQUEST in a request (`POST /v1/calls/batch`): a burst of 1,000 callers makes a
 # handful of requests, not 1,000. A lone opening goes at once, alone.
@@ -57,7 +60,10 @@ class BackendClient:
     retries: int = 1
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     # How long the answers took (seconds), the latest ones: for the shutdown summary and bench/.
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000), repr=False)
+    # Each answer's latency (s) and request ("POST /v1/calls/{id}/end"), the last 100,000.
+    latencies: deque[tuple[float, str]] = field(
+        default_factory=lambda: deque(maxlen=100_000), repr=False
+    )
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     connections: int = CONNECTIONS  # at most at once; more requests wait for one
     _connections: asyncio.Semaphore = field(init=False, repr=False)
@@ -184,23 +190,26 @@ class BackendClient:
                 raise
         finally:
             self._connections.release()
-        self.latencies.append(time.perf_counter() - started)
+        request = f"{method} {ID_IN_PATH.sub('/{id}', path)}"
+        self.latencies.append((time.perf_counter() - started, request))
         self.breaker.succeeded()
         return resp.status, body
 
-    def latency_summary(self) -> dict[str, float]:
-        """Answers counted, and their p50 / p99 latency in ms."""
-        ordered = sorted(self.latencies)
-        if not ordered:
+    def latency_summary(self) -> dict[str, Any]:
+        """Answers counted, their p50 / p99 latency in ms, and each request's p99."""
+        if not self.latencies:
             return {"backend_answers": 0}
-
-        def ms(q: float) -> float:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
-
+        by_request: dict[str, list[float]] = {}
+        for latency, request in self.latencies:
+            by_request.setdefault(request, []).append(latency)
+        every = [latency for latency, _ in self.latencies]
         return {
-            "backend_answers": len(ordered),
-            "backend_p50_ms": ms(0.5),
-            "backend_p99_ms": ms(0.99),
+            "backend_answers": len(every),
+            "backend_p50_ms": _ms_at(every, 0.5),
+            "backend_p99_ms": _ms_at(every, 0.99),
+            "backend_p99_ms_by_request": {
+                request: _ms_at(latencies, 0.99) for request, latencies in by_request.items()
+            },
         }
 
     # --- calls ----------------------------------------------------------------------------
@@ -432,3 +441,9 @@ class BackendClient:
         headers = self.logins.header(account, any_call=True)
         body = await self._request("GET", "/v1/bundles", params=params, headers=headers, safe=True)
         return [Bundle.from_json(b) for b in body["bundles"]]
+
+
+def _ms_at(latencies: list[float], quantile: float) -> float:
+    """The latency (ms) at `quantile` (the value at that rank, as ordered)."""
+    ordered = sorted(latencies)
+    return round(ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] * 1000, 2)

@@ -1,7 +1,9 @@
 """The backend's floor: an aiohttp server that does no work beyond what every backend request
 must. GET /empty answers `{}`; GET /row reads one account row on the backend's own database
-driver and engine settings (backend.database.make_engine). What the real backend costs beyond
-this, per request, is what its handlers, middlewares and units of work cost.
+driver and engine settings (backend.database.make_engine), as the backend reads: on a
+connection outside any transaction (Sessions.connect; no BEGIN and ROLLBACK round trips). What
+the real backend costs beyond this, per request, is what its handlers, middlewares and units of
+work cost.
 
     python -m bench.backend_floor --database-url URL [--port 0]   # prints: Running on URL
 
@@ -18,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from backend.database import make_engine
+from backend.database import Sessions, make_engine
 from backend.models import Account
 from bench.processes import ServerProcess, python
 
@@ -27,12 +29,13 @@ ONE_ROW = select(Account.number).limit(1)
 
 def floor_app(database_url: str) -> web.Application:
     engine = make_engine(database_url)
+    sessions = Sessions(engine)
 
     async def empty(_request: web.Request) -> web.Response:
         return web.json_response({})
 
     async def row(_request: web.Request) -> web.Response:
-        async with engine.connect() as connection:
+        async with sessions.connect() as connection:
             number = (await connection.execute(ONE_ROW)).scalar()
         return web.json_response({"number": number})
 

@@ -456,6 +456,7 @@ async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) 
         / len(records),
         "backend_p50_ms": stopped.get("backend_p50_ms", float("nan")),
         "backend_p99_ms": stopped.get("backend_p99_ms", float("nan")),
+        "backend_p99_by_request": stopped.get("backend_p99_ms_by_request", {}),
     }
 
 
@@ -920,7 +921,9 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
         (
             f"backend request latency p50 / p99 (the server's client), {args.concurrency} "
             "bundling calls at once",
-            f"{b['backend_p50_ms']:.1f} / {b['backend_p99_ms']:.1f} ms",
+            f"{b['backend_p50_ms']:.1f} / {b['backend_p99_ms']:.1f} ms (p99 by request: "
+            + ", ".join(f"{r} {ms:.0f}" for r, ms in b["backend_p99_by_request"].items())
+            + ")",
             "",
             "",
             "p99 ≤ 100 ms",

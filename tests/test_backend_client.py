@@ -242,6 +242,22 @@ async def test_an_error_answer_does_not_count_against_the_backend(backend: Runni
         assert client.breaker.state is BreakerState.CLOSED
 
 
+async def test_the_latency_summary_names_each_kind_of_request_without_its_ids(
+    backend: RunningBackend,
+) -> None:
+    """What the FastAGI server logs when it stops (agi_stopped): each request's p99, a call's
+    id left out of its path, so the requests of every call are one kind."""
+    async with BackendClient(backend.url, backend.settings.api_token) as client:
+        for n in range(3):
+            opened = await client.open_call(**opening(n))
+            await client.end_call(opened.call_id, "completed", "goodbye", None, "en", [])
+        summary = client.latency_summary()
+    assert summary["backend_answers"] == 6
+    by_request = summary["backend_p99_ms_by_request"]
+    assert sorted(by_request) == ["POST /v1/calls", "POST /v1/calls/{id}/end"]
+    assert all(0 < ms <= summary["backend_p99_ms"] for ms in by_request.values())
+
+
 # --- openings in a burst -----------------------------------------------------------------------
 
 

@@ -80,6 +80,8 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     assert "12× classic at this cost needs" in table and "nan" not in table
     # Open, login, cargo, bundle, end: all answered (the warm-up call's two not counted).
     assert bundle["backend_requests_per_call"] == 5
+    assert {"POST /v1/sessions", "POST /v1/bundles"} <= set(bundle["backend_p99_by_request"])
+    assert "(p99 by request: POST /v1/calls " in table
     assert "20 calls arriving at the same moment" in table and "logins/s per core" in table
 
 
