@@ -70,15 +70,19 @@ class Sessions(async_sessionmaker[AsyncSession]):
     while later ones got in. PostgreSQL locks rows, not the database: its writers never queue.
     """
 
-    def __init__(self, engine: AsyncEngine, **options: Any) -> None:
+    def __init__(
+        self, engine: AsyncEngine, outside: AsyncEngine | None = None, **options: Any
+    ) -> None:
+        """`outside`: an engine of its own for the work outside transactions (make_engine's
+        autocommit one, PostgreSQL); by default `engine`, switched to it at each checkout."""
         super().__init__(engine, **options)
         sqlite = engine.dialect.name == "sqlite"
         self._writer = asyncio.Lock() if sqlite else None
         # SQLite: no BEGIN at all (the driver's own BEGIN handling is off, see _sqlite_pragmas);
         # PostgreSQL: asyncpg sends none in autocommit.
         reads = {SQLITE_BEGIN: None} if sqlite else {"isolation_level": "AUTOCOMMIT"}
-        self._outside_transactions = engine.execution_options(**reads)
-        self._reads = async_sessionmaker(self._outside_transactions, **options)
+        self.outside = outside or engine.execution_options(**reads)
+        self._reads = async_sessionmaker(self.outside, **options)
 
     def __call__(self, **options: Any) -> AsyncSession:
         """A session for reading, outside any transaction."""
@@ -88,7 +92,7 @@ class Sessions(async_sessionmaker[AsyncSession]):
         """A connection outside any transaction, as `sessions()`, for Core statements (their
         rows, no ORM objects): a session costs the backend more CPU a unit of work than the
         connection under it (docs/performance.md)."""
-        return self._outside_transactions.connect()
+        return self.outside.connect()
 
     def _writing_session(self) -> AsyncSession:
         return super().__call__()
@@ -152,14 +156,14 @@ async def open_database(
 ) -> AsyncIterator[Database]:
     """Connect, upgrade the schema to the newest migration, and dispose of the pool on exit.
     SMS go through `sms_sender`, by default the one `settings.sms_sender` names."""
-    engine = make_engine(settings.database_url, settings.database_connections)
+    engine, outside = make_engines(settings.database_url, settings.database_connections)
     try:
         await upgrade_schema(engine)
         yield Database(
             settings=settings,
             engine=engine,
             # expire_on_commit=False: objects stay readable after commit, for building replies.
-            sessions=Sessions(engine, expire_on_commit=False),
+            sessions=Sessions(engine, outside, expire_on_commit=False),
             passwords=Passwords(settings.argon2_profile),
             seeds=SeedCipher(settings.secret_key),
             sms_codes=SmsCodes(settings.secret_key),
@@ -167,6 +171,8 @@ async def open_database(
         )
     finally:
         await engine.dispose()
+        if outside is not None:
+            await outside.dispose()
 
 
 async def unused_number(
@@ -259,9 +265,21 @@ def _adopt(connection: Connection) -> bool:
     return True
 
 
-def make_engine(url: str, connections: int = 5) -> AsyncEngine:
+def make_engines(url: str, connections: int = 5) -> tuple[AsyncEngine, AsyncEngine | None]:
+    """The engine of units of work and, on PostgreSQL, an autocommit one of its own for the
+    work outside transactions (Sessions), each with at most `connections`."""
+    engine = make_engine(url, connections)
+    if engine.dialect.name != "postgresql":
+        return engine, None
+    return engine, make_engine(url, connections, autocommit=True)
+
+
+def make_engine(url: str, connections: int = 5, autocommit: bool = False) -> AsyncEngine:
     """The app's engine for `url` (SQLite: WAL, busy timeout, foreign keys), with at most
-    `connections` to it; a request waits for a free one (up to 30 s).
+    `connections` to it; a request waits for a free one (up to 30 s). `autocommit`
+    (PostgreSQL): every connection outside transactions for good. Switching a connection of
+    the other engine to autocommit and back, at its checkout and checkin, cost the backend
+    0.1 ms of CPU each time (docs/performance.md).
 
     A unit of work holds its connection for a few milliseconds: more connections at once only
     contend in the database server. With SQLAlchemy's default (5, and 10 more opened as load
@@ -270,9 +288,11 @@ def make_engine(url: str, connections: int = 5) -> AsyncEngine:
     database = make_url(url).database
     in_memory = make_url(url).get_backend_name() == "sqlite" and database in (None, "", ":memory:")
     # An in-memory SQLite database is one connection, not a pool.
-    pool = {} if in_memory else {"pool_size": connections, "max_overflow": 0}
+    options: dict[str, Any] = {} if in_memory else {"pool_size": connections, "max_overflow": 0}
+    if autocommit:
+        options["isolation_level"] = "AUTOCOMMIT"
     # hide_parameters: SQL errors and logs never carry row values (hashes, seeds, inputs).
-    engine = create_async_engine(url, hide_parameters=True, **pool)
+    engine = create_async_engine(url, hide_parameters=True, **options)
     if engine.dialect.name == "sqlite":
         if database and not in_memory:
             Path(database).parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The backend's floor: an aiohttp server that does no work beyond what every backend request
 must. GET /empty answers `{}`; GET /row reads one account row on the backend's own database
-driver and engine settings (backend.database.make_engine), as the backend reads: on a
+driver and engine settings (backend.database.make_engines), as the backend reads: on a
 connection outside any transaction (Sessions.connect; no BEGIN and ROLLBACK round trips). What
 the real backend costs beyond this, per request, is what its handlers, middlewares and units of
 work cost.
@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from backend.database import Sessions, make_engine
+from backend.database import Sessions, make_engines
 from backend.models import Account
 from bench.processes import ServerProcess, python
 
@@ -28,8 +28,8 @@ ONE_ROW = select(Account.number).limit(1)
 
 
 def floor_app(database_url: str) -> web.Application:
-    engine = make_engine(database_url)
-    sessions = Sessions(engine)
+    engine, outside = make_engines(database_url)
+    sessions = Sessions(engine, outside)
 
     async def empty(_request: web.Request) -> web.Response:
         return web.json_response({})
@@ -40,7 +40,9 @@ def floor_app(database_url: str) -> web.Application:
         return web.json_response({"number": number})
 
     async def dispose(_app: web.Application) -> None:
-        await engine.dispose()
+        for each in (engine, outside):
+            if each is not None:
+                await each.dispose()
 
     app = web.Application()
     app.router.add_get("/empty", empty)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -42,7 +42,7 @@ from tests.support.api import (
     open_call,
 )
 from tests.support.databases import DATABASES
-from tests.support.statements import sql_seen
+from tests.support.statements import backend_engines, sql_seen
 
 
 @pytest.fixture(params=DATABASES)
@@ -85,25 +85,29 @@ async def count_bundles(db: Database) -> int:
 async def test_requests_at_once_share_the_database_connections_it_keeps(
     tmp_path: Path, database_url: str
 ) -> None:
-    """IVRS_DATABASE_CONNECTIONS and no more (more at once only contend in the database):
-    40 reads at once on 2 connections all answered, queued for them (writes on SQLite take
-    their turns anyway)."""
+    """IVRS_DATABASE_CONNECTIONS and no more on each engine (more at once only contend in the
+    database): 40 reads at once on 2 connections all answered, queued for them (writes on
+    SQLite take their turns anyway). PostgreSQL's reads go through its autocommit engine."""
     env = backend_env(tmp_path, database_url) | {"IVRS_DATABASE_CONNECTIONS": "2"}
     running = await start_backend(BackendSettings.from_env(env))
-    taken = peak = 0
+    engines = backend_engines(running.app[DATABASE])
+    taken = [0] * len(engines)
+    peaks = [0] * len(engines)
 
-    def checkout(*_args: Any) -> None:
-        nonlocal taken, peak
-        taken += 1
-        peak = max(peak, taken)
+    def counting(k: int, step: int) -> Callable[..., None]:
+        def count(*_args: Any) -> None:
+            taken[k] += step
+            peaks[k] = max(peaks[k], taken[k])
 
-    def checkin(*_args: Any) -> None:
-        nonlocal taken
-        taken -= 1
+        return count
 
-    pool = running.app[DATABASE].engine.sync_engine.pool
-    sqlalchemy.event.listen(pool, "checkout", checkout)
-    sqlalchemy.event.listen(pool, "checkin", checkin)
+    listeners = [
+        (engine.pool, name, counting(k, step))
+        for k, engine in enumerate(engines)
+        for name, step in (("checkout", 1), ("checkin", -1))
+    ]
+    for target, name, listener in listeners:
+        sqlalchemy.event.listen(target, name, listener)
     try:
         async with aiohttp.ClientSession() as http:
             api = Api(http, running.url, running.app[DATABASE])
@@ -113,7 +117,7 @@ async def test_requests_at_once_share_the_database_connections_it_keeps(
     finally:
         await running.stop()
     assert [r.status for r in replies] == [200] * 40
-    assert peak == 2
+    assert peaks[-1] == 2 and max(peaks) == 2
 
 
 async def test_health_needs_no_token(service: Service) -> None:
@@ -336,12 +340,6 @@ async def test_a_batch_of_events_is_one_insert(service: Service) -> None:
     """Prompts have a duration and inputs none: the ORM would insert each run of rows alike
     on its own (some sixteen statements for a call's batch)."""
     call_id = (await open_call(service.api)).body["call_id"]
-    inserts: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("INSERT INTO call_events"):
-            inserts.append(statement)
-
     at = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
     batch = [
         {
@@ -352,11 +350,9 @@ async def test_a_batch_of_events_is_one_insert(service: Service) -> None:
         }
         for n in range(40)
     ]
-    sqlalchemy.event.listen(service.db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    with recorded_statements(service.db) as statements:
         reply = await service.api.post(f"/v1/calls/{call_id}/events", {"events": batch})
-    finally:
-        sqlalchemy.event.remove(service.db.engine.sync_engine, "before_cursor_execute", seen)
+    inserts = [s for s in statements if s.startswith("INSERT INTO call_events")]
     assert reply.body == {"accepted": 40} and len(inserts) == 1
     stored = (await service.api.get(f"/v1/calls/{call_id}")).body["events"]
     assert [e["duration_ms"] for e in stored[:2]] == [None, 800]
@@ -760,11 +756,14 @@ def recorded_statements(db: Database) -> Iterator[list[str]]:
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    sqlalchemy.event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    engines = backend_engines(db)
+    for engine in engines:
+        sqlalchemy.event.listen(engine, "before_cursor_execute", seen)
     try:
         yield statements
     finally:
-        sqlalchemy.event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        for engine in engines:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", seen)
 
 
 def table_statements(statements: list[str]) -> list[tuple[str, str]]:

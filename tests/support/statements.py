@@ -26,7 +26,7 @@ def sql_seen(db: Database) -> Iterator[Sql]:
     """What `db` sends meanwhile. BEGIN is left out: on PostgreSQL the driver sends its own,
     unseen here; a session is counted by the connection it takes instead."""
     seen = Sql()
-    engine = db.engine.sync_engine
+    engines = backend_engines(db)
 
     def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.startswith("WITH"):
@@ -46,17 +46,25 @@ def sql_seen(db: Database) -> Iterator[Sql]:
 
     def began(connection: sqlalchemy.Connection) -> None:
         # Reads and one-statement writes begin none (backend.database.Sessions): PostgreSQL's
-        # run in autocommit, SQLite's without a BEGIN.
+        # run on the autocommit engine, SQLite's without a BEGIN.
         options = connection.get_execution_options()
-        if options.get("isolation_level") != "AUTOCOMMIT" and options.get(SQLITE_BEGIN, ""):
+        if connection.engine is engines[0] and options.get(SQLITE_BEGIN, ""):
             seen.transactions += 1
 
-    sqlalchemy.event.listen(engine, "before_cursor_execute", executed)
-    sqlalchemy.event.listen(engine.pool, "checkout", connected)
-    sqlalchemy.event.listen(engine, "begin", began)
+    listeners = [(engine, "before_cursor_execute", executed) for engine in engines]
+    listeners += [(engine.pool, "checkout", connected) for engine in engines]
+    listeners += [(engines[0], "begin", began)]
+    for target, name, listener in listeners:
+        sqlalchemy.event.listen(target, name, listener)
     try:
         yield seen
     finally:
-        sqlalchemy.event.remove(engine, "before_cursor_execute", executed)
-        sqlalchemy.event.remove(engine.pool, "checkout", connected)
-        sqlalchemy.event.remove(engine, "begin", began)
+        for target, name, listener in listeners:
+            sqlalchemy.event.remove(target, name, listener)
+
+
+def backend_engines(db: Database) -> list[sqlalchemy.Engine]:
+    """The engine of units of work and, if it is one of its own (PostgreSQL's autocommit
+    engine, Sessions.outside), the engine of the work outside transactions."""
+    main, outside = db.engine.sync_engine, db.sessions.outside.sync_engine
+    return [main] if outside.pool is main.pool else [main, outside]
