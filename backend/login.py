@@ -29,13 +29,13 @@ concurrent failure set. A step is claimed only if it is later than the last one 
 logins with one code (of different accounts' leases, or after a lease ran out) cannot both win.
 
 A login is two units of work, with the password check between them: first the caller's slot
-and the lease, after which the account with its tokens is read; then the outcome, all or
-nothing. A success gives the lease back and forgets the failures in one conditional UPDATE, uses
-up the step, opens the session (backend/sessions.py) and reads the vehicles the next prompt
-offers; if it finds its lease or its step taken meanwhile, it writes nothing (on PostgreSQL one
-statement whose writes depend on both; on SQLite a transaction rolled back) and is settled as
-that failure. A failure gives the lease back and counts itself in one UPDATE; it opens no
-session.
+and the lease, with the account and its tokens read once the lease is held (on PostgreSQL one
+statement); then the outcome, all or nothing. A success gives the lease back and forgets the
+failures in one conditional UPDATE, uses up the step, opens the session (backend/sessions.py)
+and reads the vehicles the next prompt offers; if it finds its lease or its step taken
+meanwhile, it writes nothing (on PostgreSQL one statement whose writes depend on both; on
+SQLite a transaction rolled back) and is settled as that failure. A failure gives the lease
+back and counts itself in one UPDATE; it opens no session.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -95,33 +96,26 @@ FAILED = ("login_failed", "The account number, password or security code is not 
 # are Core statements on the table: the ORM's bulk UPDATE costs more per statement.
 _ACCOUNTS = cast(Table, Account.__table__)
 _COLUMNS = _ACCOUNTS.c
-_TAKE_LEASE = (
+_LEASE = (
     update(_ACCOUNTS)
     .where(
         _COLUMNS.number == bindparam("account_number"),
         or_(_COLUMNS.login_lease_until.is_(None), _COLUMNS.login_lease_until <= bindparam("now")),
     )
     .values(login_lease=bindparam("lease"), login_lease_until=bindparam("until"))
-    .returning(_COLUMNS.id)
 )
-# PostgreSQL: the caller's slot and the account's lease in one statement (WITH clauses), the
-# lease taken only with a slot: 1 round trip, not 4 (BEGIN, the two, COMMIT). Its row: the
-# slots taken (1 or 0) and the leased account's id (None: not taken, or no such account).
-_SLOT = limits.slot_statement("postgresql").cte("slot")
-_LEASE_WITH_SLOT = _TAKE_LEASE.where(exists(select(_SLOT.c.id))).cte("lease")
-_SLOT_AND_LEASE = select(
-    select(func.count()).select_from(_SLOT).scalar_subquery(),
-    select(_LEASE_WITH_SLOT.c.id).scalar_subquery(),
-)
+_TAKE_LEASE = _LEASE.returning(_COLUMNS.id)
 # The account with its tokens, one row a token (a row of NULLs for none), in Core: the ORM's
 # session and its loading cost more CPU than the rows (docs/performance.md).
 _TOKENS = cast(Table, Token.__table__)
 _TOKEN = "token_"  # the prefix of a token's columns in the rows
+_TOKEN_COLUMNS = [c.label(_TOKEN + c.key) for c in _TOKENS.c]
 _ACCOUNT = (
-    select(*_COLUMNS, *(c.label(_TOKEN + c.key) for c in _TOKENS.c))
+    select(*_COLUMNS, *_TOKEN_COLUMNS)
     .outerjoin_from(_ACCOUNTS, _TOKENS, _TOKENS.c.account_id == _COLUMNS.id)
     .where(_COLUMNS.number == bindparam("number"))
 )
+
 # Each of these gives the lease back only if it is still this login's (WHERE login_lease).
 _RELEASE_LEASE = (
     update(_ACCOUNTS)
@@ -163,6 +157,36 @@ _HELD = (
     .with_for_update()
     .cte("held")
 )
+
+
+@cache
+def _reserve_and_read(slot: bool) -> Select[Any]:
+    """PostgreSQL: the caller's slot (if `slot`), the account's lease, taken only with a slot,
+    and the leased account with its tokens, in one statement (WITH clauses): 1 round trip, not
+    5 (BEGIN, the two, COMMIT, the read). Its rows: the slots taken (1 or 0), whether the
+    account exists, and the leased account with a token a row (NULLs: not leased). The
+    account's row is the lease UPDATE's: its newest version, what the login before committed
+    included (a lockout, its failures), as an UPDATE waits for and reads again a row changed
+    meanwhile. Its tokens are read as of the statement's start: a token changed meanwhile (its
+    step used, its revocation) is checked again by the success, whose claim uses a step up only
+    if it is unused and its token not revoked (login_tokens.claim)."""
+    lease = _LEASE.returning(*_COLUMNS)
+    slots: Any = literal(1)
+    if slot:
+        slot_cte = limits.slot_statement("postgresql").cte("slot")
+        lease = lease.where(exists(select(slot_cte.c.id)))
+        slots = select(func.count()).select_from(slot_cte).scalar_subquery()
+    leased = lease.cte("lease")
+    known = exists(select(_COLUMNS.id).where(_COLUMNS.number == bindparam("account_number")))
+    tokens = _TOKENS.c
+    return select(
+        slots.label("slots"), known.label("known"), *leased.c, *_TOKEN_COLUMNS
+    ).select_from(
+        select(literal(1))
+        .subquery("one")
+        .outerjoin(leased, true())
+        .outerjoin(_TOKENS, tokens.account_id == leased.c.id)
+    )
 
 
 @cache
@@ -228,7 +252,7 @@ async def login(
     attempt = _Attempt(number, call_id, caller_id, now, secrets.token_hex(16), caller, throttle)
     # Before any check: the caller's attempt slot and, with it, the account's lease; or, for a
     # caller refused a slot, the refusal.
-    reserved, leased = await _reserve(db, attempt)
+    reserved, known, account = await _reserve(db, attempt)
     if not reserved:
         async with db.sessions.begin() as session:
             detail = {"account": number, "reason": "caller_throttled"}
@@ -238,17 +262,7 @@ async def login(
         raise throttled(now, until, throttle)
     settled = False
     try:
-        # The account with its tokens, read once the lease is held: it sees all that the login
-        # before this one committed (its failures, a lockout).
-        try:
-            async with db.sessions.connect() as connection:
-                account = await _account(connection, number)
-        except BaseException:
-            if leased is not None:  # the lease back, so that the account is not kept waiting
-                async with db.sessions.begin() as session:
-                    await _release_lease(session, leased, attempt.lease)
-            raise
-        if account is not None and leased is None:
+        if known and account is None:
             # Another login of this account is running: refused unchecked, like any failure.
             await _refused(db, attempt, "busy")
             settled = True  # in the refusal's unit of work
@@ -427,12 +441,15 @@ def _log_failure(at: _Attempt, reason: str) -> None:
     )
 
 
-async def _reserve(db: Database, at: _Attempt) -> tuple[bool, int | None]:
-    """The caller's attempt slot (False: refused, blocked or the window full) and, if it was
-    given, the account's login lease if no other login holds it (the account's id; None: not
-    taken, or no such account). Each is one conditional write, so of attempts arriving together
-    (in any worker) only those with a slot go on, and one of them per account. Committed at
-    once, together: on PostgreSQL one statement (_SLOT_AND_LEASE), on SQLite a transaction."""
+async def _reserve(db: Database, at: _Attempt) -> tuple[bool, bool, Account | None]:
+    """Whether the caller's attempt slot was given (False: refused, blocked or the window full);
+    whether the account exists; and, with a slot, the account with its tokens if its login lease
+    was taken (None: another login holds it, or no such account). The slot and the lease are
+    each one conditional write, so of attempts arriving together (in any worker) only those with
+    a slot go on, and one of them per account; committed at once, together. The account is read
+    once the lease is held: it sees all that the login before this one committed (its failures,
+    a lockout). On PostgreSQL one statement (_reserve_and_read), on SQLite a transaction and the
+    read."""
     params = {
         "account_number": at.number,
         "now": at.now,
@@ -440,23 +457,37 @@ async def _reserve(db: Database, at: _Attempt) -> tuple[bool, int | None]:
         "until": at.now + LOGIN_LEASE,
     }
     if db.engine.dialect.name == "postgresql":
-        async with db.sessions.single() as session:
-            if not at.throttle.failures:  # no slot to take: the lease alone
-                return True, await session.scalar(_TAKE_LEASE, params)
+        if at.throttle.failures:  # else no slot to take: the lease alone
             params |= limits.slot_params(at.now, at.caller, at.throttle)
-            slots, leased = (await session.execute(_SLOT_AND_LEASE, params)).one()
-            return slots == 1, leased
+        async with db.sessions.single() as connection:
+            statement = _reserve_and_read(bool(at.throttle.failures))
+            rows = (await connection.execute(statement, params)).mappings().all()
+        return rows[0]["slots"] == 1, rows[0]["known"], _account_of(rows)
     async with db.sessions.begin() as session:
         if not await limits.take_slot(session, at.now, at.caller, at.throttle):
-            return False, None
-        return True, await session.scalar(_TAKE_LEASE, params)
+            return False, False, None
+        leased = await session.scalar(_TAKE_LEASE, params)
+    try:
+        async with db.sessions.connect() as connection:
+            rows = await _read_account(connection, at.number)
+    except BaseException:
+        if leased is not None:  # the lease back, so that the account is not kept waiting
+            async with db.sessions.begin() as session:
+                await _release_lease(session, leased, at.lease)
+        await limits.settle(db, at.caller, at.throttle, failed=True)
+        raise
+    return True, bool(rows), _account_of(rows) if leased is not None else None
 
 
-async def _account(connection: AsyncConnection, number: str) -> Account | None:
-    """The account with its tokens, in one query (a join, not a second SELECT), as objects of
-    no session."""
-    rows = (await connection.execute(_ACCOUNT, {"number": number})).mappings().all()
-    if not rows:
+async def _read_account(connection: AsyncConnection, number: str) -> Sequence[RowMapping]:
+    """The account with its tokens, a row a token (SQLite: read after the lease is taken)."""
+    return (await connection.execute(_ACCOUNT, {"number": number})).mappings().all()
+
+
+def _account_of(rows: Sequence[RowMapping]) -> Account | None:
+    """The account with its tokens from the rows of a join (a row a token), as objects of no
+    session (None: no account in them)."""
+    if not rows or rows[0]["id"] is None:
         return None
     account = Account(**{c.key: rows[0][c.key] for c in _COLUMNS})
     tokens = [

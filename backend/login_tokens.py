@@ -22,11 +22,14 @@ log = structlog.get_logger(__name__)
 # bulk UPDATE costs more per statement.
 _TOKENS = cast(Table, Token.__table__)
 _COLUMNS = _TOKENS.c
-# Using up a step (and every earlier one) only if no login used it, or a later one, meanwhile.
+# Using up a step (and every earlier one) only if no login used it, or a later one, meanwhile,
+# and the token was not revoked meanwhile (a login may have read its tokens before: login.py).
+_USABLE = _COLUMNS.status != "revoked"
 _CLAIM_COUNTER = (
     update(_TOKENS)
     .where(
         _COLUMNS.id == bindparam("token_id"),
+        _USABLE,
         or_(_COLUMNS.counter.is_(None), _COLUMNS.counter <= bindparam("step")),
     )
     .values(counter=bindparam("next"))
@@ -35,6 +38,7 @@ _CLAIM_TIME_STEP = (
     update(_TOKENS)
     .where(
         _COLUMNS.id == bindparam("token_id"),
+        _USABLE,
         or_(_COLUMNS.last_used_step.is_(None), _COLUMNS.last_used_step < bindparam("step")),
     )
     .values(last_used_step=bindparam("used"), drift=bindparam("drift"))
@@ -107,7 +111,7 @@ async def revoke(session: AsyncSession, tokens: Sequence[Token], now: datetime) 
 
 def claim(match: Match) -> tuple[Update, dict[str, Any]]:
     """The UPDATE that uses up the step (and every earlier one), only if no login used it (or a
-    later one) meanwhile, and its parameters."""
+    later one) and its token was not revoked meanwhile, and its parameters."""
     params = {"token_id": match.token_id, "step": match.step}
     if match.type == "hotp":
         return _CLAIM_COUNTER, params | {"next": match.step + 1}

@@ -6,6 +6,7 @@ SQLite and PostgreSQL, the real database under `login()`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -114,6 +115,46 @@ async def test_a_success_whose_step_was_used_meanwhile_is_a_counted_replay(
     assert (token.last_used_step, opened, slots) == (used, 0, 1)
 
 
+async def test_a_token_revoked_meanwhile_is_not_used(
+    db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login read its token as usable, and it is revoked before the success (PostgreSQL
+    reads the tokens as of the reserving statement's start, so a token another login's success
+    revoked meanwhile can look usable): the step's claim refuses it, nothing is written."""
+    seed = await new_account(db)
+    meanwhile(db, monkeypatch, update(Token).values(status="revoked"))
+    assert await attempt(db, code(seed, clock)) == "login_failed"
+    account, token, opened, slots = await state(db)
+    assert (account.login_lease, token.last_used_step, opened, slots) == (None, None, 0, 1)
+
+
+async def test_a_login_sees_a_lockout_committed_while_it_waited_for_the_account(
+    db: Database, clock: Clock
+) -> None:
+    """Another unit of work holds the account's row (it locks the account) while a login starts:
+    the login waits for it, and reads the account as that unit committed it: locked."""
+    seed = await new_account(db)
+    until = clock.now() + timedelta(minutes=15)
+    holding, commit = asyncio.Event(), asyncio.Event()
+
+    async def lock_the_account() -> None:
+        async with db.sessions.begin() as other:
+            await other.execute(update(Account).values(locked_until=until))
+            holding.set()
+            await commit.wait()
+
+    other = asyncio.create_task(lock_the_account())
+    await holding.wait()
+    login_task = asyncio.create_task(attempt(db, code(seed, clock)))
+    await asyncio.sleep(0.3)
+    assert not login_task.done()  # waiting for the row (SQLite: for the writer's turn)
+    commit.set()
+    await other
+    assert await login_task == "locked"
+    account, token, opened, _ = await state(db)
+    assert (account.login_lease, token.last_used_step, opened) == (None, None, 0)
+
+
 async def test_a_success_gives_the_slot_back_and_forgets_the_failures(
     db: Database, clock: Clock
 ) -> None:
@@ -169,18 +210,19 @@ async def test_a_success_stores_a_new_hash_of_a_password_hashed_with_another_pro
     assert (account.failed_logins, account.login_lease) == (0, None)
 
 
+@pytest.mark.parametrize("database", ["sqlite"])  # PostgreSQL reads it in the same statement
 async def test_a_failed_read_of_the_account_gives_its_lease_back_and_keeps_the_slot(
     db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The slot and the lease are committed before the account is read: if that read fails
-    (the database gone a moment), the lease goes back at once (not after its minute) and the
-    slot counts as a failure, as any error before the outcome."""
+    """SQLite: the slot and the lease are committed before the account is read: if that read
+    fails (the database gone a moment), the lease goes back at once (not after its minute) and
+    the slot counts as a failure, as any error before the outcome."""
     seed = await new_account(db)
 
     async def unreadable(_session: object, _number: str) -> None:
         raise ConnectionResetError("the database went away")
 
-    monkeypatch.setattr(login_module, "_account", unreadable)
+    monkeypatch.setattr(login_module, "_read_account", unreadable)
     with pytest.raises(ConnectionResetError):
         await attempt(db, code(seed, clock))
     account, token, opened, slots = await state(db)
@@ -203,15 +245,16 @@ async def test_a_refusal_before_any_check_takes_the_slot_then_settles_it(
     seed = await new_account(db)
     until = clock.now() + timedelta(seconds=60)
     await change(db, update(Account).values(login_lease="x" * 32, login_lease_until=until))
-    reserve = ["INSERT caller_throttles", "UPDATE accounts"]
-    if db.engine.dialect.name == "postgresql":  # one statement
+    reserve = ["INSERT caller_throttles", "UPDATE accounts", "SELECT accounts"]
+    if db.engine.dialect.name == "postgresql":  # one statement, the account's read in it
         reserve = ["WITH INSERT caller_throttles, UPDATE accounts"]
     for _ in range(db.settings.caller_throttle_failures):
         with sql_seen(db) as busy:
             assert await attempt(db, code(seed, clock)) == "login_failed"
-        assert busy.connections == 3
+        # The reserving (SQLite: and the account read on its own), the settling.
+        assert busy.connections == (2 if len(reserve) == 1 else 3)
         kept = "UPDATE caller_throttles"  # the slot kept
-        assert busy.statements == [*reserve, "SELECT accounts", kept]
+        assert busy.statements == [*reserve, kept]
     with sql_seen(db) as refused:
         assert await attempt(db, code(seed, clock)) == "caller_throttled"
     assert refused.connections == 2
