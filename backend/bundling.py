@@ -281,7 +281,8 @@ async def create_bundle(
     log.info(
         "bundle_submitted", reference=bundle.reference, account=account.number, call_id=call_id
     )
-    await sms.deliver(db, [confirmation])
+    if confirmation is not None:  # the caller's receipt needs nothing of it
+        db.after_reply(sms.deliver_one(db, confirmation))
     return bundle, True
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -145,9 +145,28 @@ class Database:
     seeds: SeedCipher
     sms_codes: SmsCodes
     sms_sender: SmsSender
+    _after_reply: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def now(self) -> datetime:
         return self.settings.clock()
+
+    def after_reply(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` on its own, the request's reply not waiting for it (a bundle's
+        confirmation SMS: a provider may take seconds, the caller's next prompt needs nothing
+        of it). The database is closed only once it is done."""
+        task = asyncio.create_task(work)
+        self._after_reply.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._after_reply.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("after_reply_failed", error=type(task.exception()).__name__)
+
+    async def replied_work_done(self) -> None:
+        """Wait for all the work after_reply started, and any it started in turn."""
+        while self._after_reply:
+            await asyncio.gather(*self._after_reply, return_exceptions=True)
 
 
 @asynccontextmanager
@@ -159,7 +178,7 @@ async def open_database(
     engine, outside = make_engines(settings.database_url, settings.database_connections)
     try:
         await upgrade_schema(engine)
-        yield Database(
+        database = Database(
             settings=settings,
             engine=engine,
             # expire_on_commit=False: objects stay readable after commit, for building replies.
@@ -169,6 +188,10 @@ async def open_database(
             sms_codes=SmsCodes(settings.secret_key),
             sms_sender=sms_sender or sender_for(settings.sms_sender, settings.sms_gateway),
         )
+        try:
+            yield database
+        finally:  # each within IVRS_SMS_SEND_SECONDS: a stop waits for no more than that
+            await database.replied_work_done()
     finally:
         await engine.dispose()
         if outside is not None:

@@ -782,8 +782,8 @@ async def test_a_bundle_submission_is_four_statements_and_an_sms_two(
 ) -> None:
     """The session check reads the account too, and the unit of work writes without reading
     first: the bundle's INSERT is also the availability check. With a mobile, the SMS is queued
-    in it and its outcome recorded after the commit, by one statement outside a transaction.
-    PostgreSQL: the unit of work is one statement, outside a transaction."""
+    in it, and sent and its outcome recorded after the reply, by one statement outside a
+    transaction. PostgreSQL: the unit of work is one statement, outside a transaction."""
     await admin.create_account(service.db, ACCOUNT, PASSWORD, mobile=mobile)
     call_id = (await open_call(service.api)).body["call_id"]
     ccrn = await admin.lodge_cargo(service.db)
@@ -791,6 +791,7 @@ async def test_a_bundle_submission_is_four_statements_and_an_sms_two(
     headers = {"Idempotency-Key": "k1", **await login_session(service.db, submission, None)}
     with sql_seen(service.db) as seen:
         reply = await service.api.post("/v1/bundles", submission, headers=headers)
+        await service.db.replied_work_done()
     assert reply.status == 201
     outcome = ["UPDATE sms_outbox"] if mobile else []
     if service.db.engine.dialect.name == "postgresql":  # the SMS's INSERT: a row if a mobile

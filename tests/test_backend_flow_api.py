@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -706,6 +707,7 @@ async def test_a_new_bundle_is_confirmed_by_sms(flow: Flow) -> None:
     ccrns = [await admin.lodge_cargo(flow.db) for _ in range(2)]
     reply = await flow.api.bundle(ccrns, key="k1")
     reference = reply.body["reference"]
+    await flow.db.replied_work_done()  # sent after the reply
     [message] = flow.sender.messages(MOBILE)
     assert message.kind == "bundle_confirmation"
     assert message.text == (
@@ -714,12 +716,36 @@ async def test_a_new_bundle_is_confirmed_by_sms(flow: Flow) -> None:
     [row] = await flow.outbox()
     assert (row.kind, row.text, row.sent_at) == ("bundle_confirmation", message.text, START)
     again = await flow.api.bundle(ccrns, key="k1")  # a replay sends nothing
+    await flow.db.replied_work_done()
     assert again.status == 200 and len(flow.sender.sent) == 1
+
+
+async def test_a_bundle_is_answered_without_waiting_for_its_sms_which_a_stop_waits_for(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The caller hears the receipt while the provider takes its time (seconds, at worst
+    IVRS_SMS_SEND_SECONDS); a backend stopped meanwhile still sends it and records it."""
+    async with serving(tmp_path, database_url) as flow:
+        await flow.trucker()
+        async with flow.db.sessions.begin() as session:
+            await session.execute(update(Account).values(mobile=MOBILE))
+        flow.sender.delay = 1.5
+        started = time.monotonic()
+        reply = await flow.api.bundle([await admin.lodge_cargo(flow.db)], key="k1")
+        assert reply.status == 201 and time.monotonic() - started < 1.0
+        assert flow.sender.sent == []  # still on its way
+        [row] = await flow.outbox()
+        assert row.status == "pending"
+        db = flow.db
+    # The backend has stopped (serving's exit), having waited for the SMS.
+    assert [m.kind for m in flow.sender.sent] == ["bundle_confirmation"]
+    assert not db._after_reply
 
 
 async def test_one_ccrn_is_said_in_the_singular(flow: Flow) -> None:
     await flow.activating(mobile=MOBILE)
     reply = await flow.api.bundle([await admin.lodge_cargo(flow.db)], key="k1")
+    await flow.db.replied_work_done()
     assert flow.sender.sent[0].text.startswith(f"Bundled 1 CCRN to vehicle {MARK}, reference ")
     assert reply.body["reference"] in flow.sender.sent[0].text
 
@@ -727,6 +753,7 @@ async def test_one_ccrn_is_said_in_the_singular(flow: Flow) -> None:
 async def test_no_registered_mobile_no_confirmation(flow: Flow) -> None:
     await flow.trucker()
     assert (await flow.api.bundle([await admin.lodge_cargo(flow.db)], key="k1")).status == 201
+    await flow.db.replied_work_done()
     assert flow.sender.sent == [] and await flow.outbox() == []
 
 
@@ -735,8 +762,9 @@ async def test_a_failed_confirmation_does_not_fail_the_bundle(flow: Flow) -> Non
     flow.sender.failing = True
     reply = await flow.api.bundle([await admin.lodge_cargo(flow.db)], key="k1")
     assert reply.status == 201
+    await flow.db.replied_work_done()
     [row] = await flow.outbox()
-    assert (row.kind, row.sent_at) == ("bundle_confirmation", None)
+    assert (row.kind, row.sent_at, row.status) == ("bundle_confirmation", None, "unknown")
 
 
 async def test_a_refused_bundle_sends_nothing(flow: Flow) -> None:

@@ -1,6 +1,7 @@
 """The outbox: every SMS is queued (`queue`) as an `sms_outbox` row in the transaction that
 decided it, so an SMS exists only for work that was committed, and delivered (`deliver`) right
-after the commit by the configured sender.
+after the commit by the configured sender: a code before the reply, a bundle's confirmation
+after it (Database.after_reply).
 
 Delivery takes at most `settings.sms_send_seconds`, retries included: a message is tried again
 only while the provider provably did not accept it (senders.py), after a growing pause (or the
