@@ -21,6 +21,7 @@ from backend.bodies import (
     NUL_REFUSED,
     BundleSubmission,
     CallEnding,
+    CallEventIn,
     CallEvents,
     CallOpening,
     CallOpenings,
@@ -123,6 +124,12 @@ async def open_calls(request: web.Request) -> web.Response:
     return web.json_response({"calls": [_opened_json(one, service) for one in opened]})
 
 
+def _new_events(events: list[CallEventIn]) -> list[call_logs.NewEvent]:
+    """The body's events as the call log takes them: their fields as validated, not copied
+    (model_dump copies each detail, a tenth of a call's end with 40 events)."""
+    return [call_logs.NewEvent(e.at, e.kind, e.name, e.detail, e.duration_ms) for e in events]
+
+
 def _opened_json(opened: call_logs.Opened, service: dict[str, Any]) -> dict[str, Any]:
     return {"call_id": opened.call.id, "language": opened.last_language, "service": service}
 
@@ -130,7 +137,7 @@ def _opened_json(opened: call_logs.Opened, service: dict[str, Any]) -> dict[str,
 @routes.post(f"/v1/calls/{CALL_ID}/events")
 async def add_call_events(request: web.Request) -> web.Response:
     body = await read_body(request, CallEvents)
-    events = [call_logs.NewEvent(**e.model_dump()) for e in body.events]
+    events = _new_events(body.events)
     accepted = await call_logs.add_events(request.app[DATABASE], _call_id(request), events)
     return web.json_response({"accepted": accepted})
 
@@ -145,7 +152,7 @@ async def end_call(request: web.Request) -> web.Response:
         body.last_stage,
         body.account,
         language=body.language,
-        events=[call_logs.NewEvent(**e.model_dump()) for e in body.events],
+        events=_new_events(body.events),
         reply=not _minimal(request),
     )
     if call is None:
