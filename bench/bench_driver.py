@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import bindparam, select
 
-from backend.database import make_engine, upgrade_schema
+from backend.database import make_engines, upgrade_schema
 from backend.models import Account
 from harness.postgres import start_postgres
 
@@ -37,9 +37,9 @@ async def measure(reads: int, rounds: int) -> None:
     server = await asyncio.to_thread(start_postgres)
     try:
         async with server.database() as url:
-            engine = make_engine(url)
+            engine, reading = make_engines(url)  # reads on the autocommit pool, as the backend
+            assert reading is not None
             await upgrade_schema(engine)
-            reading = engine.execution_options(isolation_level="AUTOCOMMIT")  # as the backend
             raw = await engine.raw_connection()
             driver = raw.driver_connection
             assert driver is not None
@@ -58,6 +58,7 @@ async def measure(reads: int, rounds: int) -> None:
                 print(f"round {round_}: SQLAlchemy {engine_us:.0f} µs, asyncpg {driver_us:.0f} µs")
             raw.close()
             await engine.dispose()
+            await reading.dispose()
     finally:
         await asyncio.to_thread(server.stop)
 
