@@ -73,7 +73,7 @@ class Sessions(async_sessionmaker[AsyncSession]):
     def __init__(
         self, engine: AsyncEngine, outside: AsyncEngine | None = None, **options: Any
     ) -> None:
-        """`outside`: an engine of its own for the work outside transactions (make_engine's
+        """`outside`: an engine of its own for the work outside transactions (make_engines'
         autocommit one, PostgreSQL); by default `engine`, switched to it at each checkout."""
         super().__init__(engine, **options)
         sqlite = engine.dialect.name == "sqlite"
