@@ -70,19 +70,13 @@ class Sessions(async_sessionmaker[AsyncSession]):
     while later ones got in. PostgreSQL locks rows, not the database: its writers never queue.
     """
 
-    def __init__(
-        self, engine: AsyncEngine, outside: AsyncEngine | None = None, **options: Any
-    ) -> None:
-        """`outside`: an engine of its own for the work outside transactions (make_engines'
-        autocommit one, PostgreSQL); by default `engine`, switched to it at each checkout."""
+    def __init__(self, engine: AsyncEngine, outside: AsyncEngine, **options: Any) -> None:
+        """`engine` for units of work, `outside` for the work outside transactions (the two of
+        make_engines)."""
         super().__init__(engine, **options)
-        sqlite = engine.dialect.name == "sqlite"
-        self._writer = asyncio.Lock() if sqlite else None
-        # SQLite: no BEGIN at all (the driver's own BEGIN handling is off, see _sqlite_pragmas);
-        # PostgreSQL: asyncpg sends none in autocommit.
-        reads = {SQLITE_BEGIN: None} if sqlite else {"isolation_level": "AUTOCOMMIT"}
-        self.outside = outside or engine.execution_options(**reads)
-        self._reads = async_sessionmaker(self.outside, **options)
+        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self.outside = outside
+        self._reads = async_sessionmaker(outside, **options)
 
     def __call__(self, **options: Any) -> AsyncSession:
         """A session for reading, outside any transaction."""
@@ -160,8 +154,9 @@ class Database:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._after_reply.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("after_reply_failed", error=type(task.exception()).__name__)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("after_reply_failed", error=type(error).__name__)
 
     async def replied_work_done(self) -> None:
         """Wait for all the work after_reply started, and any it started in turn."""
@@ -193,9 +188,7 @@ async def open_database(
         finally:  # each within IVRS_SMS_SEND_SECONDS: a stop waits for no more than that
             await database.replied_work_done()
     finally:
-        await engine.dispose()
-        if outside is not None:
-            await outside.dispose()
+        await dispose(engine, outside)
 
 
 async def unused_number(
@@ -288,13 +281,21 @@ def _adopt(connection: Connection) -> bool:
     return True
 
 
-def make_engines(url: str, connections: int = 5) -> tuple[AsyncEngine, AsyncEngine | None]:
-    """The engine of units of work and, on PostgreSQL, an autocommit one of its own for the
-    work outside transactions (Sessions), each with at most `connections`."""
+def make_engines(url: str, connections: int = 5) -> tuple[AsyncEngine, AsyncEngine]:
+    """The engine of units of work, and the one of the work outside transactions (Sessions),
+    which begins none: on PostgreSQL an autocommit pool of its own, with at most `connections`
+    too (asyncpg sends no BEGIN in autocommit); on SQLite the same pool, its connections sending
+    no BEGIN at all (the driver's own BEGIN handling is off, see _sqlite_pragmas)."""
     engine = make_engine(url, connections)
-    if engine.dialect.name != "postgresql":
-        return engine, None
+    if engine.dialect.name == "sqlite":
+        return engine, engine.execution_options(**{SQLITE_BEGIN: None})
     return engine, make_engine(url, connections, autocommit=True)
+
+
+async def dispose(*engines: AsyncEngine) -> None:
+    """Close the pools of make_engines' engines (SQLite's two share one: closed twice, no harm)."""
+    for engine in engines:
+        await engine.dispose()
 
 
 def make_engine(url: str, connections: int = 5, autocommit: bool = False) -> AsyncEngine:

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from backend.database import Sessions, make_engines
+from backend.database import Sessions, dispose, make_engines
 from backend.models import Account
 from bench.processes import ServerProcess, python
 
@@ -39,15 +39,13 @@ def floor_app(database_url: str) -> web.Application:
             number = (await connection.execute(ONE_ROW)).scalar()
         return web.json_response({"number": number})
 
-    async def dispose(_app: web.Application) -> None:
-        for each in (engine, outside):
-            if each is not None:
-                await each.dispose()
+    async def disposed(_app: web.Application) -> None:
+        await dispose(engine, outside)
 
     app = web.Application()
     app.router.add_get("/empty", empty)
     app.router.add_get("/row", row)
-    app.on_cleanup.append(dispose)
+    app.on_cleanup.append(disposed)
     return app
 
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import bindparam, select
 
-from backend.database import make_engines, upgrade_schema
+from backend.database import dispose, make_engines, upgrade_schema
 from backend.models import Account
 from harness.postgres import start_postgres
 
@@ -38,7 +38,6 @@ async def measure(reads: int, rounds: int) -> None:
     try:
         async with server.database() as url:
             engine, reading = make_engines(url)  # reads on the autocommit pool, as the backend
-            assert reading is not None
             await upgrade_schema(engine)
             raw = await engine.raw_connection()
             driver = raw.driver_connection
@@ -57,8 +56,7 @@ async def measure(reads: int, rounds: int) -> None:
                 driver_us = await cpu_us(through_asyncpg, reads)
                 print(f"round {round_}: SQLAlchemy {engine_us:.0f} µs, asyncpg {driver_us:.0f} µs")
             raw.close()
-            await engine.dispose()
-            await reading.dispose()
+            await dispose(engine, reading)
     finally:
         await asyncio.to_thread(server.stop)
 
