@@ -11,14 +11,16 @@ time and memory can be read: the backend (`ivrs backend`, SQLite in a temporary 
 callers run in this process. Prompts take no time (the simulator's virtual clock).
 
 The phases, and what each measures:
-- bundle: N bundling calls (language, login, vehicle, one CCRN, submit), C at once: completed
+- bundle: N bundling calls (language, login, vehicle, one CCRN, submit), C at once (the first
+  C arriving over --ramp seconds, then each ending call replaced at once): completed
   calls per second, failed calls, the server's CPU per call and per AGI command, the backend's
   latency as the server's client measured it, the AGI round trip seen by the simulated
   Asterisk (from sending its reply to the kernel's receipt of the next command: TimedStreams)
   with the backend in it, the backend requests per call, and the whole machine's CPU per call
   by part (the database server's processes read on their own).
 - classic: M of the same calls, each a process of its own, as many at once as the bundle
-  phase's C (--classic-concurrency to change it): calls per second, CPU per call.
+  phase's C (--classic-concurrency to change it), arriving as those do: calls per second, CPU
+  per call.
 - paced: P calls arriving at --arrivals a second go to the language menu and press 0 (repeat)
   there, each command answered after a pause drawn around --pace-ms (a prompt playing); once
   all P are at the menu, the next --window seconds are measured: the AGI round trip added by the
@@ -377,23 +379,34 @@ async def start_stack(
 
 
 async def at_once(
-    limit: int, call: Callable[[Trucker], Awaitable[CallRecord]], truckers: list[Trucker]
+    limit: int,
+    call: Callable[[Trucker], Awaitable[CallRecord]],
+    truckers: list[Trucker],
+    ramp_s: float,
 ) -> list[CallRecord]:
-    """One call per trucker, `limit` at a time."""
+    """One call per trucker, `limit` at a time: the first `limit` arrive evenly over `ramp_s`
+    seconds, then each call that ends lets the next one in. Arriving at the same moment they
+    would be a burst (bench_burst measures those): their logins queue behind one another, and
+    the slowest 1% of a phase's requests would all be theirs, not those of `limit` calls at
+    once."""
     gate = asyncio.Semaphore(limit)
 
-    async def one(trucker: Trucker) -> CallRecord:
-        async with gate:
+    async def one(n: int, trucker: Trucker) -> CallRecord:
+        async with gate:  # taken in order: the first `limit` at once, their arrivals spread
+            if n < limit:
+                await asyncio.sleep(ramp_s * n / limit)
             return await call(trucker)
 
-    return await asyncio.gather(*(one(t) for t in truckers))
+    return await asyncio.gather(*(one(n, t) for n, t in enumerate(truckers)))
 
 
 def bundled(record: CallRecord) -> bool:
     return "bundle.submitted" in record.prompt_ids and record.prompt_ids[-1] == "call.goodbye"
 
 
-async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) -> dict[str, Any]:
+async def bundle_phase(
+    stack: Stack, truckers: list[Trucker], concurrency: int, ramp_s: float
+) -> dict[str, Any]:
     # Calls per second are the whole machine's: every process runs where the kernel puts it,
     # as in production and as classic AGI's processes do (pinned, the server and the
     # simulator would each keep a core that the backend and the database could not share).
@@ -419,7 +432,7 @@ async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) 
         machine_busy_s(),
     )
     started = time.perf_counter()
-    records = await at_once(concurrency, call, truckers)
+    records = await at_once(concurrency, call, truckers, ramp_s)
     wall = time.perf_counter() - started
     cpu = agi.cpu_s() - cpu
     backend = stack.backend.cpu_s() - backend
@@ -460,7 +473,9 @@ async def bundle_phase(stack: Stack, truckers: list[Trucker], concurrency: int) 
     }
 
 
-async def classic_phase(stack: Stack, truckers: list[Trucker], concurrency: int) -> dict[str, Any]:
+async def classic_phase(
+    stack: Stack, truckers: list[Trucker], concurrency: int, ramp_s: float
+) -> dict[str, Any]:
     env = {**stack.agi_env, "IVRS_LOG_LEVEL": "warning", "PYTHONDONTWRITEBYTECODE": "1"}
     argv = python("-m", "agi_scripts.ivrs_agi")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -475,7 +490,7 @@ async def classic_phase(stack: Stack, truckers: list[Trucker], concurrency: int)
             totp=trucker.code,
         )
 
-    records = await at_once(concurrency, call, truckers)
+    records = await at_once(concurrency, call, truckers, ramp_s)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -685,7 +700,9 @@ async def run_on(
         # The backend's floor right before and right after the bundling calls: the host's speed
         # drifts within a run, and the goal is the ratio of their CPU a request to its.
         floors = [await backend_floor(stack, args)]
-        results["bundle"] = await bundle_phase(stack, truckers[: args.calls], args.concurrency)
+        results["bundle"] = await bundle_phase(
+            stack, truckers[: args.calls], args.concurrency, args.ramp
+        )
         floors.append(await backend_floor(stack, args))
         results["backend_floor"] = {
             key: sum(floor[key] for floor in floors) / len(floors) for key in floors[0]
@@ -694,6 +711,7 @@ async def run_on(
             stack,
             truckers[args.calls : args.calls + args.classic],
             args.classic_concurrency or args.concurrency,  # the same load by default
+            args.ramp,
         )
         results["paced"], results["floor"] = await paced_phase(
             stack, args.paced, args.pace_ms / 1000, args.arrivals, args.window, args.rounds
@@ -792,7 +810,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
         ("---",) * 6,
         (
             f"completed calls/s, bundling, {args.concurrency} at once (classic: "
-            f"{c['concurrency']})",
+            f"{c['concurrency']}; the first arriving over {args.ramp:g} s)",
             f"{b['calls_per_s']:.1f}",
             "",
             f"{c['calls_per_s']:.2f}",

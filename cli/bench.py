@@ -18,6 +18,13 @@ def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=300, help="bundling calls (300)")
     parser.add_argument("--concurrency", type=int, default=50, help="bundling calls at once (50)")
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=1.0,
+        help="seconds over which the first calls at once arrive, for both (1, about a bundling "
+        "call's length here; 0: at the same moment, a burst)",
+    )
     parser.add_argument("--classic", type=int, default=50, help="classic AGI calls (50)")
     parser.add_argument(
         "--classic-concurrency",

@@ -4,17 +4,20 @@ are the benchmarks' to report, not these tests')."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from bench import bench_backend, bench_calls, bench_driver
-from bench.bench_calls import TimedStreams
+from bench.bench_calls import TimedStreams, Trucker
 from cli.bench import add_arguments
+from simulator import CallRecord
 
 pytestmark = pytest.mark.slow  # the benchmarks' every phase, on small numbers (~25 s)
 
@@ -83,6 +86,31 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     assert {"POST /v1/sessions", "POST /v1/bundles"} <= set(bundle["backend_p99_by_request"])
     assert "(p99 by request: POST /v1/calls " in table
     assert "20 calls arriving at the same moment" in table and "logins/s per core" in table
+
+
+async def test_calls_at_once_arrive_spread_over_the_ramp_then_one_for_each_that_ends() -> None:
+    limit, ramp = 4, 0.4
+    starts: list[float] = []
+    live = peak = 0
+
+    async def call(trucker: object) -> CallRecord:
+        nonlocal live, peak
+        starts.append(time.perf_counter())
+        live += 1
+        peak = max(peak, live)
+        await asyncio.sleep(0.3)
+        live -= 1
+        return CallRecord(uniqueid=str(trucker))
+
+    truckers = [cast(Trucker, n) for n in range(6)]
+    began = time.perf_counter()
+    assert len(await bench_calls.at_once(limit, call, truckers, ramp)) == 6
+    first = [start - began for start in starts[:limit]]
+    # Evenly spread (0, 0.1, 0.2, 0.3 s), not all at the same moment; never more than `limit`.
+    assert all(abs(at - n * ramp / limit) < 0.05 for n, at in enumerate(first))
+    assert peak == limit
+    # The fifth comes in when the first ends (0.3 s), not after the ramp.
+    assert starts[limit] - began == pytest.approx(0.3, abs=0.05)
 
 
 @pytest.mark.timeout(180)
