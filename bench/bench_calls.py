@@ -400,6 +400,10 @@ async def at_once(
     return await asyncio.gather(*(one(n, t) for n, t in enumerate(truckers)))
 
 
+def arrivals(ramp_s: float) -> str:
+    return f"the first arriving over {ramp_s:g} s" if ramp_s else "the first at the same moment"
+
+
 def bundled(record: CallRecord) -> bool:
     return "bundle.submitted" in record.prompt_ids and record.prompt_ids[-1] == "call.goodbye"
 
@@ -810,7 +814,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
         ("---",) * 6,
         (
             f"completed calls/s, bundling, {args.concurrency} at once (classic: "
-            f"{c['concurrency']}; the first arriving over {args.ramp:g} s)",
+            f"{c['concurrency']}; {arrivals(args.ramp)})",
             f"{b['calls_per_s']:.1f}",
             "",
             f"{c['calls_per_s']:.2f}",

@@ -85,6 +85,7 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     assert bundle["backend_requests_per_call"] == 5
     assert {"POST /v1/sessions", "POST /v1/bundles"} <= set(bundle["backend_p99_by_request"])
     assert "(p99 by request: POST /v1/calls " in table
+    assert "the first arriving over 1 s" in table  # --ramp's default
     assert "20 calls arriving at the same moment" in table and "logins/s per core" in table
 
 
