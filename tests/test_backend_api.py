@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -350,9 +349,9 @@ async def test_a_batch_of_events_is_one_insert(service: Service) -> None:
         }
         for n in range(40)
     ]
-    with recorded_statements(service.db) as statements:
+    with sql_seen(service.db) as seen:
         reply = await service.api.post(f"/v1/calls/{call_id}/events", {"events": batch})
-    inserts = [s for s in statements if s.startswith("INSERT INTO call_events")]
+    inserts = [s for s in seen.sent if s.startswith("INSERT INTO call_events")]
     assert reply.body == {"accepted": 40} and len(inserts) == 1
     stored = (await service.api.get(f"/v1/calls/{call_id}")).body["events"]
     assert [e["duration_ms"] for e in stored[:2]] == [None, 800]
@@ -749,24 +748,6 @@ async def test_bundle_records_an_event_on_its_call(service: Service) -> None:
     ]
 
 
-@contextmanager
-def recorded_statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements the backend sends meanwhile."""
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engines = backend_engines(db)
-    for engine in engines:
-        sqlalchemy.event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        for engine in engines:
-            sqlalchemy.event.remove(engine, "before_cursor_execute", seen)
-
-
 def table_statements(statements: list[str]) -> list[tuple[str, str]]:
     """Each statement as (verb, first table), transaction control left out."""
     return [
@@ -825,17 +806,17 @@ async def test_an_enquiry_is_two_statements_and_a_cancellation_five(service: Ser
         "/v1/bundles", submission, headers={"Idempotency-Key": "k1", **login}
     )
     assert bundled.status == 201
-    with recorded_statements(service.db) as enquiring:
+    with sql_seen(service.db) as enquiring:
         listed = await service.api.get("/v1/bundles", params={"account": ACCOUNT}, headers=login)
     assert [b["ccrns"] for b in listed.body["bundles"]] == [[ccrn]]
-    assert table_statements(enquiring) == [("SELECT", "login_sessions"), ("SELECT", "bundles")]
+    assert table_statements(enquiring.sent) == [("SELECT", "login_sessions"), ("SELECT", "bundles")]
     cancel = {"account": ACCOUNT, "vehicle_mark": MARK, "ccrn": ccrn, "call_id": call_id}
-    with recorded_statements(service.db) as cancelling:
+    with sql_seen(service.db) as cancelling:
         reply = await service.api.post(
             "/v1/unbundle", cancel, headers={"Idempotency-Key": "u1", **login}
         )
     assert reply.body == {"cancelled": [ccrn], "vehicle_mark": MARK}
-    assert table_statements(cancelling) == [
+    assert table_statements(cancelling.sent) == [
         ("SELECT", "login_sessions"),
         ("UPDATE", "bundle_items"),
         ("UPDATE", "bundles"),

@@ -17,6 +17,7 @@ from backend.database import SQLITE_BEGIN, Database
 @dataclass
 class Sql:
     statements: list[str] = field(default_factory=list)  # verb and table: "UPDATE accounts"
+    sent: list[str] = field(default_factory=list)  # every statement as sent, BEGIN included
     connections: int = 0  # taken from the pool: one a session
     transactions: int = 0  # begun (BEGIN and COMMIT: two more round trips on PostgreSQL)
 
@@ -29,6 +30,7 @@ def sql_seen(db: Database) -> Iterator[Sql]:
     engines = backend_engines(db)
 
     def executed(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.sent.append(statement)
         if statement.startswith("WITH"):
             # PostgreSQL's statements that write in a WITH clause: what each part writes.
             # (An upsert's ON CONFLICT DO UPDATE is its INSERT's.)
