@@ -63,7 +63,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from backend import limits, login_tokens, sessions
@@ -71,7 +71,7 @@ from backend.bundling import RECENT_MARKS, recent_marks
 from backend.call_logs import backend_event, record_event
 from backend.callers import caller_key, caller_limit, throttled
 from backend.columns import UtcDateTime
-from backend.database import Database
+from backend.database import Database, OutsideConnection
 from backend.errors import BackendError
 from backend.models import Account, Token
 from backend.timezones import hong_kong_date
@@ -372,7 +372,7 @@ async def _succeed(
 
 
 async def _succeed_at_once(
-    session: AsyncConnection,
+    session: OutsideConnection,
     db: Database,
     at: _Attempt,
     account: Account,
@@ -479,7 +479,7 @@ async def _reserve(db: Database, at: _Attempt) -> tuple[bool, bool, Account | No
     return True, bool(rows), _account_of(rows) if leased is not None else None
 
 
-async def _read_account(connection: AsyncConnection, number: str) -> Sequence[RowMapping]:
+async def _read_account(connection: OutsideConnection, number: str) -> Sequence[RowMapping]:
     """The account with its tokens, a row a token (SQLite: read after the lease is taken)."""
     return (await connection.execute(_ACCOUNT, {"number": number})).mappings().all()
 

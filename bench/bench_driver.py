@@ -1,6 +1,7 @@
 """What a round trip to PostgreSQL costs the backend's process: the CPU of one-row reads through
-the backend's engine (SQLAlchemy over asyncpg: a connection from the pool, the statement, its
-result) against the same read through asyncpg alone, one at a time, on a throwaway server.
+the backend's connections (`Sessions.connect`: SQLAlchemy over asyncpg, a connection from the
+pool, the statement, its result), through SQLAlchemy's own AsyncConnection, and through asyncpg
+alone, one at a time, on a throwaway server.
 
     .venv/bin/python -m bench.bench_driver [--reads 2000] [--rounds 3]
 
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import bindparam, select
 
-from backend.database import dispose, make_engines, upgrade_schema
+from backend.database import Sessions, dispose, make_engines, upgrade_schema
 from backend.models import Account
 from harness.postgres import start_postgres
 
@@ -43,7 +44,13 @@ async def measure(reads: int, rounds: int) -> None:
             driver = raw.driver_connection
             assert driver is not None
 
-            async def through_sqlalchemy() -> object:
+            sessions = Sessions(engine, reading)
+
+            async def through_backend() -> object:
+                async with sessions.connect() as connection:
+                    return await connection.scalar(ONE_ROW, {"number": "12345678"})
+
+            async def through_async_connection() -> object:
                 async with reading.connect() as connection:
                     return await connection.scalar(ONE_ROW, {"number": "12345678"})
 
@@ -52,9 +59,14 @@ async def measure(reads: int, rounds: int) -> None:
                 return await driver.fetchval(sql, "12345678")
 
             for round_ in range(1, rounds + 1):
-                engine_us = await cpu_us(through_sqlalchemy, reads)
+                backend_us = await cpu_us(through_backend, reads)
+                sqlalchemy_us = await cpu_us(through_async_connection, reads)
                 driver_us = await cpu_us(through_asyncpg, reads)
-                print(f"round {round_}: SQLAlchemy {engine_us:.0f} µs, asyncpg {driver_us:.0f} µs")
+                print(
+                    f"round {round_}: the backend's connection {backend_us:.0f} µs, "
+                    f"SQLAlchemy's AsyncConnection {sqlalchemy_us:.0f} µs, "
+                    f"asyncpg {driver_us:.0f} µs"
+                )
             raw.close()
             await dispose(engine, reading)
     finally:
