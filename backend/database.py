@@ -146,9 +146,10 @@ class OutsideConnection:
     0.1-0.15 ms of CPU a one-row read here, a quarter of it (docs/performance.md).
 
     Both run in SQLAlchemy's own bridge to the event loop (`greenlet_spawn`, what its
-    AsyncConnection runs on). The return is not shielded from cancellation as the AsyncConnection's is: on PostgreSQL it
-    never waits (autocommit: nothing to roll back); on SQLite a cancellation is thrown into its
-    greenlet, where the pool invalidates the connection it could not reset."""
+    AsyncConnection runs on). The return is not shielded from cancellation as the
+    AsyncConnection's is: on PostgreSQL it never waits (autocommit: nothing to roll back); on
+    SQLite a cancellation is thrown into its greenlet, where the pool invalidates the connection
+    it could not reset."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.sync_engine
