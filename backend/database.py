@@ -148,8 +148,8 @@ class OutsideConnection:
     Both run in SQLAlchemy's own bridge to the event loop (`greenlet_spawn`, what its
     AsyncConnection runs on). The return is not shielded from cancellation as the
     AsyncConnection's is: on PostgreSQL it never waits (autocommit: nothing to roll back); on
-    SQLite a cancellation is thrown into its greenlet, where the pool invalidates the connection
-    it could not reset."""
+    SQLite a cancellation is thrown into its greenlet, and the pool still gets its connection
+    back (tests/test_database.py)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.sync_engine
