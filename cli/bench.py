@@ -25,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds over which the first calls at once arrive, for both (1, about a bundling "
         "call's length here; 0: at the same moment, a burst)",
     )
-    parser.add_argument("--classic", type=int, default=50, help="classic AGI calls (50)")
+    parser.add_argument(
+        "--classic",
+        type=int,
+        default=50,
+        help="classic AGI calls, run twice: before and after the bundling calls (50)",
+    )
     parser.add_argument(
         "--classic-concurrency",
         type=int,

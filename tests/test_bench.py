@@ -65,7 +65,9 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     )
     results = await bench_calls.run(args)
     bundle, paced, floor, held = (results[k] for k in ("bundle", "paced", "floor", "held"))
-    assert (bundle["calls"], bundle["failed"], results["classic"]["failed"]) == (6, 0, 0)
+    classic = results["classic"]
+    assert (bundle["calls"], bundle["failed"], classic["calls"], classic["failed"]) == (6, 0, 2, 0)
+    assert len(classic["calls_per_s_each"]) == 2  # before and after the bundling calls
     assert bundle["backend_per_call_ms"] > 0 and bundle["simulator_per_call_ms"] > 0
     assert bundle["machine_per_call_ms"] >= bundle["cpu_per_call_ms"]
     for measured in (paced, floor):
