@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import bindparam, select
 
@@ -44,23 +45,24 @@ async def measure(reads: int, rounds: int) -> None:
             driver = raw.driver_connection
             assert driver is not None
 
-            sessions = Sessions(engine, reading)
+            backend = Sessions(engine, reading)
 
-            async def through_backend() -> object:
-                async with sessions.connect() as connection:
-                    return await connection.scalar(ONE_ROW, {"number": "12345678"})
+            def through(connect: Callable[[], Any]) -> Callable[[], Awaitable[object]]:
+                """The one-row read on a connection from `connect`, given back after it."""
 
-            async def through_async_connection() -> object:
-                async with reading.connect() as connection:
-                    return await connection.scalar(ONE_ROW, {"number": "12345678"})
+                async def read() -> object:
+                    async with connect() as connection:
+                        return await connection.scalar(ONE_ROW, {"number": "12345678"})
+
+                return read
 
             async def through_asyncpg() -> object:
                 sql = "SELECT number FROM accounts WHERE number = $1"
                 return await driver.fetchval(sql, "12345678")
 
             for round_ in range(1, rounds + 1):
-                backend_us = await cpu_us(through_backend, reads)
-                sqlalchemy_us = await cpu_us(through_async_connection, reads)
+                backend_us = await cpu_us(through(backend.connect), reads)
+                sqlalchemy_us = await cpu_us(through(reading.connect), reads)
                 driver_us = await cpu_us(through_asyncpg, reads)
                 print(
                     f"round {round_}: the backend's connection {backend_us:.0f} µs, "
