@@ -51,6 +51,21 @@ def _utc_representable(moment: datetime) -> datetime:
     return moment
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity, yet it is read from NaN, Infinity and numbers beyond a
+    double's range: stored, they made a call's JSON invalid (and PostgreSQL refuses). Only an
+    event's detail holds numbers of any kind (typed ones are integers, which refuse them)."""
+    if isinstance(value, dict):
+        _finite(list(value.values()))
+    elif isinstance(value, list):
+        for item in value:
+            _finite(item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(NOT_FINITE)
+    return value
+
+
+NOT_FINITE = "Numbers must be finite (no NaN, Infinity or numbers beyond a double's range)."
 Integer = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_INTEGER)]
 CallId = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_INTEGER)]
 Moment = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
@@ -76,7 +91,7 @@ class CallEventIn(_Body):
     at: Moment
     kind: Literal["prompt", "input", "backend", "stage", "error"]
     name: str = Field(min_length=1, max_length=64)
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: Annotated[dict[str, Any], AfterValidator(_finite)] = Field(default_factory=dict)
     duration_ms: Integer | None = None
 
 
@@ -155,26 +170,10 @@ async def read_body(request: web.Request, model: type[BodyT]) -> BodyT:
     # without one is not walked (an events batch: ~40 dicts).
     if b"\\u0000" in raw and has_nul(body):
         raise BackendError("invalid_request", NUL_REFUSED)
-    if not finite(body):
-        raise BackendError("invalid_request", NOT_FINITE)
     return body
 
 
 NUL_REFUSED = "Text must not contain NUL characters."
-# JSON has no NaN or infinity: stored, they made a call's JSON invalid (and PostgreSQL refuses).
-NOT_FINITE = "Numbers must be finite (no NaN, Infinity or numbers beyond a double's range)."
-
-
-def finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, BaseModel):
-        value = value.__dict__
-    if isinstance(value, dict):
-        return all(finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(finite(item) for item in value)
-    return True
 
 
 def has_nul(value: Any) -> bool:

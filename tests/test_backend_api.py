@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import sqlalchemy
+import yarl
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -165,6 +166,24 @@ async def test_a_nul_anywhere_in_a_body_is_refused_and_backslash_u_text_is_not(
         assert reply.status == status, raw
         if status == 422:
             assert "NUL" in reply.body["error"]["message"]
+
+
+async def test_a_nul_in_a_path_or_a_query_is_refused(service: Service) -> None:
+    """Percent-encoded, as it must be: HTTP refuses a raw one (400, before any handler)."""
+    session = {"Login-Session": "not-a-session"}  # refused later than the NUL, if at all
+    for path, params in (
+        ("/v1/cargo/1234%005678", None),
+        ("/v1/bundles", {"account": "1234\x005678"}),
+        ("/v1/bundles", {"account": "12345678", "vehicle_mark": "\x00"}),
+    ):
+        reply = await service.api.request("GET", path, params=params, headers=session)
+        assert (reply.status, reply.error_code()) == (422, "invalid_request"), (path, params)
+        assert "NUL" in reply.body["error"]["message"]
+    address = yarl.URL(service.api.base_url)
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    writer.write(b"GET /v1/cargo/1234\x005678 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await reader.readline()).split()[1] == b"400"
+    writer.close()
 
 
 async def test_unexpected_failure_answers_internal_without_echo(
@@ -333,6 +352,24 @@ async def test_the_end_stores_the_last_events_once_and_may_skip_its_reply(
     assert (first.status, first.body) == (204, None)
     assert again.status == 200 and again.body["outcome"] == "completed"
     assert [e["name"] for e in again.body["events"]] == ["goodbye", "call.goodbye"]
+
+
+async def test_the_last_events_are_stored_as_sent(service: Service) -> None:
+    """Their times in UTC, their details whole: an integer beyond 64 bits too (JSON allows it;
+    orjson refuses to write it, the standard library writes it: database.json_text)."""
+    call_id = (await open_call(service.api)).body["call_id"]
+    detail = {"value": "1", "big": 10**30, "nested": {"list": [1, 2.5, None, True, "字"]}}
+    last = [
+        {"at": "2025-03-03T10:00:05.25+08:00", "kind": "input", "name": "menu", "detail": detail},
+        {"at": "2025-03-03T10:00:06+08:00", "kind": "prompt", "name": "bye", "duration_ms": 900},
+    ]
+    end = {"outcome": "completed", "last_stage": "goodbye", "events": last}
+    reply = await service.api.post(f"/v1/calls/{call_id}/end", end)
+    assert reply.status == 200
+    assert [(e["at"], e["detail"], e["duration_ms"]) for e in reply.body["events"]] == [
+        ("2025-03-03T02:00:05.250000+00:00", detail, None),
+        ("2025-03-03T02:00:06+00:00", {}, 900),
+    ]
 
 
 async def test_a_batch_of_events_is_one_insert(service: Service) -> None:
