@@ -52,9 +52,10 @@ def _utc_representable(moment: datetime) -> datetime:
 
 
 def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity, yet it is read from NaN, Infinity and numbers beyond a
-    double's range: stored, they made a call's JSON invalid (and PostgreSQL refuses). Only an
-    event's detail holds numbers of any kind (typed ones are integers, which refuse them)."""
+    """JSON has no NaN or infinity, yet its parsers make them of NaN, Infinity and numbers
+    beyond a double's range: stored, they made a call's JSON invalid (and PostgreSQL refuses).
+    Only an event's detail holds numbers of any kind (the typed ones are integers, which refuse
+    them), so it alone is walked, as it is validated."""
     if isinstance(value, dict):
         _finite(list(value.values()))
     elif isinstance(value, list):
