@@ -186,6 +186,24 @@ async def test_a_number_json_cannot_carry_is_refused(api: Api, number: str) -> N
     assert status == 200 and call["events"] == []  # valid JSON, nothing stored
 
 
+@pytest.mark.parametrize(
+    ("at", "status"),
+    [
+        ("0001-01-01T00:00:00+14:00", 422),  # 0000-12-31 in UTC: no datetime holds it
+        ("9999-12-31T23:00:00-01:00", 422),  # 10000-01-01 in UTC
+        ("0001-01-01T00:00:00+00:00", 200),  # the first and last moments a datetime holds
+        ("9999-12-31T23:59:59.999999+00:00", 200),
+    ],
+)
+async def test_a_time_with_no_utc_equivalent_is_refused(api: Api, at: str, status: int) -> None:
+    call_id = await api.open_call("1700000000.1")
+    event = {"at": at, "kind": "stage", "name": "x"}
+    reply, body = await api.request("POST", f"/v1/calls/{call_id}/events", {"events": [event]})
+    assert reply == status, body
+    stored = (await api.request("GET", f"/v1/calls/{call_id}"))[1]["events"]
+    assert len(stored) == (1 if status == 200 else 0)
+
+
 # --- row 10: an Idempotency-Key names one submission ---------------------------------------
 
 
