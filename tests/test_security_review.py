@@ -198,8 +198,8 @@ async def test_a_number_json_cannot_carry_is_refused(api: Api, number: str) -> N
 async def test_a_time_with_no_utc_equivalent_is_refused(api: Api, at: str, status: int) -> None:
     call_id = await api.open_call("1700000000.1")
     event = {"at": at, "kind": "stage", "name": "x"}
-    reply, body = await api.request("POST", f"/v1/calls/{call_id}/events", {"events": [event]})
-    assert reply == status, body
+    seen, body = await api.request("POST", f"/v1/calls/{call_id}/events", {"events": [event]})
+    assert seen == status, body
     stored = (await api.request("GET", f"/v1/calls/{call_id}"))[1]["events"]
     assert len(stored) == (1 if status == 200 else 0)
 
