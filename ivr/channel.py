@@ -116,20 +116,6 @@ class Channel:
 
     # --- the wire -------------------------------------------------------------------------
 
-    async def _readline(self) -> str:
-        try:
-            raw = await self.reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as e:  # EOF, possibly mid-line
-            self.hung_up = True
-            raise CallerHungUp("connection closed by Asterisk") from e
-        except asyncio.LimitOverrunError as e:
-            self.hung_up = True
-            raise CallerHungUp("reply line too long") from e
-        except ConnectionError as e:
-            self.hung_up = True
-            raise CallerHungUp(str(e)) from e
-        return raw.decode("utf-8", errors="replace").rstrip("\r\n")
-
     async def command(self, command: str) -> Reply:
         """Send one command and read its answer, skipping unsolicited `HANGUP` lines."""
         if self.hung_up:
@@ -145,7 +131,8 @@ class Channel:
             try:
                 hangup_line = False
                 while True:
-                    line = await self._readline()
+                    # Read here, not in a coroutine of its own: see ServedChannel.command.
+                    line = _text(await self.reader.readuntil(b"\n"))
                     if line == "HANGUP":
                         # Unsolicited, it may come before the answer to this command (transcript
                         # 07): read the answer too, so replies stay in step, then report it.
@@ -160,7 +147,7 @@ class Channel:
                     if line.startswith("520-"):
                         usage = [line]
                         while not (usage[-1].startswith("520 ")):
-                            usage.append(await self._readline())
+                            usage.append(_text(await self.reader.readuntil(b"\n")))
                         raise AGIError(command, 520, " ".join(usage))
                     if code in ("510", "520"):
                         raise AGIError(command, int(code), line)
@@ -169,6 +156,15 @@ class Channel:
                         self.hung_up = True
                         raise CallerHungUp("HANGUP line")
                     return reply
+            except asyncio.IncompleteReadError as e:  # EOF, possibly mid-line
+                self.hung_up = True
+                raise CallerHungUp("connection closed by Asterisk") from e
+            except asyncio.LimitOverrunError as e:
+                self.hung_up = True
+                raise CallerHungUp("reply line too long") from e
+            except ConnectionError as e:
+                self.hung_up = True
+                raise CallerHungUp(str(e)) from e
             finally:
                 self.awaiting = None
 
@@ -249,6 +245,10 @@ MAX_HEADER_LINES = 200
 
 class HeaderError(Exception):
     """The connection closed or misbehaved before the end of the `agi_*` header."""
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 async def read_header(reader: asyncio.StreamReader, timeout: float = 10.0) -> dict[str, str]:

@@ -16,8 +16,9 @@ import asyncio
 import gc
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from panoramisk.fast_agi import Application
@@ -53,11 +54,14 @@ class ServedChannel(Channel):
 
     closing = False
 
-    async def command(self, command: str) -> Reply:
+    def command(self, command: str) -> Coroutine[Any, Any, Reply]:
+        # Channel.command's own coroutine, not one more around it: each command a call awaits
+        # is a chain of coroutines alive for its prompt's length, which the garbage
+        # collector's young passes walk (docs/performance.md).
         if self.closing:
             self.closing = False
             raise ServerClosing()
-        return await super().command(command)
+        return super().command(command)
 
     def give_up(self) -> None:
         """Its command is unanswered too long: the connection is dropped, so the command's wait
