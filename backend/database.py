@@ -373,13 +373,8 @@ def json_text(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value, default=_iso_time)
-
-
-def _iso_time(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        # A time as orjson writes it; anything else other than JSON is refused (TypeError).
+        return json.dumps(value, default=datetime.isoformat)
 
 
 def make_engine(url: str, connections: int = 5, autocommit: bool = False) -> AsyncEngine:
