@@ -27,6 +27,8 @@ from backend.sms import SmsSender, sender_for
 # processes (up to 100 connections each) must not find it full, where a connection would wait
 # out a SYN retry and the IVR count it as a backend down (aiohttp's default: 128).
 LISTEN_BACKLOG = 1024
+# The garbage collector's young pass after this many objects more (serving_collector).
+YOUNG_PASS_AFTER = 10_000
 
 
 def create_app(
@@ -100,16 +102,20 @@ def run(settings: BackendSettings) -> None:
 
 
 def serving_app(settings: BackendSettings) -> web.Application:
-    """The app of an `ivrs backend` process, which leaves what it loaded at start-up out of the
-    cyclic garbage collector's full passes once started: those passes stop every request, and
-    walking the libraries' objects made them last 100-170 ms under load (bench/), where a
-    request takes 2. Not in create_app: a test process starting many backends would keep
+    """The app of an `ivrs backend` process, with the garbage collector set for serving
+    (serving_collector). Not in create_app: a test process starting many backends would keep
     their garbage forever."""
     app = create_app(settings)
-    app.on_startup.append(_freeze_start_up_objects)  # after the database's (cleanup_ctx)
+    app.on_startup.append(serving_collector)  # after the database's (cleanup_ctx)
     return app
 
 
-async def _freeze_start_up_objects(_app: web.Application) -> None:
+async def serving_collector(_app: web.Application) -> None:
+    """What was loaded at start-up is left out of the cyclic garbage collector's passes: its
+    full passes stop every request, and walking the libraries' objects made them last 100-170
+    ms under load, where a request takes 2. Its young pass comes after YOUNG_PASS_AFTER objects
+    more: the requests under way are walked by nearly every pass, and at Python's 700 the
+    passes took 5% of the backend's CPU at 50 calls at once (docs/performance.md)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_PASS_AFTER)

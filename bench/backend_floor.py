@@ -1,6 +1,7 @@
 """The backend's floor: an aiohttp server that does no work beyond what every backend request
 must. GET /empty answers `{}`; GET /row reads one account row on the backend's own database
-driver and engine settings (backend.database.make_engines), as the backend reads: on a
+driver and engine settings (backend.database.make_engines), in a process whose garbage
+collector is set as the backend's (backend.app.serving_collector), as the backend reads: on a
 connection outside any transaction (Sessions.connect; no BEGIN and ROLLBACK round trips). What
 the real backend costs beyond this, per request, is what its handlers, middlewares and units of
 work cost.
@@ -20,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from backend.app import serving_collector
 from backend.database import Sessions, dispose, make_engines
 from backend.models import Account
 from bench.processes import ServerProcess, python
@@ -91,7 +93,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    web.run_app(floor_app(args.database_url), host=args.host, port=args.port)
+    app = floor_app(args.database_url)
+    app.on_startup.append(serving_collector)  # as `ivrs backend` sets its process
+    web.run_app(app, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":
