@@ -12,29 +12,33 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from backend.app import create_app, serving_app
+from backend.app import YOUNG_PASS_AFTER, create_app, serving_app
 from backend.settings import BackendSettings
 from tests.support.backend_process import backend_env, free_port, ivrs, post_when_up
 
 
-async def test_a_backend_process_leaves_its_start_up_objects_out_of_full_collections(
+async def test_a_backend_process_sets_its_garbage_collector_for_serving(
     backend_settings: BackendSettings,
 ) -> None:
-    """Once started, `ivrs backend` freezes what it loaded: the collector's full passes, which
-    stop every request, then walk only what requests made. The tests' app does not: a test
-    process starting many backends would keep their garbage for good."""
+    """Once started, `ivrs backend` freezes what it loaded (the collector's full passes, which
+    stop every request, then walk only what requests made) and makes the young passes rarer.
+    The tests' app does neither: a test process starting many backends would keep their garbage
+    for good."""
     gc.unfreeze()
-    for app, frozen in (
+    thresholds = gc.get_threshold()
+    for app, serving in (
         (create_app(backend_settings), False),
         (serving_app(backend_settings), True),
     ):
         runner = web.AppRunner(app)
-        await runner.setup()  # on_startup: the database opened, then the freeze
+        await runner.setup()  # on_startup: the database opened, then the collector set
         try:
-            assert (gc.get_freeze_count() > 0) is frozen
+            assert (gc.get_freeze_count() > 0) is serving
+            assert (gc.get_threshold()[0] == YOUNG_PASS_AFTER) is serving
         finally:
             await runner.cleanup()
             gc.unfreeze()
+            gc.set_threshold(*thresholds)
 
 
 @pytest.mark.parametrize("level", ["info", "debug"])
