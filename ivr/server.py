@@ -47,7 +47,7 @@ LISTEN_BACKLOG = 4096
 # The collector's young pass comes after this many objects more (Python's default: 700). A
 # call waiting for its prompt's end holds a chain of coroutines; with many calls live, nearly
 # every young pass walks the live calls' chains, and at 700 they came every few milliseconds:
-# 3% of the time stopped, the AGI round trip's p99 1.5-2 ms longer. At 10,000 they are a
+# 2-3% of the time stopped, the AGI round trip's p99 1-2 ms longer. At 10,000 they are a
 # fifteenth as many and stop the calls a third as long in all (docs/performance.md).
 YOUNG_PASS_AFTER = 10_000
 
