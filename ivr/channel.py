@@ -125,8 +125,7 @@ class Channel:
                 self.writer.write(command.encode() + b"\n")
                 await self.writer.drain()
             except ConnectionError as e:
-                self.hung_up = True
-                raise CallerHungUp(str(e)) from e
+                raise self._gone(str(e)) from e
             self.awaiting = (time.monotonic(), command)
             try:
                 hangup_line = False
@@ -142,8 +141,7 @@ class Channel:
                     if code == "100":  # "100 result=0 Trying..." precedes the real answer
                         continue
                     if code == "511":
-                        self.hung_up = True
-                        raise CallerHungUp("511 dead channel")
+                        raise self._gone("511 dead channel")
                     if line.startswith("520-"):
                         usage = [line]
                         while not (usage[-1].startswith("520 ")):
@@ -153,20 +151,21 @@ class Channel:
                         raise AGIError(command, int(code), line)
                     reply = parse_reply(line)
                     if hangup_line:
-                        self.hung_up = True
-                        raise CallerHungUp("HANGUP line")
+                        raise self._gone("HANGUP line")
                     return reply
             except asyncio.IncompleteReadError as e:  # EOF, possibly mid-line
-                self.hung_up = True
-                raise CallerHungUp("connection closed by Asterisk") from e
+                raise self._gone("connection closed by Asterisk") from e
             except asyncio.LimitOverrunError as e:
-                self.hung_up = True
-                raise CallerHungUp("reply line too long") from e
+                raise self._gone("reply line too long") from e
             except ConnectionError as e:
-                self.hung_up = True
-                raise CallerHungUp(str(e)) from e
+                raise self._gone(str(e)) from e
             finally:
                 self.awaiting = None
+
+    def _gone(self, why: str) -> CallerHungUp:
+        """The channel marked hung up, and the error that says so (for the caller to raise)."""
+        self.hung_up = True
+        return CallerHungUp(why)
 
     async def _playing(self, command: str, what: str) -> Reply:
         """A command that plays or reads keys. Its `-1` means a hang-up or a missing prompt
