@@ -223,9 +223,10 @@ def pin_under_test(server: ServerProcess, keep_off: Sequence[int] = ()) -> None:
     bundling calls, checkpoints) would otherwise pause the server now and then.
     `unpin` undoes it."""
     if len(ALL_CPUS) >= 2:
-        server.pin({ALL_CPUS[-1]})
+        # The server last: it is this process's child, so the trees' pinning would move it.
         for pid in [os.getpid(), *keep_off]:
             set_tree_affinity(pid, set(ALL_CPUS[:-1]))
+        server.pin({ALL_CPUS[-1]})
 
 
 def unpin(keep_off: Sequence[int] = ()) -> None:

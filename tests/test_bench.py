@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import socket
 import threading
@@ -16,6 +17,7 @@ import pytest
 
 from bench import bench_backend, bench_calls, bench_driver
 from bench.bench_calls import TimedStreams, Trucker
+from bench.processes import ServerProcess, port_after, python
 from cli.bench import add_arguments
 from simulator import CallRecord
 
@@ -52,6 +54,32 @@ async def test_a_round_trip_ends_when_the_kernel_receives_the_answer_not_when_it
     assert line == b'STREAM FILE welcome ""\n'
     assert len(gaps) == 1
     assert SERVER_DELAY_S <= gaps[0] < 0.25  # the server's delay; not the 0.3 s of reading late
+
+
+async def test_the_server_under_test_keeps_a_core_the_other_children_are_pinned_away() -> None:
+    # The server is a child of this process, like the backend and the database server whose
+    # trees are pinned away from it: pinned before them, it was moved with them.
+    server, other = [
+        await ServerProcess.start(
+            name,
+            python("-c", "import time; print('listening 1', flush=True); time.sleep(60)"),
+            {},
+            port_after("listening"),
+        )
+        for name in ("server", "other")
+    ]
+    cores = sorted(os.sched_getaffinity(0))
+    rest = set(cores[:-1]) or set(cores)  # one core: nothing to pin
+    try:
+        bench_calls.pin_under_test(server)
+        assert os.sched_getaffinity(server.process.pid) == {cores[-1]}
+        assert os.sched_getaffinity(other.process.pid) == rest
+        assert os.sched_getaffinity(0) == rest
+    finally:
+        bench_calls.unpin()
+        for process in (server, other):
+            await process.stop()
+    assert os.sched_getaffinity(0) == set(cores)
 
 
 async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
