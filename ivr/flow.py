@@ -41,9 +41,10 @@ async def run_call(call: Call) -> str:
         call.helpdesk = await call.channel.get_var(HELPDESK_VARIABLE)
         await call.channel.answer()
         # In a burst the opening waits behind the other calls' requests: the language menu
-        # plays at once rather than after a silence spent waiting for it.
-        wait = 0.0 if call.backend.congested else REMEMBERED_WAIT_S
-        await asyncio.wait({opening}, timeout=wait)
+        # plays at once rather than after a silence spent waiting for it. An answer already
+        # in hand is not waited for (Call.hold says why).
+        if not opening.done() and not call.backend.congested:
+            await asyncio.wait({opening}, timeout=REMEMBERED_WAIT_S)
         remembered = remembered_language(call, opening)
         await choose_language(call, remembered)
         if not remembered:  # the welcome comes only with the menu
