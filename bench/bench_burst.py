@@ -5,12 +5,14 @@ welcome and hangs up at the account prompt, so its backend requests are the call
 end (open call, service status, end call): those that pile up in a burst.
 
     .venv/bin/python -m bench.bench_burst --calls 1000 [--postgres] [--real-time]
-    .venv/bin/python -m bench.bench_burst --calls 5000 --postgres --backend-workers 2
+    .venv/bin/python -m bench.bench_burst --calls 5000 --postgres --backend-workers 2 [--floor]
     .venv/bin/ivrs bench --burst 1000 ...        # the same phase, in the whole run
 
 Measured: how many heard `error.service_unavailable`, how many failed otherwise, the think time
 (the AGI round trip seen by the simulated Asterisk: from its reply to the server's next
-command, the backend in it) p50 / p99, and how long the burst took to clear.
+command, the backend in it) p50 / p99, and how long the burst took to clear; with `--floor`,
+the same against the floor (bench/floor.py), what any FastAGI server in one Python process
+would have to beat.
 """
 
 from __future__ import annotations
@@ -23,18 +25,27 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.bench_calls import Stack, percentile, start_stack, timed_call, unpin
+from bench.bench_calls import Stack, percentile, pin_under_test, start_stack, timed_call, unpin
 from harness.postgres import start_postgres
 
 BURST_KEYS = "3 !"  # language 3, then hang up at the account prompt
 UNAVAILABLE = "error.service_unavailable"
 
 
-async def burst_phase(stack: Stack, calls: int, real_time: bool = False) -> dict[str, Any]:
+async def burst_phase(
+    stack: Stack, calls: int, real_time: bool = False, floor: bool = False
+) -> dict[str, Any]:
     """`calls` calls started at the same moment against a fresh FastAGI server. Prompts take
     no time, unless `real_time`: then they play for their length (estimated from their text),
-    as a caller hears them, and the call's opening request has the language menu's time."""
+    as a caller hears them, and the call's opening request has the language menu's time.
+    `floor`: against the floor instead (bench/floor.py, sending the commands of such a call
+    and doing nothing else: no backend request, no call flow), pinned as the server is."""
     agi = await stack.start_agi()
+    if floor:
+        commands_of = await timed_call(agi.port, [], keys=BURST_KEYS)
+        await agi.stop()
+        agi = await stack.start_floor(commands_of)
+        pin_under_test(agi)
     gaps: list[float] = []
     go = asyncio.Event()
 
@@ -56,6 +67,7 @@ async def burst_phase(stack: Stack, calls: int, real_time: bool = False) -> dict
     unavailable = sum(UNAVAILABLE in ids for ids in heard)
     return {
         "calls": calls,
+        "against": "floor" if floor else "server",
         "backend_workers": stack.backend_workers,
         "unavailable": unavailable,
         "failed": sum("login.account" not in ids and UNAVAILABLE not in ids for ids in heard),
@@ -82,8 +94,9 @@ def burst_row(b: dict[str, Any], kind: str = "burst") -> tuple[str, ...]:
         if kind == "burst_real_time"
         else "prompts take no time, so the wait for the call's opening request is in it"
     )
+    against = " against the floor (no work)" if b.get("against") == "floor" else ""
     return (
-        f"burst: {b['calls']} calls arriving at the same moment (call start, "
+        f"burst{against}: {b['calls']} calls arriving at the same moment (call start, "
         f"{b.get('backend_workers', 1)} backend process(es); {prompts})",
         f"{b['unavailable']} heard service unavailable, {b['failed']} failed otherwise; think "
         f"time p50 / p99 {b['think_p50'] * 1000:.0f} / {b['think_p99'] * 1000:.0f} ms; "
@@ -100,7 +113,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tempfile.mkdtemp(prefix="ivrs-burst-"))
         stack = await start_stack(tmp, url, 1, args.backend_workers)
         try:
-            return await burst_phase(stack, args.calls, args.real_time)
+            result = await burst_phase(stack, args.calls, args.real_time)
+            if args.floor:
+                result["floor"] = await burst_phase(stack, args.calls, args.real_time, floor=True)
+            return result
         finally:
             for server in stack.servers:
                 await server.stop()
@@ -127,12 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backend-workers", type=int, default=1, help="`ivrs backend --workers N` (1)"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="then the same burst against the floor (no work)"
+    )
     args = parser.parse_args(argv)
     if args.backend_workers > 1 and not args.postgres:
         parser.error("--backend-workers needs --postgres (backend processes share PostgreSQL only)")
     result = asyncio.run(run(args))
     kind = "burst_real_time" if args.real_time else "burst"
     print("| " + " | ".join(burst_row(result, kind)[:2]) + " |")
+    if "floor" in result:
+        print("| " + " | ".join(burst_row(result.pop("floor"), kind)[:2]) + " |")
     print({k: v for k, v in result.items()})
     return 0
 

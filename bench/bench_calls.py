@@ -314,6 +314,19 @@ class Stack:
         await timed_call(agi.port, [], keys=menu_keys(1))
         return agi
 
+    async def start_floor(self, call: CallRecord) -> ServerProcess:
+        """The floor (bench/floor.py) sending the very commands the server sent in `call`."""
+        script = self.tmp / f"floor-commands-{len(self.servers)}.txt"
+        script.write_text("".join(e.command + "\n" for e in call.exchanges))
+        floor = await ServerProcess.start(
+            "floor",
+            python("-m", "bench.floor", "--commands", str(script)),
+            {},
+            port_after("listening"),
+        )
+        self.servers.append(floor)
+        return floor
+
 
 async def prepare_backend(
     database_url: str, tmp: Path, truckers: int
@@ -595,16 +608,7 @@ async def paced_phase(
         # The floor sends the very commands the server sends in such a call (cut short by the
         # caller's hang-up, as the server's would be).
         agi = await stack.start_agi()
-        capture = await timed_call(agi.port, [], keys=menu_keys(MAX_CYCLES))
-        script = stack.tmp / "floor-commands.txt"
-        script.write_text("".join(e.command + "\n" for e in capture.exchanges))
-        floor = await ServerProcess.start(
-            "floor",
-            python("-m", "bench.floor", "--commands", str(script)),
-            {},
-            port_after("listening"),
-        )
-        stack.servers.append(floor)
+        floor = await stack.start_floor(await timed_call(agi.port, [], keys=menu_keys(MAX_CYCLES)))
         for server, side in ((agi, per_side[0]), (floor, per_side[1])):
             pin_under_test(server, keep_off=stack.others)
             paced = await paced_calls(server, calls, pace_s, rate, window_s, seed=round_number)

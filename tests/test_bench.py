@@ -10,12 +10,13 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import cast
 
 import pytest
 
-from bench import bench_backend, bench_calls, bench_driver
+from bench import bench_backend, bench_burst, bench_calls, bench_driver
 from bench.bench_calls import TimedStreams, Trucker
 from bench.processes import ServerProcess, port_after, python
 from cli.bench import add_arguments
@@ -117,6 +118,18 @@ async def test_the_load_bench_runs_every_phase_on_small_numbers() -> None:
     assert "(p99 by request: POST /v1/calls " in table
     assert "the first arriving over 1 s" in table  # --ramp's default
     assert "20 calls arriving at the same moment" in table and "logins/s per core" in table
+
+
+async def test_a_burst_runs_against_the_server_then_the_floor_sending_its_commands() -> None:
+    args = argparse.Namespace(
+        calls=20, postgres=False, real_time=False, backend_workers=1, floor=True
+    )
+    result = await bench_burst.run(args)
+    floor = result["floor"]
+    assert (result["against"], floor["against"]) == ("server", "floor")
+    for side in (result, floor):  # every call reached the account prompt: the same commands
+        assert (side["calls"], side["failed"], side["unavailable"]) == (20, 0, 0)
+    assert result["request_errors"] == Counter()
 
 
 async def test_calls_at_once_arrive_spread_over_the_ramp_then_one_for_each_that_ends() -> None:
