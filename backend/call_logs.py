@@ -420,7 +420,7 @@ async def _end_first(
     first end; False (nothing done) otherwise, for end_call's general way."""
     last_events = [
         {
-            "at": e.at.astimezone(UTC),  # written by orjson (database.json_text)
+            "at": e.at.astimezone(UTC),  # written by orjson (formats.json_text)
             "kind": e.kind,
             "name": e.name,
             "detail": masked(e.detail),

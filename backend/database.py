@@ -6,7 +6,6 @@ app's cleanup_ctx, or a CLI run), which first brings the schema to the newest Al
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -18,7 +17,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVarTuple, overload
 
-import orjson
 import structlog
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -51,6 +49,7 @@ from backend.models import Base
 from backend.security import Passwords, SeedCipher, SmsCodes
 from backend.settings import BackendSettings
 from backend.sms import SmsSender, sender_for
+from formats.json_text import json_text
 
 log = structlog.get_logger(__name__)
 
@@ -363,18 +362,6 @@ async def dispose(*engines: AsyncEngine) -> None:
     """Close the pools of make_engines' engines (SQLite's two share one: closed twice, no harm)."""
     for engine in engines:
         await engine.dispose()
-
-
-def json_text(value: Any) -> str:
-    """JSON columns and parameters written by orjson, in C: a call's 40 last events in a
-    twentieth of the standard library's time, their times as orjson writes them (ISO 8601).
-    What orjson refuses and JSON allows (an integer beyond 64 bits, a key that is not a string)
-    is written by the standard library, the same way."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        # A time as orjson writes it; anything else other than JSON is refused (TypeError).
-        return json.dumps(value, default=datetime.isoformat)
 
 
 def make_engine(url: str, connections: int = 5, autocommit: bool = False) -> AsyncEngine:

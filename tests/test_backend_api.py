@@ -356,7 +356,7 @@ async def test_the_end_stores_the_last_events_once_and_may_skip_its_reply(
 
 async def test_the_last_events_are_stored_as_sent(service: Service) -> None:
     """Their times in UTC, their details whole: an integer beyond 64 bits too (JSON allows it;
-    orjson refuses to write it, the standard library writes it: database.json_text)."""
+    orjson refuses to write it, the standard library writes it: formats.json_text)."""
     call_id = (await open_call(service.api)).body["call_id"]
     detail = {"value": "1", "big": 10**30, "nested": {"list": [1, 2.5, None, True, "字"]}}
     last = [

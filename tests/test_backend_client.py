@@ -258,6 +258,20 @@ async def test_the_latency_summary_names_each_kind_of_request_without_its_ids(
     assert all(0 < ms <= summary["backend_p99_ms"] for ms in by_request.values())
 
 
+async def test_request_bodies_are_written_whole_by_orjson_or_else_the_standard_library(
+    backend: RunningBackend, db: Database
+) -> None:
+    """formats.json_text: an integer beyond 64 bits (orjson refuses it) and non-ASCII text go
+    as JSON allows, as json.dumps wrote them."""
+    detail = {"big": 10**30, "text": "字", "list": [1, 2.5, None, True]}
+    event = {"at": "2025-03-03T10:00:05+08:00", "kind": "input", "name": "menu", "detail": detail}
+    async with BackendClient(backend.url, backend.settings.api_token) as client:
+        opened = await client.open_call(**opening(5))
+        await client.end_call(opened.call_id, "completed", "goodbye", None, "en", [event])
+    _, stored = await stored_events(db, "1700000000.5")
+    assert [(e.name, e.detail) for e in stored] == [("menu", detail)]
+
+
 # --- openings in a burst -----------------------------------------------------------------------
 
 
