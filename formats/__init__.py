@@ -2,6 +2,7 @@
 
 Pure functions, no I/O, so both sides (which must not import each other) agree on what a
 CCRN, a batch number or a vehicle mark is. Lengths are the defaults of docs/call-flow.md.
+Beside them: `csvfile` (the import files' shape) and `json_text` (JSON as both sides write it).
 """
 
 from __future__ import annotations
