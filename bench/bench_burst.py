@@ -40,28 +40,28 @@ async def burst_phase(
     as a caller hears them, and the call's opening request has the language menu's time.
     `floor`: against the floor instead (bench/floor.py, sending the commands of such a call
     and doing nothing else: no backend request, no call flow), pinned as the server is."""
-    agi = await stack.start_agi()
+    server = await stack.start_agi()
     if floor:
-        commands_of = await timed_call(agi.port, [], keys=BURST_KEYS)
-        await agi.stop()
-        agi = await stack.start_floor(commands_of)
-        pin_under_test(agi)
+        commands_of = await timed_call(server.port, [], keys=BURST_KEYS)
+        await server.stop()
+        server = await stack.start_floor(commands_of)
+        pin_under_test(server)
     gaps: list[float] = []
     go = asyncio.Event()
 
     async def call() -> Any:
         await go.wait()
-        return await timed_call(agi.port, gaps, keys=BURST_KEYS, real_time=real_time)
+        return await timed_call(server.port, gaps, keys=BURST_KEYS, real_time=real_time)
 
     tasks = [asyncio.create_task(call()) for _ in range(calls)]
     await asyncio.sleep(0)  # every task waiting at the gate
     assert stack.backend is not None
-    backend_cpu, agi_cpu, started = stack.backend.cpu_s(), agi.cpu_s(), time.perf_counter()
+    backend_cpu, server_cpu, started = stack.backend.cpu_s(), server.cpu_s(), time.perf_counter()
     go.set()
     records = await asyncio.gather(*tasks, return_exceptions=True)
     wall = time.perf_counter() - started
-    backend_cpu, agi_cpu = stack.backend.cpu_s() - backend_cpu, agi.cpu_s() - agi_cpu
-    await agi.stop()
+    backend_cpu, server_cpu = stack.backend.cpu_s() - backend_cpu, server.cpu_s() - server_cpu
+    await server.stop()
     unpin()
     heard = [[] if isinstance(r, BaseException) else r.prompt_ids for r in records]
     unavailable = sum(UNAVAILABLE in ids for ids in heard)
@@ -77,10 +77,10 @@ async def burst_phase(
         "think_max": max(gaps, default=float("nan")),
         "clear_s": wall,
         "backend_cpu_s": backend_cpu,
-        "server_cpu_s": agi_cpu,
+        "server_cpu_s": server_cpu,
         # Why the server's backend requests failed (backend_client's log), by error.
         "request_errors": Counter(
-            e.get("error") for e in agi.log if e.get("event") == "backend_request_failed"
+            e.get("error") for e in server.log if e.get("event") == "backend_request_failed"
         ),
     }
 
